@@ -1,0 +1,198 @@
+//! The command line: `prodex gateway [flags] [check | healthcheck | providers]` and `--version`.
+//! Parses flags with clap, reads the policy file and environment, and hands the validated config
+//! to `serve`. Exit codes: 0 ok, 1 runtime failure, 2 configuration error.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Config, Flags, Inputs, ProviderKind};
+use crate::serve;
+
+#[derive(Parser, Debug)]
+#[command(name = "prodex", version, about = "prodex: a self-hosted, OpenAI-compatible LLM gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the gateway (or one of its tools).
+    Gateway(GatewayArgs),
+}
+
+#[derive(Args, Debug)]
+struct GatewayArgs {
+    /// Address to listen on, e.g. 127.0.0.1:4000 (env PRODEX_GATEWAY_LISTEN).
+    #[arg(long, global = true)]
+    listen: Option<String>,
+    /// Default upstream provider: openai | gemini | anthropic | deepseek | a configured name.
+    #[arg(long, global = true)]
+    provider: Option<String>,
+    /// Base URL of the default provider, e.g. http://127.0.0.1:8000/v1.
+    #[arg(long = "base-url", global = true)]
+    base_url: Option<String>,
+    /// State and policy directory (env PRODEX_HOME, default ~/.prodex).
+    #[arg(long, global = true)]
+    home: Option<PathBuf>,
+    /// Policy file (default $PRODEX_HOME/policy.toml).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Run-log directory (env PRODEX_RUNTIME_LOG_DIR, default $PRODEX_HOME/logs).
+    #[arg(long = "log-dir", global = true)]
+    log_dir: Option<PathBuf>,
+    /// may worker threads (default: CPUs available).
+    #[arg(long, global = true)]
+    workers: Option<usize>,
+    #[command(subcommand)]
+    action: Option<Action>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Action {
+    /// Validate policy.toml and the environment; print the effective config with secrets redacted.
+    Check,
+    /// Exit 0 when /readyz answers ready (for container health checks).
+    Healthcheck {
+        /// Readiness URL (default: http://<listen>/readyz).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// List provider adapters and the routes each serves.
+    Providers {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Entry point for `main`.
+#[must_use]
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let Command::Gateway(args) = cli.command;
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let config = match load_config(&args, &env) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("prodex gateway: configuration has {} problem(s):", errors.len());
+            for e in &errors {
+                eprintln!("  {e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    match args.action {
+        None => serve::run(config),
+        Some(Action::Check) => {
+            for n in &config.notices {
+                println!("# note: {n}");
+            }
+            print!("{}", config.render_redacted());
+            println!("# configuration OK");
+            ExitCode::SUCCESS
+        }
+        Some(Action::Healthcheck { url }) => healthcheck(&config, url.as_deref()),
+        Some(Action::Providers { json }) => providers(&config, json),
+    }
+}
+
+fn load_config(args: &GatewayArgs, env: &BTreeMap<String, String>) -> Result<Config, Vec<String>> {
+    let home = args.home.clone()
+        .or_else(|| env.get("PRODEX_HOME").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .or_else(|| env.get("HOME").map(|h| PathBuf::from(h).join(".prodex")))
+        .unwrap_or_else(|| PathBuf::from(".prodex"));
+    let path = args.config.clone().unwrap_or_else(|| home.join("policy.toml"));
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.config.is_none() => None,
+        Err(e) => return Err(vec![format!("{}: cannot read: {e}", path.display())]),
+    };
+    let display = path.display().to_string();
+    let flags = Flags {
+        listen: args.listen.clone(),
+        provider: args.provider.clone(),
+        base_url: args.base_url.clone(),
+        log_dir: args.log_dir.clone(),
+        workers: args.workers,
+    };
+    let inputs = Inputs {
+        flags: &flags,
+        env,
+        home,
+        policy: text.as_deref().map(|t| (display.as_str(), t)),
+        cpus: std::thread::available_parallelism().map_or(1, usize::from),
+    };
+    config::load(&inputs).map_err(|errs| errs.iter().map(ToString::to_string).collect())
+}
+
+/// `prodex gateway healthcheck`: GET /readyz with a 2 s budget; exit 0 only on 200.
+fn healthcheck(config: &Config, url: Option<&str>) -> ExitCode {
+    let mut listen = config.listen;
+    if listen.ip().is_unspecified() {
+        listen.set_ip(if listen.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+    }
+    let default_url = format!("http://{listen}/readyz");
+    let url = url.unwrap_or(&default_url);
+    match probe(url) {
+        Ok((200, body)) => {
+            println!("ready: {body}");
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            eprintln!("not ready ({status}): {body}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("not ready: {url}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn probe(url: &str) -> Result<(u16, String), String> {
+    let rest = url.strip_prefix("http://").ok_or("only http:// URLs are supported")?;
+    let (authority, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
+    let addr: SocketAddr = authority.to_socket_addrs().map_err(|e| e.to_string())?.next().ok_or("no address")?;
+    let budget = Duration::from_secs(2);
+    let mut stream = TcpStream::connect_timeout(&addr, budget).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(budget)).map_err(|e| e.to_string())?;
+    stream.set_write_timeout(Some(budget)).map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).map_err(|e| e.to_string())?;
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or("not an HTTP response")?;
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).trim().to_string();
+    Ok((status, body))
+}
+
+/// `prodex gateway providers`: adapters and the routes each serves in this build.
+fn providers(config: &Config, json: bool) -> ExitCode {
+    let routes = |kind: ProviderKind| -> Vec<&'static str> {
+        match kind {
+            ProviderKind::OpenAi => vec!["/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/v1/completions", "/v1/models", "/v1/models/{id}", "/v1/images/*", "/v1/audio/*", "/v1/moderations", "/v1/files/*", "/v1/batches/*", "/v1/uploads/*"],
+            ProviderKind::Gemini | ProviderKind::Anthropic => vec![],
+        }
+    };
+    if json {
+        let list: Vec<serde_json::Value> = config.providers.iter().map(|p| serde_json::json!({
+            "name": p.name, "kind": p.kind.as_str(), "base_url": p.base_url,
+            "keys": p.api_keys.len(), "models": p.models, "default": p.name == config.default_provider,
+            "routes": routes(p.kind),
+        })).collect();
+        println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
+    } else {
+        for p in &config.providers {
+            let default = if p.name == config.default_provider { " (default)" } else { "" };
+            let served = routes(p.kind);
+            let served = if served.is_empty() { "none yet: translation not in this build".to_string() } else { served.join(" ") };
+            println!("{}{default}\tkind={}\tbase_url={}\tkeys={}\troutes: {served}", p.name, p.kind.as_str(), p.base_url, p.api_keys.len());
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,317 @@
+//! The OpenAI wire protocol as the gateway needs it: which routes exist, how a chat request is
+//! prepared for metering (`stream_options.include_usage`), how usage is read from responses and
+//! stream events, and how the injected usage is hidden from clients that did not ask for it.
+//!
+//! Invariants: a client that did not ask for usage in its stream sees byte-for-byte what it would
+//! have seen without the gateway's injection; usage is read from provider output only.
+
+use serde_json::{Map, Value};
+
+/// A data-plane route, after the optional `/v1` prefix is removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    ChatCompletions,
+    Responses,
+    Embeddings,
+    Completions,
+    Models,
+    Model(String),
+    /// Anthropic-shaped `POST /v1/messages`.
+    Messages,
+    /// Bodies and responses relayed untouched: images, audio, moderations, files, batches, …
+    Passthrough,
+}
+
+impl Route {
+    /// Short name used in logs, metrics and the ledger.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "chat.completions",
+            Self::Responses => "responses",
+            Self::Embeddings => "embeddings",
+            Self::Completions => "completions",
+            Self::Models | Self::Model(_) => "models",
+            Self::Messages => "messages",
+            Self::Passthrough => "passthrough",
+        }
+    }
+
+    /// Whether the response body is read for usage (and must then be valid JSON).
+    #[must_use]
+    pub fn meters_usage(&self) -> bool {
+        matches!(self, Self::ChatCompletions | Self::Responses | Self::Embeddings | Self::Completions)
+    }
+}
+
+/// Result of matching a method and path against the data-plane routes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteMatch {
+    /// The route and the path to append to the provider's base URL (e.g. `/chat/completions`).
+    Found(Route, String),
+    MethodNotAllowed(&'static str),
+    NotFound,
+}
+
+/// Families relayed untouched, with the methods they take.
+const PASSTHROUGH: &[(&str, &str)] = &[
+    ("images", "POST"),
+    ("audio", "POST"),
+    ("moderations", "POST"),
+    ("files", "GET, POST, DELETE"),
+    ("batches", "GET, POST"),
+    ("uploads", "POST"),
+    ("responses", "GET, POST, DELETE"),
+];
+
+/// Matches `method path` (path without query) to a data-plane route.
+#[must_use]
+pub fn classify(method: &str, path: &str) -> RouteMatch {
+    let rest = path.strip_prefix("/v1").filter(|r| r.is_empty() || r.starts_with('/')).unwrap_or(path);
+    let fixed = |route: Route, allow: &'static str| {
+        if allow.split(", ").any(|m| m == method) || (method == "HEAD" && allow.contains("GET")) {
+            RouteMatch::Found(route, rest.to_string())
+        } else {
+            RouteMatch::MethodNotAllowed(allow)
+        }
+    };
+    match rest {
+        "/chat/completions" => return fixed(Route::ChatCompletions, "POST"),
+        "/responses" => return fixed(Route::Responses, "POST"),
+        "/embeddings" => return fixed(Route::Embeddings, "POST"),
+        "/completions" => return fixed(Route::Completions, "POST"),
+        "/models" => return fixed(Route::Models, "GET"),
+        "/messages" => return fixed(Route::Messages, "POST"),
+        _ => {}
+    }
+    if let Some(id) = rest.strip_prefix("/models/").filter(|id| !id.is_empty()) {
+        return fixed(Route::Model(id.to_string()), "GET");
+    }
+    let family = rest.trim_start_matches('/').split('/').next().unwrap_or("");
+    match PASSTHROUGH.iter().find(|(f, _)| *f == family) {
+        Some((_, allow)) => fixed(Route::Passthrough, allow),
+        None => RouteMatch::NotFound,
+    }
+}
+
+/// Token usage of one call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub output_tokens: u64,
+    pub reasoning_tokens: u64,
+}
+
+fn u(v: &Value, path: &[&str]) -> u64 {
+    let mut cur = v;
+    for p in path {
+        match cur.get(p) {
+            Some(next) => cur = next,
+            None => return 0,
+        }
+    }
+    cur.as_u64().unwrap_or(0)
+}
+
+/// Reads a `usage` object in either the chat/completions/embeddings shape (`prompt_tokens`) or the
+/// responses shape (`input_tokens`). `None` when there is no usage object.
+#[must_use]
+pub fn usage_of(usage: &Value) -> Option<Usage> {
+    if !usage.is_object() {
+        return None;
+    }
+    if usage.get("input_tokens").is_some() || usage.get("output_tokens").is_some() {
+        return Some(Usage {
+            input_tokens: u(usage, &["input_tokens"]),
+            cached_input_tokens: u(usage, &["input_tokens_details", "cached_tokens"]),
+            output_tokens: u(usage, &["output_tokens"]),
+            reasoning_tokens: u(usage, &["output_tokens_details", "reasoning_tokens"]),
+        });
+    }
+    Some(Usage {
+        input_tokens: u(usage, &["prompt_tokens"]),
+        cached_input_tokens: u(usage, &["prompt_tokens_details", "cached_tokens"]),
+        output_tokens: u(usage, &["completion_tokens"]),
+        reasoning_tokens: u(usage, &["completion_tokens_details", "reasoning_tokens"]),
+    })
+}
+
+/// Usage from a whole (non-streamed) response body.
+#[must_use]
+pub fn response_usage(body: &Value) -> Option<Usage> {
+    body.get("usage").and_then(usage_of)
+}
+
+/// How a chat request was prepared for streaming.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamPlan {
+    pub stream: bool,
+    /// The client itself asked for `stream_options.include_usage`.
+    pub client_wants_usage: bool,
+}
+
+/// For a streaming chat request, asks upstream for usage (`stream_options.include_usage = true`)
+/// and remembers whether the client asked for it. Returns whether the body changed.
+pub fn prepare_chat(body: &mut Map<String, Value>) -> (StreamPlan, bool) {
+    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    if !stream {
+        return (StreamPlan { stream, client_wants_usage: false }, false);
+    }
+    let options = body.entry("stream_options").or_insert_with(|| Value::Object(Map::new()));
+    let Some(options) = options.as_object_mut() else {
+        // Not an object: leave it for the upstream to reject in its own words.
+        return (StreamPlan { stream, client_wants_usage: false }, false);
+    };
+    let client_wants_usage = options.get("include_usage").and_then(Value::as_bool).unwrap_or(false);
+    if client_wants_usage {
+        return (StreamPlan { stream, client_wants_usage }, false);
+    }
+    options.insert("include_usage".into(), Value::Bool(true));
+    (StreamPlan { stream, client_wants_usage }, true)
+}
+
+/// What to do with one chat-completions stream event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChatEvent {
+    /// Relay the event as received.
+    Forward,
+    /// Relay these bytes instead (the injected `"usage":null` removed).
+    Rewrite(Vec<u8>),
+    /// Do not relay (the usage-only chunk the client did not ask for).
+    Drop,
+}
+
+/// Inspects one chat stream event: returns its usage, if any, and what to relay.
+#[must_use]
+pub fn chat_event(raw: &[u8], data: &str, client_wants_usage: bool) -> (Option<Usage>, ChatEvent) {
+    if !data.contains("\"usage\"") {
+        return (None, ChatEvent::Forward);
+    }
+    let Ok(chunk) = serde_json::from_str::<Value>(data) else {
+        return (None, ChatEvent::Forward);
+    };
+    let usage = chunk.get("usage").and_then(usage_of);
+    if client_wants_usage {
+        return (usage, ChatEvent::Forward);
+    }
+    let no_choices = chunk.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty);
+    if usage.is_some() && no_choices {
+        return (usage, ChatEvent::Drop);
+    }
+    if chunk.get("usage").is_some_and(Value::is_null) {
+        for pattern in [&b",\"usage\":null"[..], b"\"usage\":null,", b", \"usage\": null", b"\"usage\": null, "] {
+            if let Some(at) = find(raw, pattern) {
+                let mut out = Vec::with_capacity(raw.len());
+                out.extend_from_slice(&raw[..at]);
+                out.extend_from_slice(&raw[at + pattern.len()..]);
+                return (usage, ChatEvent::Rewrite(out));
+            }
+        }
+    }
+    (usage, ChatEvent::Forward)
+}
+
+/// Usage carried by a responses-API or completions stream event (`response.completed` etc.).
+#[must_use]
+pub fn stream_event_usage(data: &str) -> Option<Usage> {
+    if !data.contains("\"usage\"") {
+        return None;
+    }
+    let v: Value = serde_json::from_str(data).ok()?;
+    v.get("response").and_then(|r| r.get("usage")).and_then(usage_of).or_else(|| v.get("usage").and_then(usage_of))
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The `model` of a JSON request body.
+#[must_use]
+pub fn model_of(body: &Map<String, Value>) -> Option<&str> {
+    body.get("model").and_then(Value::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn routes_match_with_and_without_v1() {
+        let found = |r: Route, s: &str| RouteMatch::Found(r, s.to_string());
+        let cases = [
+            ("POST", "/v1/chat/completions", found(Route::ChatCompletions, "/chat/completions")),
+            ("POST", "/chat/completions", found(Route::ChatCompletions, "/chat/completions")),
+            ("GET", "/v1/chat/completions", RouteMatch::MethodNotAllowed("POST")),
+            ("POST", "/v1/responses", found(Route::Responses, "/responses")),
+            ("GET", "/v1/responses/resp_1", found(Route::Passthrough, "/responses/resp_1")),
+            ("POST", "/v1/embeddings", found(Route::Embeddings, "/embeddings")),
+            ("GET", "/v1/models", found(Route::Models, "/models")),
+            ("HEAD", "/v1/models", found(Route::Models, "/models")),
+            ("GET", "/v1/models/gpt-4o", found(Route::Model("gpt-4o".into()), "/models/gpt-4o")),
+            ("POST", "/v1/messages", found(Route::Messages, "/messages")),
+            ("POST", "/v1/images/generations", found(Route::Passthrough, "/images/generations")),
+            ("POST", "/v1/audio/transcriptions", found(Route::Passthrough, "/audio/transcriptions")),
+            ("GET", "/v1/files/file-1/content", found(Route::Passthrough, "/files/file-1/content")),
+            ("DELETE", "/v1/images/x", RouteMatch::MethodNotAllowed("POST")),
+            ("GET", "/v1/nope", RouteMatch::NotFound),
+            ("GET", "/v1x/models", RouteMatch::NotFound),
+            ("GET", "/", RouteMatch::NotFound),
+        ];
+        for (method, path, want) in cases {
+            assert_eq!(classify(method, path), want, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn usage_in_both_shapes() {
+        let chat = json!({"prompt_tokens": 10, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 3}, "completion_tokens_details": {"reasoning_tokens": 2}});
+        assert_eq!(usage_of(&chat), Some(Usage { input_tokens: 10, cached_input_tokens: 3, output_tokens: 5, reasoning_tokens: 2 }));
+        let resp = json!({"input_tokens": 7, "output_tokens": 4, "input_tokens_details": {"cached_tokens": 1}, "output_tokens_details": {"reasoning_tokens": 1}});
+        assert_eq!(usage_of(&resp), Some(Usage { input_tokens: 7, cached_input_tokens: 1, output_tokens: 4, reasoning_tokens: 1 }));
+        let emb = json!({"usage": {"prompt_tokens": 8, "total_tokens": 8}});
+        assert_eq!(response_usage(&emb).map(|u| u.input_tokens), Some(8));
+        assert_eq!(usage_of(&Value::Null), None);
+    }
+
+    #[test]
+    fn chat_streams_get_usage_injected_once() {
+        let mut body = json!({"model": "m", "stream": true}).as_object().cloned().unwrap();
+        let (plan, changed) = prepare_chat(&mut body);
+        assert_eq!(plan, StreamPlan { stream: true, client_wants_usage: false });
+        assert!(changed);
+        assert_eq!(body["stream_options"]["include_usage"], true);
+        let mut asked = json!({"stream": true, "stream_options": {"include_usage": true}}).as_object().cloned().unwrap();
+        assert_eq!(prepare_chat(&mut asked), (StreamPlan { stream: true, client_wants_usage: true }, false));
+        let mut plain = json!({"stream": false}).as_object().cloned().unwrap();
+        assert_eq!(prepare_chat(&mut plain).1, false);
+        assert!(plain.get("stream_options").is_none());
+    }
+
+    #[test]
+    fn injected_usage_is_hidden_from_clients_that_did_not_ask() {
+        let content = r#"{"id":"c","choices":[{"index":0,"delta":{"content":"hi \"usage\":null"}}],"usage":null}"#;
+        let raw = format!("data: {content}\n\n");
+        let (usage, action) = chat_event(raw.as_bytes(), content, false);
+        assert_eq!(usage, None);
+        assert_eq!(action, ChatEvent::Rewrite(br#"data: {"id":"c","choices":[{"index":0,"delta":{"content":"hi \"usage\":null"}}]}
+
+"#.to_vec()));
+        assert_eq!(chat_event(raw.as_bytes(), content, true).1, ChatEvent::Forward);
+        let last = r#"{"id":"c","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#;
+        let raw = format!("data: {last}\n\n");
+        let (usage, action) = chat_event(raw.as_bytes(), last, false);
+        assert_eq!(usage.map(|u| (u.input_tokens, u.output_tokens)), Some((3, 2)));
+        assert_eq!(action, ChatEvent::Drop);
+        assert_eq!(chat_event(raw.as_bytes(), last, true).1, ChatEvent::Forward);
+        assert_eq!(chat_event(b"data: [DONE]\n\n", "[DONE]", false), (None, ChatEvent::Forward));
+    }
+
+    #[test]
+    fn responses_stream_usage_comes_from_the_completed_event() {
+        let data = r#"{"type":"response.completed","response":{"usage":{"input_tokens":5,"output_tokens":6}}}"#;
+        assert_eq!(stream_event_usage(data).map(|u| u.output_tokens), Some(6));
+        assert_eq!(stream_event_usage(r#"{"type":"response.output_text.delta","delta":"x"}"#), None);
+    }
+}

@@ -1,0 +1,179 @@
+//! The edge's error type: every failure a client can see, mapped once to an HTTP status and an
+//! OpenAI error object (`{"error":{"message","type","param","code"}}`).
+//!
+//! Invariants: `code` is a stable snake_case string from gateway.md §3; messages never contain a
+//! secret, a prompt or a completion (they name the problem and, at most, a parameter or header).
+
+use std::fmt;
+
+/// Which side of the proxy caused the failure (pingora's `ErrorSource`): decides blame in logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The client sent something we refuse.
+    Downstream,
+    /// The upstream provider failed or misbehaved.
+    Upstream,
+    /// The gateway itself (draining, overloaded, state unavailable).
+    Internal,
+}
+
+/// An error answered to the client as an OpenAI error object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    pub param: Option<String>,
+    pub side: Side,
+    /// Extra response headers (e.g. `allow` on 405, `retry-after` on rate limits).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl ApiError {
+    fn new(status: u16, code: &'static str, side: Side, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), param: None, side, headers: Vec::new() }
+    }
+
+    #[must_use]
+    pub fn with_param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    #[must_use]
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The OpenAI `type` for this status.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self.status {
+            401 | 400 | 404 | 405 | 408 | 409 | 412 | 413 | 414 | 415 | 422 | 431 => {
+                "invalid_request_error"
+            }
+            403 => "permission_error",
+            429 if self.code.contains("budget") => "insufficient_quota",
+            429 => "rate_limit_error",
+            _ => "api_error",
+        }
+    }
+
+    /// The JSON body.
+    #[must_use]
+    pub fn body(&self) -> Vec<u8> {
+        let value = serde_json::json!({
+            "error": {
+                "message": self.message,
+                "type": self.kind(),
+                "param": self.param,
+                "code": self.code,
+            }
+        });
+        serde_json::to_vec(&value).unwrap_or_default()
+    }
+
+    pub fn invalid_json(detail: impl fmt::Display) -> Self {
+        Self::new(400, "invalid_json", Side::Downstream, format!("request body is not valid JSON: {detail}"))
+    }
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(400, code, Side::Downstream, message)
+    }
+    pub fn unsupported_route(route: &str, provider: &str) -> Self {
+        Self::new(400, "unsupported_route", Side::Downstream, format!("{route} is not supported by the {provider} provider"))
+    }
+    pub fn invalid_api_key() -> Self {
+        Self::new(401, "invalid_api_key", Side::Downstream, "missing or invalid API key")
+    }
+    pub fn route_not_found(method: &str, path: &str) -> Self {
+        Self::new(404, "route_not_found", Side::Downstream, format!("no route for {method} {}", printable(path)))
+    }
+    pub fn method_not_allowed(method: &str, allow: &str) -> Self {
+        Self::new(405, "method_not_allowed", Side::Downstream, format!("method {method} is not allowed here; allowed: {allow}"))
+            .with_header("allow", allow)
+    }
+    pub fn request_timeout() -> Self {
+        Self::new(408, "request_timeout", Side::Downstream, "the request was not received in time")
+    }
+    pub fn request_too_large(limit: u64) -> Self {
+        Self::new(413, "request_too_large", Side::Downstream, format!("request body exceeds the limit of {limit} bytes"))
+    }
+    pub fn uri_too_long(limit: usize) -> Self {
+        Self::new(414, "uri_too_long", Side::Downstream, format!("request target exceeds the limit of {limit} bytes"))
+    }
+    pub fn headers_too_large(detail: &str) -> Self {
+        Self::new(431, "headers_too_large", Side::Downstream, format!("request headers too large: {detail}"))
+    }
+    pub fn malformed_request(detail: &str) -> Self {
+        Self::new(400, "malformed_request", Side::Downstream, format!("malformed HTTP request: {detail}"))
+    }
+    pub fn upstream_unreachable(detail: impl fmt::Display) -> Self {
+        Self::new(502, "upstream_unreachable", Side::Upstream, format!("upstream unreachable: {detail}"))
+    }
+    pub fn upstream_timeout() -> Self {
+        Self::new(504, "upstream_timeout", Side::Upstream, "upstream did not answer in time")
+    }
+    pub fn upstream_invalid_response(detail: impl fmt::Display) -> Self {
+        Self::new(502, "upstream_invalid_response", Side::Upstream, format!("upstream sent an invalid response: {detail}"))
+    }
+    pub fn overloaded() -> Self {
+        Self::new(503, "overloaded", Side::Internal, "the gateway is at its connection limit; retry shortly")
+            .with_header("retry-after", "1")
+    }
+    pub fn draining() -> Self {
+        Self::new(503, "draining", Side::Internal, "the gateway is shutting down; retry on another instance")
+            .with_header("retry-after", "1")
+    }
+    pub fn internal(detail: &str) -> Self {
+        Self::new(500, "internal_error", Side::Internal, format!("internal error: {detail}"))
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.code, self.message)
+    }
+}
+
+/// Makes client-supplied text safe to echo in a message: bounded and without control characters.
+fn printable(s: &str) -> String {
+    let mut out: String = s.chars().take(200).map(|c| if c.is_control() { '?' } else { c }).collect();
+    if s.chars().count() > 200 {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_is_an_openai_error_object() {
+        let e = ApiError::invalid_json("EOF").with_param("messages");
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["code"], "invalid_json");
+        assert_eq!(v["error"]["param"], "messages");
+        assert!(v["error"]["message"].as_str().unwrap().contains("EOF"));
+    }
+
+    #[test]
+    fn types_follow_the_status_table() {
+        let check = |e: ApiError, kind: &str| assert_eq!(e.kind(), kind, "{e}");
+        check(ApiError::invalid_api_key(), "invalid_request_error");
+        check(ApiError::new(403, "model_not_allowed", Side::Downstream, "x"), "permission_error");
+        check(ApiError::new(429, "budget_exceeded", Side::Downstream, "x"), "insufficient_quota");
+        check(ApiError::new(429, "rpm_limit_exceeded", Side::Downstream, "x"), "rate_limit_error");
+        check(ApiError::upstream_timeout(), "api_error");
+        check(ApiError::draining(), "api_error");
+    }
+
+    #[test]
+    fn echoed_paths_are_bounded_and_printable() {
+        let e = ApiError::route_not_found("GET", &format!("/x\u{1b}[31m{}", "a".repeat(500)));
+        assert!(!e.message.contains('\u{1b}'));
+        assert!(e.message.len() < 260);
+    }
+}

@@ -1,0 +1,90 @@
+//! The route table: method + path → handler. Health routes, then the data plane (with and
+//! without `/v1`). While draining, everything but health gets 503 `draining`.
+
+pub mod codec;
+pub mod server;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::core::openai::{classify, RouteMatch};
+use crate::error::ApiError;
+use crate::proxy;
+use crate::state::Shared;
+use server::{Exchange, Handler};
+
+/// The gateway's request handler.
+pub struct Gateway {
+    pub shared: Arc<Shared>,
+}
+
+impl Handler for Gateway {
+    fn handle(&self, ex: &mut Exchange<'_>) {
+        let path = ex.head.path().to_string();
+        let method = ex.head.method.clone();
+        if let Some(kind) = health_route(&path) {
+            if method != "GET" && method != "HEAD" {
+                let _ = ex.send_error(&ApiError::method_not_allowed(&method, "GET, HEAD"));
+                return;
+            }
+            health(&self.shared, ex, kind);
+            return;
+        }
+        if ex.draining || self.shared.lifecycle.draining.load(Ordering::Acquire) {
+            ex.close_after();
+            let _ = ex.send_error(&ApiError::draining());
+            return;
+        }
+        match classify(&method, &path) {
+            RouteMatch::Found(route, suffix) => proxy::handle(&self.shared, ex, &route, &suffix),
+            RouteMatch::MethodNotAllowed(allow) => {
+                let _ = ex.send_error(&ApiError::method_not_allowed(&method, allow));
+            }
+            RouteMatch::NotFound => {
+                let _ = ex.send_error(&ApiError::route_not_found(&method, &path));
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Health {
+    Live,
+    Ready,
+    Startup,
+}
+
+fn health_route(path: &str) -> Option<Health> {
+    match path {
+        "/livez" => Some(Health::Live),
+        "/readyz" => Some(Health::Ready),
+        "/startupz" => Some(Health::Startup),
+        _ => None,
+    }
+}
+
+fn health(shared: &Shared, ex: &mut Exchange<'_>, kind: Health) {
+    let lc = &shared.lifecycle;
+    let draining = lc.draining.load(Ordering::Acquire);
+    let (status, body) = match kind {
+        Health::Live => (200, json!({"status": "ok"})),
+        Health::Startup => (200, json!({
+            "status": "started",
+            "version": env!("CARGO_PKG_VERSION"),
+            "started_at": crate::core::time::format_rfc3339(shared.started_at_ms),
+        })),
+        Health::Ready => {
+            let body = json!({
+                "status": if draining { "draining" } else { "ready" },
+                "draining": draining,
+                "in_flight_requests": lc.in_flight.load(Ordering::Acquire),
+                "open_connections": lc.open_connections.load(Ordering::Acquire),
+            });
+            (if draining { 503 } else { 200 }, body)
+        }
+    };
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let _ = ex.send(status, &[("content-type", "application/json"), ("cache-control", "no-store")], &bytes);
+}

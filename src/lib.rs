@@ -1,0 +1,28 @@
+//! # prodex gateway
+//!
+//! A self-hosted, OpenAI-compatible LLM gateway in one binary. Clients point their base URL at it;
+//! it authenticates them, forwards to the upstream provider, streams the answer back event by event
+//! and records every call.
+//!
+//! # Layout
+//!
+//! - [`core`]: the sync-free rules (routes, SSE decoding, usage, credentials, time formats). No I/O,
+//!   no clock, no locks; everything time-dependent takes `now` as an argument.
+//! - [`config`]: `policy.toml` + environment + flags → a validated [`config::Config`] (pure).
+//! - [`http`]: our HTTP/1.1 server on may coroutines (`server`), its pure codec (`codec`) and the
+//!   route table (`mod.rs`).
+//! - [`proxy`]: the data plane in phase order; [`upstream`]: ureq on may sockets.
+//! - [`state`]: what every request shares; [`error`]: the edge's OpenAI error objects.
+//! - [`serve`], [`cli`], [`logs`], [`clock`]: process lifecycle, command line, logging, time.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod core;
+pub mod error;
+pub mod http;
+pub mod logs;
+pub mod proxy;
+pub mod serve;
+pub mod state;
+pub mod upstream;

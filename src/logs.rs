@@ -1,0 +1,197 @@
+//! Logging: simplelog formats records (text) or a small JSON formatter does (json); a dedicated
+//! writer thread puts every line on stderr and in the run's file
+//! `$PRODEX_RUNTIME_LOG_DIR/prodex-runtime-<pid>-<unix_ms>.log`, whose path is kept in
+//! `prodex-runtime-latest.path`. Old run logs beyond `keep_runs` are removed at startup.
+//!
+//! Invariants: logging never blocks a may worker (lines go through a bounded channel; when it is
+//! full, lines are dropped and counted rather than stalling requests); callers never log secrets,
+//! prompts or completions (the access line carries ids, counts and timings only).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::OnceLock;
+
+use log::{LevelFilter, Log, Metadata, Record};
+use simplelog::{CombinedLogger, ConfigBuilder, SharedLogger, WriteLogger};
+
+use crate::clock;
+use crate::config::{LogConfig, LogFormat};
+
+/// Lines that may wait for the writer thread before new ones are dropped.
+const QUEUE_LINES: usize = 65_536;
+
+enum Msg {
+    Line(Vec<u8>),
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
+static QUEUE: OnceLock<SyncSender<Msg>> = OnceLock::new();
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+fn enqueue(line: Vec<u8>) {
+    if let Some(tx) = QUEUE.get() {
+        match tx.try_send(Msg::Line(line)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                DROPPED.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// A `Write` that collects one formatted record and queues it at each newline.
+#[derive(Default)]
+struct LineSink {
+    buf: Vec<u8>,
+}
+
+impl Write for LineSink {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        for &b in data {
+            self.buf.push(b);
+            if b == b'\n' {
+                enqueue(std::mem::take(&mut self.buf));
+            }
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// JSON-lines formatter (`PRODEX_RUNTIME_LOG_FORMAT=json`).
+struct JsonLogger {
+    level: LevelFilter,
+    config: simplelog::Config,
+}
+
+impl Log for JsonLogger {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= self.level
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !self.enabled(record.metadata()) || record.target().starts_with("may") {
+            return;
+        }
+        let line = serde_json::json!({
+            "ts": crate::core::time::format_rfc3339(clock::unix_ms()),
+            "level": record.level().as_str(),
+            "target": record.target(),
+            "message": record.args().to_string(),
+        });
+        let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
+        bytes.push(b'\n');
+        enqueue(bytes);
+    }
+
+    fn flush(&self) {}
+}
+
+impl SharedLogger for JsonLogger {
+    fn level(&self) -> LevelFilter {
+        self.level
+    }
+    fn config(&self) -> Option<&simplelog::Config> {
+        Some(&self.config)
+    }
+    fn as_log(self: Box<Self>) -> Box<dyn Log> {
+        Box::new(*self)
+    }
+}
+
+/// Opens this run's log file, starts the writer thread and installs the logger.
+/// Returns the run log's path.
+pub fn init(cfg: &LogConfig) -> Result<PathBuf, String> {
+    fs::create_dir_all(&cfg.dir).map_err(|e| format!("cannot create log directory {}: {e}", cfg.dir.display()))?;
+    prune_old_runs(&cfg.dir, cfg.keep_runs.saturating_sub(1));
+    let path = cfg.dir.join(format!("prodex-runtime-{}-{}.log", std::process::id(), clock::unix_ms()));
+    let file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+    let latest = cfg.dir.join("prodex-runtime-latest.path");
+    let tmp = cfg.dir.join(format!(".prodex-runtime-latest.path.{}", std::process::id()));
+    fs::write(&tmp, format!("{}\n", path.display()))
+        .and_then(|()| fs::rename(&tmp, &latest))
+        .map_err(|e| format!("cannot write {}: {e}", latest.display()))?;
+
+    let (tx, rx) = sync_channel(QUEUE_LINES);
+    let _ = QUEUE.set(tx);
+    std::thread::Builder::new()
+        .name("prodex-log".into())
+        .spawn(move || writer(&rx, file))
+        .map_err(|e| format!("cannot start the log thread: {e}"))?;
+
+    // may logs every epoll registration at info; only its warnings matter to operators.
+    let config = ConfigBuilder::new()
+        .set_time_format_rfc3339()
+        .set_thread_level(LevelFilter::Off)
+        .set_target_level(LevelFilter::Error)
+        .add_filter_ignore_str("may")
+        .build();
+    let logger: Box<dyn SharedLogger> = match cfg.format {
+        LogFormat::Text => WriteLogger::new(cfg.level, config, LineSink::default()),
+        LogFormat::Json => Box::new(JsonLogger { level: cfg.level, config }),
+    };
+    CombinedLogger::init(vec![logger]).map_err(|e| format!("cannot install the logger: {e}"))?;
+    Ok(path)
+}
+
+fn writer(rx: &Receiver<Msg>, mut file: File) {
+    let stderr = io::stderr();
+    let mut batch = Vec::with_capacity(64 * 1024);
+    let mut reported = 0u64;
+    while let Ok(first) = rx.recv() {
+        let mut acks = Vec::new();
+        let mut next = Some(first);
+        while let Some(msg) = next {
+            match msg {
+                Msg::Line(line) => batch.extend_from_slice(&line),
+                Msg::Flush(ack) => acks.push(ack),
+            }
+            next = if batch.len() < 256 * 1024 { rx.try_recv().ok() } else { None };
+        }
+        let dropped = DROPPED.load(Ordering::Relaxed);
+        if dropped > reported {
+            batch.extend_from_slice(format!("log queue full: {} lines dropped\n", dropped - reported).as_bytes());
+            reported = dropped;
+        }
+        let _ = stderr.lock().write_all(&batch);
+        let _ = file.write_all(&batch);
+        batch.clear();
+        for ack in acks {
+            let _ = ack.send(());
+        }
+    }
+}
+
+/// Waits until every line logged so far has been written (used at shutdown).
+pub fn flush() {
+    if let Some(tx) = QUEUE.get() {
+        let (ack_tx, ack_rx) = std::sync::mpsc::channel();
+        if tx.send(Msg::Flush(ack_tx)).is_ok() {
+            let _ = ack_rx.recv_timeout(std::time::Duration::from_secs(2));
+        }
+    }
+}
+
+/// Removes the oldest `prodex-runtime-*.log` files so that at most `keep` remain.
+fn prune_old_runs(dir: &Path, keep: usize) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    let mut runs: Vec<(u64, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let stamp = name.strip_prefix("prodex-runtime-")?.strip_suffix(".log")?.rsplit('-').next()?.parse().ok()?;
+            Some((stamp, e.path()))
+        })
+        .collect();
+    runs.sort();
+    let excess = runs.len().saturating_sub(keep);
+    for (_, path) in runs.into_iter().take(excess) {
+        let _ = fs::remove_file(path);
+    }
+}

@@ -1,0 +1,145 @@
+//! Startup and shutdown of `prodex gateway`: configure may before anything spawns, open the logs,
+//! bind, serve, and on SIGTERM/SIGINT drain: close the listener, turn `/readyz` 503, give in-flight
+//! requests (streams included) up to the grace period, flush the logs, exit 0.
+//!
+//! Threads this process owns: may's workers (request coroutines), the DNS lookup pool, the log
+//! writer, and one signal thread running a tokio current-thread runtime (tokio never touches a may
+//! worker). The main thread only waits for the shutdown signal and then for the drain.
+
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock;
+use crate::config::Config;
+use crate::http::server::{self, Lifecycle, Limits};
+use crate::http::Gateway;
+use crate::logs;
+use crate::state::Shared;
+use crate::upstream::Upstream;
+
+/// Coroutine stack size in words (256 KiB): one ureq call overflows may's 32 KiB default
+/// (runtime.md §0.3); stacks are committed lazily, so this does not cost RSS up front.
+const STACK_WORDS: usize = 0x8000;
+
+/// Runs the gateway until a shutdown signal; returns the process exit code.
+#[must_use]
+pub fn run(config: Config) -> ExitCode {
+    // may must be configured before anything spawns a coroutine.
+    may::config().set_workers(config.workers).set_stack_size(STACK_WORDS);
+    let started_at_ms = clock::unix_ms();
+    let log_path = match logs::init(&config.logs) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("prodex gateway: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    log::info!("prodex gateway {} starting; run log {}", env!("CARGO_PKG_VERSION"), log_path.display());
+    for notice in &config.notices {
+        log::warn!("{notice}");
+    }
+    if !config.virtual_keys.is_empty() {
+        log::error!("[[gateway.virtual_keys]] needs budget and rate-limit enforcement, which this build does not include yet; refusing to start rather than serve them unmetered");
+        logs::flush();
+        return ExitCode::from(2);
+    }
+    raise_fd_limit();
+    let listener = match may::net::TcpListener::bind(config.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("cannot listen on {}: {e}", config.listen);
+            logs::flush();
+            return ExitCode::from(1);
+        }
+    };
+    let local = listener.local_addr().unwrap_or(config.listen);
+    let limits = Limits {
+        head: server_head_limits(),
+        max_body_bytes: config.server.max_body_bytes,
+        header_timeout: config.server.header_timeout,
+        idle_timeout: config.server.idle_timeout,
+        io_timeout: config.server.io_timeout,
+        max_connections: config.server.max_connections,
+    };
+    let grace = config.shutdown_grace;
+    let lifecycle = Arc::new(Lifecycle::default());
+    let upstream = Upstream::new(&config.upstream);
+    let default_provider = config.default_provider.clone();
+    let shared = Arc::new(Shared::new(config, upstream, Arc::clone(&lifecycle), started_at_ms));
+    if let Some(p) = shared.config.provider(&default_provider) {
+        log::info!("default provider {} ({}) at {} with {} key(s)", p.name, p.kind.as_str(), p.base_url, p.api_keys.len());
+    }
+    let _accept = server::spawn(listener, limits, Arc::new(Gateway { shared }), Arc::clone(&lifecycle));
+    log::info!("prodex gateway listening on http://{local}");
+
+    let signal = wait_for_signal();
+    log::info!("{signal} received: draining (grace {} s)", grace.as_secs());
+    lifecycle.draining.store(true, Ordering::Release);
+    wake_listener(local);
+    let deadline = clock::now() + grace;
+    while lifecycle.in_flight.load(Ordering::Acquire) > 0 && clock::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let left = lifecycle.in_flight.load(Ordering::Acquire);
+    if left > 0 {
+        log::warn!("grace period over with {left} request(s) still in flight; exiting");
+    } else {
+        log::info!("drained; exiting");
+    }
+    logs::flush();
+    ExitCode::SUCCESS
+}
+
+fn server_head_limits() -> crate::http::codec::HeadLimits {
+    crate::http::codec::HeadLimits::default()
+}
+
+/// Blocks the calling (main) thread until SIGTERM or SIGINT; returns the signal's name.
+fn wait_for_signal() -> &'static str {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new().name("prodex-signals".into()).spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build();
+        let Ok(runtime) = runtime else {
+            let _ = tx.send("signal setup failure");
+            return;
+        };
+        let name = runtime.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+                return "signal setup failure";
+            };
+            tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            }
+        });
+        let _ = tx.send(name);
+    });
+    if spawned.is_err() {
+        return "signal thread failure";
+    }
+    rx.recv().unwrap_or("signal channel closed")
+}
+
+/// Wakes the accept loop (blocked in `accept`) so it sees the draining flag and closes the listener.
+fn wake_listener(local: std::net::SocketAddr) {
+    let mut target = local;
+    if target.ip().is_unspecified() {
+        target.set_ip(if target.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+    }
+    let _ = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(1));
+}
+
+/// Raises the soft open-files limit to the hard limit: every connection is a descriptor.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}

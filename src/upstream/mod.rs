@@ -1,0 +1,129 @@
+//! The upstream client: one ureq `Agent` on may sockets (`transport.rs`), rustls on top, a caching
+//! resolver that never blocks a worker (`resolver.rs`), 16 KiB buffers, no gzip, no redirects,
+//! upstream statuses returned as responses (never as errors), and `HTTPS_PROXY`/`NO_PROXY` honoured.
+//!
+//! Invariants: a call never runs on a std socket; an error is classified once here into the
+//! `Failure` the proxy maps to 502/504 and uses to decide whether a retry is allowed.
+
+mod resolver;
+mod transport;
+
+use std::io::Read;
+use std::time::Duration;
+
+use ureq::http::{self, Request, Response};
+use ureq::unversioned::transport::{ConnectProxyConnector, Connector, RustlsConnector};
+use ureq::{Agent, Body, Proxy, SendBody};
+
+use crate::config::UpstreamConfig;
+use resolver::CachingResolver;
+use transport::MayTcpConnector;
+
+/// Why an upstream call failed before a response head arrived.
+#[derive(Debug)]
+pub enum Failure {
+    /// Could not connect (refused, unreachable, DNS, TLS handshake). Safe to retry.
+    Connect(String),
+    /// No response head in time.
+    Timeout,
+    /// The connection broke or the peer spoke something that is not HTTP.
+    Broken(String),
+}
+
+impl Failure {
+    fn classify(e: ureq::Error) -> Self {
+        match e {
+            ureq::Error::Timeout(_) => Self::Timeout,
+            ureq::Error::HostNotFound => Self::Connect("host not found".into()),
+            ureq::Error::ConnectionFailed => Self::Connect("connection failed".into()),
+            ureq::Error::Tls(what) => Self::Connect(format!("TLS: {what}")),
+            ureq::Error::Io(io) => match io.kind() {
+                std::io::ErrorKind::ConnectionRefused
+                | std::io::ErrorKind::AddrNotAvailable
+                | std::io::ErrorKind::HostUnreachable
+                | std::io::ErrorKind::NetworkUnreachable => Self::Connect(io.kind().to_string()),
+                std::io::ErrorKind::TimedOut => Self::Timeout,
+                _ => Self::Broken(io.kind().to_string()),
+            },
+            ureq::Error::Rustls(e) => Self::Connect(format!("TLS: {e}")),
+            other => Self::Broken(other.to_string()),
+        }
+    }
+}
+
+/// The request body sent upstream.
+pub enum Payload<'a> {
+    Empty,
+    Bytes(&'a [u8]),
+    /// Streamed from the client as it arrives (multipart uploads and other passthrough bodies).
+    Reader(&'a mut dyn Read),
+}
+
+/// The shared upstream client. Cheap to clone (the agent is reference-counted).
+#[derive(Clone)]
+pub struct Upstream {
+    agent: Agent,
+}
+
+impl Upstream {
+    /// Builds the agent. Must run after may is configured (the DNS pool uses may channels).
+    #[must_use]
+    pub fn new(cfg: &UpstreamConfig) -> Self {
+        let config = Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .input_buffer_size(16 * 1024)
+            .output_buffer_size(16 * 1024)
+            .max_idle_connections(1024)
+            .max_idle_connections_per_host(cfg.max_idle_per_host)
+            .max_idle_age(Duration::from_secs(60))
+            .timeout_connect(Some(cfg.connect_timeout))
+            .timeout_per_read(Some(cfg.idle_timeout))
+            .timeout_per_write(Some(cfg.idle_timeout))
+            .proxy(Proxy::try_from_env())
+            .user_agent(concat!("prodex-gateway/", env!("CARGO_PKG_VERSION")))
+            .build();
+        let connector = ()
+            .chain(ConnectProxyConnector::default())
+            .chain(MayTcpConnector)
+            .chain(RustlsConnector::default());
+        Self { agent: Agent::with_parts(config, connector, CachingResolver::start()) }
+    }
+
+    /// Sends one request and returns the response head with a body still to be read.
+    pub fn send(&self, method: &str, url: &str, headers: &[(String, String)], payload: Payload<'_>) -> Result<Response<Body>, Failure> {
+        let mut builder = Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        let result = match payload {
+            Payload::Empty => builder.body(()).map(|r| self.agent.run(r)),
+            Payload::Bytes(b) => builder.body(b).map(|r| self.agent.run(r)),
+            Payload::Reader(r) => builder.body(SendBody::from_reader(r)).map(|r| self.agent.run(r)),
+        };
+        match result {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(Failure::classify(e)),
+            Err(e) => Err(Failure::Broken(format!("invalid upstream request: {e}"))),
+        }
+    }
+}
+
+/// The response body as a reader with no size cap (streams can be long).
+pub fn body_reader(resp: Response<Body>) -> impl Read {
+    resp.into_body().into_with_config().limit(u64::MAX).reader()
+}
+
+/// Upstream response headers worth passing to the client: everything but framing, hop-by-hop
+/// headers and anything that pretends to be ours.
+#[must_use]
+pub fn relayed_headers(head: &http::HeaderMap) -> Vec<(String, String)> {
+    head.iter()
+        .filter(|(name, _)| {
+            let n = name.as_str();
+            !matches!(n, "connection" | "keep-alive" | "transfer-encoding" | "content-length" | "te" | "trailer" | "upgrade" | "proxy-authenticate" | "set-cookie" | "alt-svc")
+                && !n.starts_with("x-prodex-")
+        })
+        .filter_map(|(name, value)| value.to_str().ok().map(|v| (name.as_str().to_string(), v.to_string())))
+        .collect()
+}

@@ -1,0 +1,29 @@
+//! The official `openai` Python SDK as a real client. `scripts/test.sh` installs it into a venv
+//! and sets `PRODEX_TEST_PYTHON`; without it this test fails (it is never skipped).
+
+use std::process::Command;
+
+use crate::support::mock::Mock;
+use crate::support::{Gateway, Opts};
+
+#[test]
+fn openai_python_sdk_works_unchanged() {
+    let python = std::env::var("PRODEX_TEST_PYTHON")
+        .expect("PRODEX_TEST_PYTHON is not set: run the suite through scripts/test.sh, which installs the openai SDK");
+    let mock = Mock::start();
+    let gw = Gateway::start(Opts { base_url: Some(mock.base_url()), env: vec![("PRODEX_GATEWAY_TOKEN", "sdk-master".into())], ..Opts::default() });
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_sdk.py");
+    let out = Command::new(python)
+        .arg(script)
+        .env("PRODEX_BASE_URL", format!("http://{}/v1", gw.addr))
+        .env("PRODEX_KEY", "sdk-master")
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "SDK script failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("ALL OK"), "{stdout}");
+    // The SDK's own headers (~17 of them) must have reached the upstream intact.
+    let seen = mock.requests();
+    assert!(seen.iter().any(|s| s.header("x-stainless-lang") == Some("python")), "SDK headers were not forwarded");
+    assert!(seen.iter().all(|s| s.header("authorization").is_none()), "the master token must not reach the upstream");
+}
