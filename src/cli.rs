@@ -103,7 +103,9 @@ pub fn run() -> ExitCode {
 }
 
 fn load_config(args: &GatewayArgs, env: &BTreeMap<String, String>) -> Result<Config, Vec<String>> {
-    let home = args.home.clone()
+    let home = args
+        .home
+        .clone()
         .or_else(|| env.get("PRODEX_HOME").filter(|v| !v.is_empty()).map(PathBuf::from))
         .or_else(|| env.get("HOME").map(|h| PathBuf::from(h).join(".prodex")))
         .unwrap_or_else(|| PathBuf::from(".prodex"));
@@ -163,7 +165,8 @@ fn probe(url: &str) -> Result<(u16, String), String> {
     let mut stream = TcpStream::connect_timeout(&addr, budget).map_err(|e| e.to_string())?;
     stream.set_read_timeout(Some(budget)).map_err(|e| e.to_string())?;
     stream.set_write_timeout(Some(budget)).map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
     let mut response = String::new();
     stream.read_to_string(&mut response).map_err(|e| e.to_string())?;
     let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or("not an HTTP response")?;
@@ -175,23 +178,52 @@ fn probe(url: &str) -> Result<(u16, String), String> {
 fn providers(config: &Config, json: bool) -> ExitCode {
     let routes = |kind: ProviderKind| -> Vec<&'static str> {
         match kind {
-            ProviderKind::OpenAi => vec!["/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/v1/completions", "/v1/models", "/v1/models/{id}", "/v1/images/*", "/v1/audio/*", "/v1/moderations", "/v1/files/*", "/v1/batches/*", "/v1/uploads/*"],
+            ProviderKind::OpenAi => vec![
+                "/v1/chat/completions",
+                "/v1/responses",
+                "/v1/embeddings",
+                "/v1/completions",
+                "/v1/models",
+                "/v1/models/{id}",
+                "/v1/images/*",
+                "/v1/audio/*",
+                "/v1/moderations",
+                "/v1/files/*",
+                "/v1/batches/*",
+                "/v1/uploads/*",
+            ],
             ProviderKind::Gemini | ProviderKind::Anthropic => vec![],
         }
     };
     if json {
-        let list: Vec<serde_json::Value> = config.providers.iter().map(|p| serde_json::json!({
-            "name": p.name, "kind": p.kind.as_str(), "base_url": p.base_url,
-            "keys": p.api_keys.len(), "models": p.models, "default": p.name == config.default_provider,
-            "routes": routes(p.kind),
-        })).collect();
+        let list: Vec<serde_json::Value> = config
+            .providers
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "name": p.name, "kind": p.kind.as_str(), "base_url": p.base_url,
+                    "keys": p.api_keys.len(), "models": p.models, "default": p.name == config.default_provider,
+                    "routes": routes(p.kind),
+                })
+            })
+            .collect();
         println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
     } else {
         for p in &config.providers {
             let default = if p.name == config.default_provider { " (default)" } else { "" };
             let served = routes(p.kind);
-            let served = if served.is_empty() { "none yet: translation not in this build".to_string() } else { served.join(" ") };
-            println!("{}{default}\tkind={}\tbase_url={}\tkeys={}\troutes: {served}", p.name, p.kind.as_str(), p.base_url, p.api_keys.len());
+            let served = if served.is_empty() {
+                "none yet: translation not in this build".to_string()
+            } else {
+                served.join(" ")
+            };
+            println!(
+                "{}{default}\tkind={}\tbase_url={}\tkeys={}\troutes: {served}",
+                p.name,
+                p.kind.as_str(),
+                p.base_url,
+                p.api_keys.len()
+            );
         }
     }
     ExitCode::SUCCESS

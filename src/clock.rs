@@ -7,14 +7,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch (wall clock, for timestamps that leave the process).
 #[must_use]
+#[expect(clippy::disallowed_methods, reason = "clock.rs is the one place that reads the clock")]
 pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A monotonic instant, for measuring latencies.
 #[must_use]
+#[expect(clippy::disallowed_methods, reason = "clock.rs is the one place that reads the clock")]
 pub fn now() -> Instant {
     Instant::now()
 }

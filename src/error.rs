@@ -50,9 +50,7 @@ impl ApiError {
     #[must_use]
     pub fn kind(&self) -> &'static str {
         match self.status {
-            401 | 400 | 404 | 405 | 408 | 409 | 412 | 413 | 414 | 415 | 422 | 431 => {
-                "invalid_request_error"
-            }
+            401 | 400 | 404 | 405 | 408 | 409 | 412 | 413 | 414 | 415 | 422 | 431 => "invalid_request_error",
             403 => "permission_error",
             429 if self.code.contains("budget") => "insufficient_quota",
             429 => "rate_limit_error",
@@ -81,7 +79,12 @@ impl ApiError {
         Self::new(400, code, Side::Downstream, message)
     }
     pub fn unsupported_route(route: &str, provider: &str) -> Self {
-        Self::new(400, "unsupported_route", Side::Downstream, format!("{route} is not supported by the {provider} provider"))
+        Self::new(
+            400,
+            "unsupported_route",
+            Side::Downstream,
+            format!("{route} is not supported by the {provider} provider"),
+        )
     }
     pub fn invalid_api_key() -> Self {
         Self::new(401, "invalid_api_key", Side::Downstream, "missing or invalid API key")
@@ -90,14 +93,24 @@ impl ApiError {
         Self::new(404, "route_not_found", Side::Downstream, format!("no route for {method} {}", printable(path)))
     }
     pub fn method_not_allowed(method: &str, allow: &str) -> Self {
-        Self::new(405, "method_not_allowed", Side::Downstream, format!("method {method} is not allowed here; allowed: {allow}"))
-            .with_header("allow", allow)
+        Self::new(
+            405,
+            "method_not_allowed",
+            Side::Downstream,
+            format!("method {method} is not allowed here; allowed: {allow}"),
+        )
+        .with_header("allow", allow)
     }
     pub fn request_timeout() -> Self {
         Self::new(408, "request_timeout", Side::Downstream, "the request was not received in time")
     }
     pub fn request_too_large(limit: u64) -> Self {
-        Self::new(413, "request_too_large", Side::Downstream, format!("request body exceeds the limit of {limit} bytes"))
+        Self::new(
+            413,
+            "request_too_large",
+            Side::Downstream,
+            format!("request body exceeds the limit of {limit} bytes"),
+        )
     }
     pub fn uri_too_long(limit: usize) -> Self {
         Self::new(414, "uri_too_long", Side::Downstream, format!("request target exceeds the limit of {limit} bytes"))
@@ -115,7 +128,12 @@ impl ApiError {
         Self::new(504, "upstream_timeout", Side::Upstream, "upstream did not answer in time")
     }
     pub fn upstream_invalid_response(detail: impl fmt::Display) -> Self {
-        Self::new(502, "upstream_invalid_response", Side::Upstream, format!("upstream sent an invalid response: {detail}"))
+        Self::new(
+            502,
+            "upstream_invalid_response",
+            Side::Upstream,
+            format!("upstream sent an invalid response: {detail}"),
+        )
     }
     pub fn overloaded() -> Self {
         Self::new(503, "overloaded", Side::Internal, "the gateway is at its connection limit; retry shortly")

@@ -15,6 +15,8 @@
 //! - [`state`]: what every request shares; [`error`]: the edge's OpenAI error objects.
 //! - [`serve`], [`cli`], [`logs`], [`clock`]: process lifecycle, command line, logging, time.
 
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::dbg_macro, clippy::disallowed_methods)]
+
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -111,7 +111,11 @@ pub fn init(cfg: &LogConfig) -> Result<PathBuf, String> {
     fs::create_dir_all(&cfg.dir).map_err(|e| format!("cannot create log directory {}: {e}", cfg.dir.display()))?;
     prune_old_runs(&cfg.dir, cfg.keep_runs.saturating_sub(1));
     let path = cfg.dir.join(format!("prodex-runtime-{}-{}.log", std::process::id(), clock::unix_ms()));
-    let file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
     let latest = cfg.dir.join("prodex-runtime-latest.path");
     let tmp = cfg.dir.join(format!(".prodex-runtime-latest.path.{}", std::process::id()));
     fs::write(&tmp, format!("{}\n", path.display()))
@@ -180,7 +184,9 @@ pub fn flush() {
 
 /// Removes the oldest `prodex-runtime-*.log` files so that at most `keep` remain.
 fn prune_old_runs(dir: &Path, keep: usize) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     let mut runs: Vec<(u64, PathBuf)> = entries
         .filter_map(Result::ok)
         .filter_map(|e| {

@@ -112,7 +112,13 @@ fn authenticate(shared: &Shared, ex: &Exchange<'_>) -> Result<String, ApiError> 
     }
 }
 
-fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, rec: &mut CallRecord) -> Result<(), ApiError> {
+fn run(
+    shared: &Shared,
+    ex: &mut Exchange<'_>,
+    route: &Route,
+    suffix: &str,
+    rec: &mut CallRecord,
+) -> Result<(), ApiError> {
     rec.key_name = authenticate(shared, ex)?;
     let target = match ex.head.query() {
         Some(q) => format!("{suffix}?{q}"),
@@ -166,7 +172,12 @@ fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, rec:
     }
 }
 
-fn pick_provider<'s>(shared: &'s Shared, model: Option<&str>, route: &Route, rec: &mut CallRecord) -> Result<&'s Provider, ApiError> {
+fn pick_provider<'s>(
+    shared: &'s Shared,
+    model: Option<&str>,
+    route: &Route,
+    rec: &mut CallRecord,
+) -> Result<&'s Provider, ApiError> {
     let provider = shared.provider_for(model).ok_or_else(|| ApiError::internal("no provider configured"))?;
     rec.provider = Some(provider.name.clone());
     if provider.kind != ProviderKind::OpenAi {
@@ -177,7 +188,12 @@ fn pick_provider<'s>(shared: &'s Shared, model: Option<&str>, route: &Route, rec
 
 /// Request headers for the upstream: the client's, minus credentials, hop-by-hop and framing
 /// headers and anything of ours, plus the provider key.
-fn upstream_headers(ex: &Exchange<'_>, provider: &Provider, key_index: usize, keep_length: bool) -> Vec<(String, String)> {
+fn upstream_headers(
+    ex: &Exchange<'_>,
+    provider: &Provider,
+    key_index: usize,
+    keep_length: bool,
+) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = ex
         .head
         .headers
@@ -185,7 +201,21 @@ fn upstream_headers(ex: &Exchange<'_>, provider: &Provider, key_index: usize, ke
         .filter(|(name, _)| {
             let n = name.as_str();
             !CREDENTIAL_HEADERS.contains(&n)
-                && !matches!(n, "host" | "connection" | "keep-alive" | "transfer-encoding" | "te" | "trailer" | "upgrade" | "expect" | "accept-encoding" | "cookie" | "proxy-authorization" | "proxy-connection")
+                && !matches!(
+                    n,
+                    "host"
+                        | "connection"
+                        | "keep-alive"
+                        | "transfer-encoding"
+                        | "te"
+                        | "trailer"
+                        | "upgrade"
+                        | "expect"
+                        | "accept-encoding"
+                        | "cookie"
+                        | "proxy-authorization"
+                        | "proxy-connection"
+                )
                 && (keep_length || n != "content-length")
                 && !n.starts_with("x-prodex-")
                 && !n.starts_with("x-forwarded-")
@@ -204,7 +234,14 @@ fn retryable_status(status: u16) -> bool {
 }
 
 /// Calls upstream with a replayable body, retrying on connect errors, 429 and 5xx.
-fn call_upstream(shared: &Shared, ex: &mut Exchange<'_>, provider: &Provider, target: &str, payload: Payload<'_>, rec: &mut CallRecord) -> Result<ureq::http::Response<ureq::Body>, ApiError> {
+fn call_upstream(
+    shared: &Shared,
+    ex: &mut Exchange<'_>,
+    provider: &Provider,
+    target: &str,
+    payload: Payload<'_>,
+    rec: &mut CallRecord,
+) -> Result<ureq::http::Response<ureq::Body>, ApiError> {
     let url = format!("{}{target}", provider.base_url);
     let method = ex.head.method.clone();
     let body: Option<&[u8]> = match payload {
@@ -223,12 +260,23 @@ fn call_upstream(shared: &Shared, ex: &mut Exchange<'_>, provider: &Provider, ta
         rec.upstream += waited;
         match result {
             Ok(resp) if retryable_status(resp.status().as_u16()) && attempt + 1 < MAX_ATTEMPTS => {
-                log::info!("call {} attempt {}: upstream {} answered {}; retrying", rec.call_id, attempt + 1, provider.name, resp.status().as_u16());
+                log::info!(
+                    "call {} attempt {}: upstream {} answered {}; retrying",
+                    rec.call_id,
+                    attempt + 1,
+                    provider.name,
+                    resp.status().as_u16()
+                );
                 last_err = ApiError::upstream_unreachable(format!("status {}", resp.status().as_u16()));
             }
             Ok(resp) => return Ok(resp),
             Err(Failure::Connect(why)) => {
-                log::warn!("call {} attempt {}: cannot reach upstream {}: {why}", rec.call_id, attempt + 1, provider.name);
+                log::warn!(
+                    "call {} attempt {}: cannot reach upstream {}: {why}",
+                    rec.call_id,
+                    attempt + 1,
+                    provider.name
+                );
                 last_err = ApiError::upstream_unreachable(why);
             }
             Err(Failure::Timeout) => return Err(ApiError::upstream_timeout()),
@@ -250,7 +298,13 @@ impl Read for BodyCopy<'_, '_> {
 }
 
 /// Calls upstream streaming the client's body (not replayable: one attempt).
-fn call_streaming_body(shared: &Shared, reader: &mut BodyCopy<'_, '_>, provider: &Provider, target: &str, rec: &mut CallRecord) -> Result<ureq::http::Response<ureq::Body>, ApiError> {
+fn call_streaming_body(
+    shared: &Shared,
+    reader: &mut BodyCopy<'_, '_>,
+    provider: &Provider,
+    target: &str,
+    rec: &mut CallRecord,
+) -> Result<ureq::http::Response<ureq::Body>, ApiError> {
     let url = format!("{}{target}", provider.base_url);
     let keep_length = matches!(reader.ex.head.framing, Framing::Length(_));
     let headers = upstream_headers(reader.ex, provider, shared.next_key_index(), keep_length);
@@ -272,10 +326,20 @@ fn header_refs(headers: &[(String, String)]) -> Vec<(&str, &str)> {
 }
 
 /// Relays the upstream response to the client, reading usage on the way.
-fn relay(ex: &mut Exchange<'_>, route: &Route, resp: ureq::http::Response<ureq::Body>, plan: StreamPlan, rec: &mut CallRecord) -> Result<(), ApiError> {
+fn relay(
+    ex: &mut Exchange<'_>,
+    route: &Route,
+    resp: ureq::http::Response<ureq::Body>,
+    plan: StreamPlan,
+    rec: &mut CallRecord,
+) -> Result<(), ApiError> {
     let status = resp.status().as_u16();
     let headers = upstream::relayed_headers(resp.headers());
-    let is_sse = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.starts_with("text/event-stream"));
+    let is_sse = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"));
     rec.status = status;
     if !(200..300).contains(&status) {
         rec.error_code = Some("upstream_error".into());
@@ -291,7 +355,8 @@ fn relay(ex: &mut Exchange<'_>, route: &Route, resp: ureq::http::Response<ureq::
         ex.add_upstream_time(waited);
         rec.upstream += waited;
         let body = read.map_err(|e| ApiError::upstream_invalid_response(format!("reading the body failed: {e}")))?;
-        let json: Value = serde_json::from_slice(&body).map_err(|_| ApiError::upstream_invalid_response("the body is not JSON"))?;
+        let json: Value =
+            serde_json::from_slice(&body).map_err(|_| ApiError::upstream_invalid_response("the body is not JSON"))?;
         if let Some(usage) = openai::response_usage(&json) {
             rec.usage = usage;
             rec.usage_source = UsageSource::Provider;
@@ -306,7 +371,13 @@ fn relay(ex: &mut Exchange<'_>, route: &Route, resp: ureq::http::Response<ureq::
 }
 
 /// Streams an upstream body through untouched (chunked to the client).
-fn relay_raw(ex: &mut Exchange<'_>, status: u16, headers: &[(String, String)], resp: ureq::http::Response<ureq::Body>, rec: &mut CallRecord) -> Result<(), ApiError> {
+fn relay_raw(
+    ex: &mut Exchange<'_>,
+    status: u16,
+    headers: &[(String, String)],
+    resp: ureq::http::Response<ureq::Body>,
+    rec: &mut CallRecord,
+) -> Result<(), ApiError> {
     let mut reader = upstream::body_reader(resp);
     let mut buf = vec![0u8; 16 * 1024];
     ex.start_stream(status, &header_refs(headers)).map_err(|_| client_gone(rec))?;
@@ -342,7 +413,15 @@ fn client_gone(rec: &mut CallRecord) -> ApiError {
 }
 
 /// Relays an SSE stream event by event, metering usage and hiding injected usage chunks.
-fn relay_sse(ex: &mut Exchange<'_>, route: &Route, status: u16, headers: &[(String, String)], resp: ureq::http::Response<ureq::Body>, plan: StreamPlan, rec: &mut CallRecord) -> Result<(), ApiError> {
+fn relay_sse(
+    ex: &mut Exchange<'_>,
+    route: &Route,
+    status: u16,
+    headers: &[(String, String)],
+    resp: ureq::http::Response<ureq::Body>,
+    plan: StreamPlan,
+    rec: &mut CallRecord,
+) -> Result<(), ApiError> {
     rec.stream = true;
     let mut reader = upstream::body_reader(resp);
     let mut decoder = sse::Decoder::default();

@@ -69,7 +69,13 @@ pub fn run(config: Config) -> ExitCode {
     let default_provider = config.default_provider.clone();
     let shared = Arc::new(Shared::new(config, upstream, Arc::clone(&lifecycle), started_at_ms));
     if let Some(p) = shared.config.provider(&default_provider) {
-        log::info!("default provider {} ({}) at {} with {} key(s)", p.name, p.kind.as_str(), p.base_url, p.api_keys.len());
+        log::info!(
+            "default provider {} ({}) at {} with {} key(s)",
+            p.name,
+            p.kind.as_str(),
+            p.base_url,
+            p.api_keys.len()
+        );
     }
     let _accept = server::spawn(listener, limits, Arc::new(Gateway { shared }), Arc::clone(&lifecycle));
     log::info!("prodex gateway listening on http://{local}");

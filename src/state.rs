@@ -34,7 +34,8 @@ impl Shared {
     /// The provider for `model`: the first whose `models` globs match, else the default provider.
     #[must_use]
     pub fn provider_for(&self, model: Option<&str>) -> Option<&Provider> {
-        let by_glob = model.and_then(|m| self.config.providers.iter().find(|p| p.models.iter().any(|g| model_matches(g, m))));
+        let by_glob =
+            model.and_then(|m| self.config.providers.iter().find(|p| p.models.iter().any(|g| model_matches(g, m))));
         by_glob.or_else(|| self.config.provider(&self.config.default_provider))
     }
 

@@ -1,14 +1,17 @@
 //! The one integration-test binary: every test drives the real `prodex` binary over TCP.
 
+// Tests measure real time (chunk arrival gaps, deadlines); the clock rule is for the product.
+#![allow(clippy::disallowed_methods)]
+
 mod support;
 
-/// Data plane: routes, auth, headers, usage, upstream faults and retries.
-mod proxy;
-/// Streaming: event timing, include_usage handling, disconnects.
-mod streaming;
-/// The HTTP server: limits, malformed requests, keep-alive, concurrency.
-mod server;
 /// Process lifecycle: health, SIGTERM drain, logs, the CLI.
 mod lifecycle;
+/// Data plane: routes, auth, headers, usage, upstream faults and retries.
+mod proxy;
 /// Real SDK clients (the official `openai` Python package).
 mod sdk;
+/// The HTTP server: limits, malformed requests, keep-alive, concurrency.
+mod server;
+/// Streaming: event timing, include_usage handling, disconnects.
+mod streaming;

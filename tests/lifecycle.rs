@@ -37,7 +37,14 @@ fn sigterm_drains_streams_then_exits_zero() {
     // A stream that needs ~1 s.
     let mut stream = client::connect(gw.addr);
     let body = json!({"model": "gpt-4o-mini", "stream": true, "messages": []}).to_string();
-    stream.write_all(&client::build("POST", "/v1/chat/completions", &[("x-mock-chunks", "5"), ("x-mock-interval-ms", "200")], body.as_bytes())).unwrap();
+    stream
+        .write_all(&client::build(
+            "POST",
+            "/v1/chat/completions",
+            &[("x-mock-chunks", "5"), ("x-mock-interval-ms", "200")],
+            body.as_bytes(),
+        ))
+        .unwrap();
     let reader = std::thread::spawn(move || read_response(&mut stream, false).map(|(r, _)| r));
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while mock.count() == 0 {
@@ -65,10 +72,21 @@ fn sigterm_drains_streams_then_exits_zero() {
 #[test]
 fn grace_period_bounds_the_drain() {
     let mock = Mock::start();
-    let mut gw = Gateway::start(Opts { base_url: Some(mock.base_url()), policy: Some("[gateway]\nshutdown_grace_seconds = 1\n"), ..Opts::default() });
+    let mut gw = Gateway::start(Opts {
+        base_url: Some(mock.base_url()),
+        policy: Some("[gateway]\nshutdown_grace_seconds = 1\n"),
+        ..Opts::default()
+    });
     let mut stream = client::connect(gw.addr);
     let body = json!({"model": "gpt-4o-mini", "stream": true, "messages": []}).to_string();
-    stream.write_all(&client::build("POST", "/v1/chat/completions", &[("x-mock-chunks", "100"), ("x-mock-interval-ms", "100")], body.as_bytes())).unwrap();
+    stream
+        .write_all(&client::build(
+            "POST",
+            "/v1/chat/completions",
+            &[("x-mock-chunks", "100"), ("x-mock-interval-ms", "100")],
+            body.as_bytes(),
+        ))
+        .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while mock.count() == 0 {
         assert!(std::time::Instant::now() < deadline);
@@ -88,7 +106,11 @@ fn run_logs_and_latest_pointer_are_written_without_secrets() {
         env: vec![("PRODEX_GATEWAY_TOKEN", "tok-log-secret".into()), ("PRODEX_RUNTIME_LOG_FORMAT", "json".into())],
         ..Opts::default()
     });
-    let r = gw.post_json("/v1/chat/completions", &[("authorization", "Bearer tok-log-secret")], &json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "prompt-text-xyz"}]}));
+    let r = gw.post_json(
+        "/v1/chat/completions",
+        &[("authorization", "Bearer tok-log-secret")],
+        &json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "prompt-text-xyz"}]}),
+    );
     assert_eq!(r.status, 200);
     gw.wait_for_log("\"target\":\"access\"");
     let logs = gw.home.0.join("logs");
@@ -106,7 +128,11 @@ fn run_logs_and_latest_pointer_are_written_without_secrets() {
 #[test]
 fn check_reports_every_error_with_exit_code_2() {
     let home = TempDir::new("check");
-    std::fs::write(home.0.join("policy.toml"), "[gateway]\nlisten_adr = \"x\"\n\n[gateway.ledger]\ndurability = \"never\"\n").unwrap();
+    std::fs::write(
+        home.0.join("policy.toml"),
+        "[gateway]\nlisten_adr = \"x\"\n\n[gateway.ledger]\ndurability = \"never\"\n",
+    )
+    .unwrap();
     let out = Command::new(bin()).args(["gateway", "check", "--home"]).arg(&home.0).env_clear().output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -115,8 +141,14 @@ fn check_reports_every_error_with_exit_code_2() {
     assert!(err.contains("policy.toml:5: gateway.ledger.durability: expected commit or async"), "{err}");
 
     std::fs::write(home.0.join("policy.toml"), "[gateway]\nlisten_addr = \"127.0.0.1:4555\"\n").unwrap();
-    let out = Command::new(bin()).args(["gateway", "check", "--home"]).arg(&home.0).env_clear()
-        .env("PRODEX_GATEWAY_TOKEN", "very-secret-master").env("OPENAI_API_KEY", "sk-very-secret").output().unwrap();
+    let out = Command::new(bin())
+        .args(["gateway", "check", "--home"])
+        .arg(&home.0)
+        .env_clear()
+        .env("PRODEX_GATEWAY_TOKEN", "very-secret-master")
+        .env("OPENAI_API_KEY", "sk-very-secret")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("listen_addr = \"127.0.0.1:4555\""), "{text}");
@@ -126,7 +158,12 @@ fn check_reports_every_error_with_exit_code_2() {
 #[test]
 fn non_loopback_without_auth_is_refused() {
     let home = TempDir::new("bind");
-    let out = Command::new(bin()).args(["gateway", "--listen", "0.0.0.0:0", "--home"]).arg(&home.0).env_clear().output().unwrap();
+    let out = Command::new(bin())
+        .args(["gateway", "--listen", "0.0.0.0:0", "--home"])
+        .arg(&home.0)
+        .env_clear()
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to listen on non-loopback"));
 }
@@ -139,7 +176,11 @@ fn healthcheck_and_version_commands() {
     let out = Command::new(bin()).args(["gateway", "healthcheck", "--url", &url]).env_clear().output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let out = Command::new(bin()).args(["gateway", "healthcheck", "--url", &format!("http://{dead}/readyz")]).env_clear().output().unwrap();
+    let out = Command::new(bin())
+        .args(["gateway", "healthcheck", "--url", &format!("http://{dead}/readyz")])
+        .env_clear()
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let out = Command::new(bin()).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("prodex "));

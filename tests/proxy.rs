@@ -27,7 +27,10 @@ fn chat_completion_passes_through_with_call_headers() {
     assert_eq!(seen[0].path, "/v1/chat/completions");
     assert_eq!(seen[0].json(), chat(), "non-streaming bodies are forwarded unchanged");
     let log = gw.wait_for_log("route=chat.completions");
-    assert!(log.contains("input_tokens=11 cached_input_tokens=3 output_tokens=7 reasoning_tokens=2 usage_source=provider"), "{log}");
+    assert!(
+        log.contains("input_tokens=11 cached_input_tokens=3 output_tokens=7 reasoning_tokens=2 usage_source=provider"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -48,7 +51,12 @@ fn responses_embeddings_and_models() {
     assert_eq!(r.json()["id"], "gpt-4o-mini");
     assert_eq!(mock.requests().last().unwrap().path, "/v1/models/gpt-4o-mini?x=1", "query strings are forwarded");
     let log = gw.wait_for_log("route=embeddings");
-    assert!(log.contains("route=responses model=gpt-4o-mini provider=openai stream=false status=200 error=- input_tokens=11"), "{log}");
+    assert!(
+        log.contains(
+            "route=responses model=gpt-4o-mini provider=openai stream=false status=200 error=- input_tokens=11"
+        ),
+        "{log}"
+    );
 }
 
 #[test]
@@ -81,7 +89,12 @@ fn master_token_is_required_in_any_sdk_header_and_never_forwarded() {
     assert!(r.header("x-prodex-call-id").is_some(), "errors carry the call id too");
     let r = gw.post_json("/v1/chat/completions", &[("authorization", "Bearer wrong")], &chat());
     assert_eq!(r.status, 401);
-    for (name, value) in [("authorization", "Bearer master-secret-1"), ("x-api-key", "master-secret-1"), ("api-key", "master-secret-1"), ("x-goog-api-key", "master-secret-1")] {
+    for (name, value) in [
+        ("authorization", "Bearer master-secret-1"),
+        ("x-api-key", "master-secret-1"),
+        ("api-key", "master-secret-1"),
+        ("x-goog-api-key", "master-secret-1"),
+    ] {
         let r = gw.post_json("/v1/chat/completions", &[(name, value)], &chat());
         assert_eq!(r.status, 200, "{name}: {}", r.text());
     }
@@ -99,7 +112,11 @@ fn master_token_is_required_in_any_sdk_header_and_never_forwarded() {
 #[test]
 fn key_pool_rotates_past_a_429_before_the_first_byte() {
     let mock = Mock::start();
-    let gw = Gateway::start(Opts { base_url: Some(mock.base_url()), env: vec![("OPENAI_API_KEYS", "k1,k2".into())], ..Opts::default() });
+    let gw = Gateway::start(Opts {
+        base_url: Some(mock.base_url()),
+        env: vec![("OPENAI_API_KEYS", "k1,k2".into())],
+        ..Opts::default()
+    });
     for _ in 0..4 {
         let r = gw.post_json("/v1/chat/completions", &[("x-mock-429-key", "k1")], &chat());
         assert_eq!(r.status, 200, "{}", r.text());
@@ -112,7 +129,11 @@ fn key_pool_rotates_past_a_429_before_the_first_byte() {
 #[test]
 fn upstream_faults_map_to_openai_errors() {
     let mock = Mock::start();
-    let gw = Gateway::start(Opts { base_url: Some(mock.base_url()), policy: Some("[gateway]\nupstream_idle_timeout_seconds = 1\n"), ..Opts::default() });
+    let gw = Gateway::start(Opts {
+        base_url: Some(mock.base_url()),
+        policy: Some("[gateway]\nupstream_idle_timeout_seconds = 1\n"),
+        ..Opts::default()
+    });
     let r = gw.post_json("/v1/chat/completions", &[("x-mock-fault", "malformed-json")], &chat());
     assert_eq!((r.status, r.code()), (502, "upstream_invalid_response".to_string()));
     let r = gw.post_json("/v1/chat/completions", &[("x-mock-status", "400")], &chat());

@@ -11,7 +11,11 @@ fn openai_python_sdk_works_unchanged() {
     let python = std::env::var("PRODEX_TEST_PYTHON")
         .expect("PRODEX_TEST_PYTHON is not set: run the suite through scripts/test.sh, which installs the openai SDK");
     let mock = Mock::start();
-    let gw = Gateway::start(Opts { base_url: Some(mock.base_url()), env: vec![("PRODEX_GATEWAY_TOKEN", "sdk-master".into())], ..Opts::default() });
+    let gw = Gateway::start(Opts {
+        base_url: Some(mock.base_url()),
+        env: vec![("PRODEX_GATEWAY_TOKEN", "sdk-master".into())],
+        ..Opts::default()
+    });
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_sdk.py");
     let out = Command::new(python)
         .arg(script)

@@ -14,23 +14,53 @@ fn status_of(response: &str) -> u16 {
 #[test]
 fn malformed_requests_each_get_their_4xx_and_a_call_id() {
     let mock = Mock::start();
-    let gw = Gateway::start(Opts { base_url: Some(mock.base_url()), env: vec![("PRODEX_GATEWAY_MAX_BODY_BYTES", "1000".into())], ..Opts::default() });
+    let gw = Gateway::start(Opts {
+        base_url: Some(mock.base_url()),
+        env: vec![("PRODEX_GATEWAY_MAX_BODY_BYTES", "1000".into())],
+        ..Opts::default()
+    });
     let many: String = (0..150).map(|i| format!("x-h{i}: v\r\n")).collect();
     let cases: Vec<(Vec<u8>, u16, &str)> = vec![
         (b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: abc\r\n\r\n".to_vec(), 400, "malformed_request"),
-        (b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n".to_vec(), 400, "malformed_request"),
-        (b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(), 400, "malformed_request"),
+        (
+            b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n".to_vec(),
+            400,
+            "malformed_request",
+        ),
+        (
+            b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+            400,
+            "malformed_request",
+        ),
         (b"\x16\x03\x01\x02\x00garbage\r\n\r\n".to_vec(), 400, "malformed_request"),
         (format!("GET / HTTP/1.1\r\nx-big: {}\r\n\r\n", "a".repeat(40_000)).into_bytes(), 431, "headers_too_large"),
         (format!("GET / HTTP/1.1\r\n{many}\r\n").into_bytes(), 431, "headers_too_large"),
         (format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(10_000)).into_bytes(), 414, "uri_too_long"),
         (b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 5000\r\n\r\n".to_vec(), 413, "request_too_large"),
-        (b"POST /v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n7d0\r\n".iter().copied().chain(std::iter::repeat_n(b'a', 2000)).chain(*b"\r\n0\r\n\r\n").collect(), 413, "request_too_large"),
-        (b"POST /v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec(), 400, "malformed_request"),
+        (
+            b"POST /v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n7d0\r\n"
+                .iter()
+                .copied()
+                .chain(std::iter::repeat_n(b'a', 2000))
+                .chain(*b"\r\n0\r\n\r\n")
+                .collect(),
+            413,
+            "request_too_large",
+        ),
+        (
+            b"POST /v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec(),
+            400,
+            "malformed_request",
+        ),
     ];
     for (raw, status, code) in cases {
         let response = client::raw(gw.addr, &raw);
-        assert_eq!(status_of(&response), status, "{:?} → {response}", String::from_utf8_lossy(&raw[..raw.len().min(80)]));
+        assert_eq!(
+            status_of(&response),
+            status,
+            "{:?} → {response}",
+            String::from_utf8_lossy(&raw[..raw.len().min(80)])
+        );
         assert!(response.contains(&format!("\"code\":\"{code}\"")), "{response}");
         assert!(response.contains("x-prodex-call-id: prodex-"), "{response}");
     }
@@ -42,7 +72,11 @@ fn malformed_requests_each_get_their_4xx_and_a_call_id() {
 #[test]
 fn slow_headers_get_408() {
     let mock = Mock::start();
-    let gw = Gateway::start(Opts { base_url: Some(mock.base_url()), policy: Some("[gateway]\nheader_timeout_seconds = 1\n"), ..Opts::default() });
+    let gw = Gateway::start(Opts {
+        base_url: Some(mock.base_url()),
+        policy: Some("[gateway]\nheader_timeout_seconds = 1\n"),
+        ..Opts::default()
+    });
     let mut s = client::connect(gw.addr);
     s.write_all(b"GET /v1/models HTTP/1.1\r\nhost: x\r\n").unwrap();
     let start = Instant::now();
@@ -88,7 +122,12 @@ fn expect_100_continue_is_answered() {
     let gw = Gateway::in_front_of(&mock);
     let body = json!({"model": "gpt-4o-mini", "messages": []}).to_string();
     let mut s = client::connect(gw.addr);
-    write!(s, "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: {}\r\n\r\n", body.len()).unwrap();
+    write!(
+        s,
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
     let (interim, _) = read_response(&mut s, true).unwrap();
     assert_eq!(interim.status, 100);
     s.write_all(body.as_bytes()).unwrap();
@@ -105,10 +144,20 @@ fn a_thousand_concurrent_calls_to_a_slow_upstream_do_not_queue() {
     let start = Instant::now();
     let handles: Vec<_> = (0..1000)
         .map(|_| {
-            std::thread::Builder::new().stack_size(128 * 1024).spawn(move || {
-                let body = json!({"model": "gpt-4o-mini", "messages": []}).to_string();
-                client::request(addr, "POST", "/v1/chat/completions", &[("x-mock-delay-ms", "200")], body.as_bytes()).status
-            }).unwrap()
+            std::thread::Builder::new()
+                .stack_size(128 * 1024)
+                .spawn(move || {
+                    let body = json!({"model": "gpt-4o-mini", "messages": []}).to_string();
+                    client::request(
+                        addr,
+                        "POST",
+                        "/v1/chat/completions",
+                        &[("x-mock-delay-ms", "200")],
+                        body.as_bytes(),
+                    )
+                    .status
+                })
+                .unwrap()
         })
         .collect();
     let ok = handles.into_iter().map(|h| h.join().unwrap()).filter(|s| *s == 200).count();

@@ -7,7 +7,11 @@ use crate::support::client::{self, read_response};
 use crate::support::mock::Mock;
 use crate::support::Gateway;
 
-fn stream_request(gw: &Gateway, headers: &[(&str, &str)], body: &serde_json::Value) -> (client::Response, Vec<(Instant, Vec<u8>)>) {
+fn stream_request(
+    gw: &Gateway,
+    headers: &[(&str, &str)],
+    body: &serde_json::Value,
+) -> (client::Response, Vec<(Instant, Vec<u8>)>) {
     let mut h = vec![("content-type", "application/json")];
     h.extend_from_slice(headers);
     let mut s = client::connect(gw.addr);
@@ -28,7 +32,8 @@ fn events_arrive_spaced_as_the_upstream_sent_them() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("text/event-stream"));
     assert!(r.header("x-prodex-call-id").is_some());
-    let content: Vec<&(Instant, Vec<u8>)> = chunks.iter().filter(|(_, d)| String::from_utf8_lossy(d).contains("tok")).collect();
+    let content: Vec<&(Instant, Vec<u8>)> =
+        chunks.iter().filter(|(_, d)| String::from_utf8_lossy(d).contains("tok")).collect();
     assert_eq!(content.len(), 5, "one chunk per event");
     for pair in content.windows(2) {
         let gap = pair[1].0 - pair[0].0;
@@ -50,7 +55,8 @@ fn usage_is_injected_upstream_and_hidden_unless_asked() {
     assert_eq!(lines.len(), 5, "3 content chunks, the stop chunk, [DONE]: {lines:?}");
     assert_eq!(mock.requests()[0].json()["stream_options"]["include_usage"], true, "upstream was asked for usage");
 
-    let asked = json!({"model": "gpt-4o-mini", "stream": true, "stream_options": {"include_usage": true}, "messages": []});
+    let asked =
+        json!({"model": "gpt-4o-mini", "stream": true, "stream_options": {"include_usage": true}, "messages": []});
     let (r, _) = stream_request(&gw, &[], &asked);
     let lines = data_lines(&r.body);
     let usage: serde_json::Value = serde_json::from_str(&lines[lines.len() - 2]).unwrap();
@@ -58,7 +64,11 @@ fn usage_is_injected_upstream_and_hidden_unless_asked() {
     assert_eq!(usage["choices"], json!([]));
     assert_eq!(mock.requests()[1].json(), asked, "a body that already asks is forwarded unchanged");
     let log = gw.wait_for_log("stream=true");
-    assert_eq!(log.matches("stream=true status=200 error=- input_tokens=11 cached_input_tokens=3 output_tokens=7").count(), 2, "{log}");
+    assert_eq!(
+        log.matches("stream=true status=200 error=- input_tokens=11 cached_input_tokens=3 output_tokens=7").count(),
+        2,
+        "{log}"
+    );
 }
 
 #[test]
@@ -67,7 +77,8 @@ fn responses_stream_is_relayed_and_metered() {
     let gw = Gateway::in_front_of(&mock);
     let mut s = client::connect(gw.addr);
     let body = json!({"model": "gpt-4o-mini", "input": "hi", "stream": true}).to_string();
-    s.write_all(&client::build("POST", "/v1/responses", &[("content-type", "application/json")], body.as_bytes())).unwrap();
+    s.write_all(&client::build("POST", "/v1/responses", &[("content-type", "application/json")], body.as_bytes()))
+        .unwrap();
     let (r, _) = read_response(&mut s, false).unwrap();
     assert!(r.text().contains("event: response.completed"), "{}", r.text());
     gw.wait_for_log("route=responses model=gpt-4o-mini provider=openai stream=true status=200 error=- input_tokens=11");
@@ -79,7 +90,12 @@ fn client_disconnect_closes_the_upstream_and_bills_partial() {
     let gw = Gateway::in_front_of(&mock);
     let mut s = client::connect(gw.addr);
     let body = json!({"model": "gpt-4o-mini", "stream": true, "messages": []}).to_string();
-    let req = client::build("POST", "/v1/chat/completions", &[("x-mock-chunks", "200"), ("x-mock-interval-ms", "20")], body.as_bytes());
+    let req = client::build(
+        "POST",
+        "/v1/chat/completions",
+        &[("x-mock-chunks", "200"), ("x-mock-interval-ms", "20")],
+        body.as_bytes(),
+    );
     s.write_all(&req).unwrap();
     let mut first = [0u8; 512];
     let n = s.read(&mut first).unwrap();
@@ -100,7 +116,13 @@ fn upstream_reset_mid_stream_truncates_the_client_stream() {
     let gw = Gateway::in_front_of(&mock);
     let mut s = client::connect(gw.addr);
     let body = json!({"model": "gpt-4o-mini", "stream": true, "messages": []}).to_string();
-    s.write_all(&client::build("POST", "/v1/chat/completions", &[("x-mock-fault", "reset-mid-stream")], body.as_bytes())).unwrap();
+    s.write_all(&client::build(
+        "POST",
+        "/v1/chat/completions",
+        &[("x-mock-fault", "reset-mid-stream")],
+        body.as_bytes(),
+    ))
+    .unwrap();
     let err = read_response(&mut s, false).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "a cut stream must not look complete");
     gw.wait_for_log("error=upstream_stream_broken");

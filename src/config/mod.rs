@@ -8,16 +8,17 @@
 
 mod policy;
 mod render;
+mod sections;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use toml::de::DeTable;
 
-use crate::core::time::{parse_rfc3339, UnixMs};
+use crate::core::time::UnixMs;
 use policy::{Diagnostics, Section};
 
 /// One configuration problem.
@@ -337,11 +338,31 @@ impl Config {
     }
 }
 
-/// Built-in providers: name, kind, default base URL, base-URL env, key env names (plural first).
-const BUILTIN_PROVIDERS: &[(&str, ProviderKind, &str, Option<&str>, &[&str])] = &[
-    ("openai", ProviderKind::OpenAi, "https://api.openai.com/v1", Some("OPENAI_BASE_URL"), &["OPENAI_API_KEYS", "OPENAI_API_KEY"]),
-    ("gemini", ProviderKind::Gemini, "https://generativelanguage.googleapis.com/v1beta", None, &["GEMINI_API_KEYS", "GEMINI_API_KEY", "GOOGLE_API_KEYS", "GOOGLE_API_KEY"]),
-    ("anthropic", ProviderKind::Anthropic, "https://api.anthropic.com/v1", None, &["ANTHROPIC_API_KEYS", "ANTHROPIC_API_KEY"]),
+/// A built-in provider: name, kind, default base URL, base-URL env, key env names (plural first).
+type Builtin = (&'static str, ProviderKind, &'static str, Option<&'static str>, &'static [&'static str]);
+
+pub(crate) const BUILTIN_PROVIDERS: &[Builtin] = &[
+    (
+        "openai",
+        ProviderKind::OpenAi,
+        "https://api.openai.com/v1",
+        Some("OPENAI_BASE_URL"),
+        &["OPENAI_API_KEYS", "OPENAI_API_KEY"],
+    ),
+    (
+        "gemini",
+        ProviderKind::Gemini,
+        "https://generativelanguage.googleapis.com/v1beta",
+        None,
+        &["GEMINI_API_KEYS", "GEMINI_API_KEY", "GOOGLE_API_KEYS", "GOOGLE_API_KEY"],
+    ),
+    (
+        "anthropic",
+        ProviderKind::Anthropic,
+        "https://api.anthropic.com/v1",
+        None,
+        &["ANTHROPIC_API_KEYS", "ANTHROPIC_API_KEY"],
+    ),
     ("deepseek", ProviderKind::OpenAi, "https://api.deepseek.com/v1", None, &["DEEPSEEK_API_KEYS", "DEEPSEEK_API_KEY"]),
 ];
 
@@ -364,7 +385,7 @@ pub fn load(inputs: &Inputs<'_>) -> Result<Config, Vec<ConfigError>> {
     let mut gw = root.table(&mut d, "gateway").unwrap_or_else(|| Section::new("gateway", &empty, 0));
     root.finish(&mut d);
     let env = Env { map: inputs.env };
-    let config = build(&mut gw, &mut d, &env, inputs);
+    let config = sections::build(&mut gw, &mut d, &env, inputs);
     gw.finish(&mut d);
     if d.errors.is_empty() {
         Ok(config)
@@ -374,21 +395,21 @@ pub fn load(inputs: &Inputs<'_>) -> Result<Config, Vec<ConfigError>> {
 }
 
 /// The environment, with the "set but empty means unset" rule applied once.
-struct Env<'a> {
+pub(crate) struct Env<'a> {
     map: &'a BTreeMap<String, String>,
 }
 
 impl Env<'_> {
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.map.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
     }
 
-    fn error(d: &mut Diagnostics<'_>, name: &str, message: impl Into<String>) {
+    pub(crate) fn error(d: &mut Diagnostics<'_>, name: &str, message: impl Into<String>) {
         d.errors.push(ConfigError { location: format!("env {name}"), key: name.to_string(), message: message.into() });
     }
 
     /// A secret named by a `*_env` key; a missing variable is an error at that key.
-    fn secret(&self, d: &mut Diagnostics<'_>, section: &mut Section<'_, '_>, key: &str) -> Option<Secret> {
+    pub(crate) fn secret(&self, d: &mut Diagnostics<'_>, section: &mut Section<'_, '_>, key: &str) -> Option<Secret> {
         let var = section.string(d, key)?;
         if let Some(v) = self.get(&var) {
             Some(Secret::new(v, var))
@@ -400,7 +421,7 @@ impl Env<'_> {
     }
 
     /// A comma/newline separated key pool from the first set variable of `names`.
-    fn pool(&self, names: &[&str]) -> Vec<Secret> {
+    pub(crate) fn pool(&self, names: &[&str]) -> Vec<Secret> {
         names
             .iter()
             .find_map(|n| self.get(n).map(|v| (n, v)))
@@ -409,555 +430,8 @@ impl Env<'_> {
     }
 }
 
-fn split_list(v: &str) -> Vec<String> {
+pub(crate) fn split_list(v: &str) -> Vec<String> {
     v.split([',', '\n']).map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
-}
-
-fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env<'_>, inputs: &Inputs<'_>) -> Config {
-    let flags = inputs.flags;
-    let mut notices = Vec::new();
-
-    // [gateway] scalars.
-    let policy_listen = gw.string(d, "listen_addr");
-    let listen_src = flags.listen.as_deref().map(|v| (v.to_string(), "--listen".to_string()))
-        .or_else(|| env.get("PRODEX_GATEWAY_LISTEN").map(|v| (v.to_string(), "env PRODEX_GATEWAY_LISTEN".to_string())))
-        .or_else(|| policy_listen.map(|v| (v, format!("{}:{}", d.file, d.line_of(gw.offset_of("listen_addr"))))));
-    let listen = match &listen_src {
-        None => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4000),
-        Some((text, location)) => parse_listen(text).unwrap_or_else(|msg| {
-            d.errors.push(ConfigError { location: location.clone(), key: "gateway.listen_addr".into(), message: msg });
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4000)
-        }),
-    };
-    let policy_provider = gw.string(d, "provider");
-    let policy_base_url = gw.string(d, "base_url");
-    let require_auth = gw.boolean(d, "require_auth");
-    let policy_max_body = gw.uint(d, "max_request_body_bytes");
-    let grace = gw.uint(d, "shutdown_grace_seconds").unwrap_or(30);
-    let policy_workers = gw.uint(d, "workers");
-    let max_connections = gw.uint(d, "max_connections").unwrap_or(16_384);
-    let header_timeout = gw.uint(d, "header_timeout_seconds").unwrap_or(10);
-    let idle_timeout = gw.uint(d, "idle_timeout_seconds").unwrap_or(75);
-    let connect_timeout = gw.uint(d, "upstream_connect_timeout_seconds").unwrap_or(5);
-    let upstream_idle = gw.uint(d, "upstream_idle_timeout_seconds").unwrap_or(300);
-
-    let max_body_bytes = match env.get("PRODEX_GATEWAY_MAX_BODY_BYTES") {
-        Some(v) => v.parse::<u64>().unwrap_or_else(|_| {
-            Env::error(d, "PRODEX_GATEWAY_MAX_BODY_BYTES", "expected a number of bytes");
-            64 << 20
-        }),
-        None => policy_max_body.unwrap_or(64 << 20),
-    };
-    let workers = flags.workers.map(|w| w as u64)
-        .or_else(|| env.get("PRODEX_GATEWAY_WORKERS").and_then(|v| v.parse().ok()))
-        .or(policy_workers)
-        .unwrap_or(inputs.cpus.max(1) as u64);
-    if workers == 0 || workers > 256 {
-        d.errors.push(ConfigError { location: "--workers".into(), key: "gateway.workers".into(), message: "must be between 1 and 256".into() });
-    }
-    if max_connections == 0 {
-        d.error_at(gw.offset_of("max_connections"), "gateway.max_connections", "must be at least 1");
-    }
-
-    // Providers: built-ins, then [[gateway.providers]] overriding or adding by name.
-    let mut providers: Vec<Provider> = BUILTIN_PROVIDERS
-        .iter()
-        .map(|(name, kind, url, url_env, key_envs)| Provider {
-            name: (*name).to_string(),
-            kind: *kind,
-            base_url: url_env.and_then(|e| env.get(e)).unwrap_or(url).trim_end_matches('/').to_string(),
-            api_keys: env.pool(key_envs),
-            models: Vec::new(),
-        })
-        .collect();
-    for mut p in gw.tables(d, "providers") {
-        let name = p.string(d, "name");
-        let kind = p.string(d, "kind");
-        let base_url = p.string(d, "base_url");
-        let key = p.string(d, "api_key_env");
-        let models = p.string_list(d, "models").unwrap_or_default();
-        let path = p.path.clone();
-        let Some(name) = name else {
-            d.error_at(p.offset_of("name"), &format!("{path}.name"), "is required");
-            p.finish(d);
-            continue;
-        };
-        let builtin = providers.iter().position(|x| x.name == name);
-        let kind = match kind.as_deref().map(ProviderKind::parse) {
-            Some(Some(k)) => k,
-            Some(None) => {
-                d.error_at(p.offset_of("kind"), &format!("{path}.kind"), "expected openai, gemini or anthropic");
-                ProviderKind::OpenAi
-            }
-            None => match builtin {
-                Some(i) => providers[i].kind,
-                None => {
-                    d.error_at(p.offset_of("name"), &format!("{path}.kind"), "is required for a provider that is not built in");
-                    ProviderKind::OpenAi
-                }
-            },
-        };
-        let base_url = match (base_url, builtin) {
-            (Some(u), _) => check_url(d, p.offset_of("base_url"), &format!("{path}.base_url"), &u),
-            (None, Some(i)) => providers[i].base_url.clone(),
-            (None, None) => {
-                d.error_at(p.offset_of("name"), &format!("{path}.base_url"), "is required for a provider that is not built in");
-                String::new()
-            }
-        };
-        let api_keys = match key {
-            Some(var) => match env.get(&var) {
-                Some(v) => split_list(v).into_iter().map(|k| Secret::new(k, var.clone())).collect(),
-                None => {
-                    d.error_at(p.offset_of("api_key_env"), &format!("{path}.api_key_env"), format!("environment variable {var} is not set"));
-                    Vec::new()
-                }
-            },
-            None => builtin.map(|i| providers[i].api_keys.clone()).unwrap_or_default(),
-        };
-        check_globs(d, &p, "models", &models);
-        let provider = Provider { name: name.clone(), kind, base_url, api_keys, models };
-        match builtin {
-            Some(i) => providers[i] = provider,
-            None => providers.push(provider),
-        }
-        p.finish(d);
-    }
-    let (provider_name, provider_loc) = flags.provider.clone().map(|p| (p, "--provider".to_string()))
-        .or_else(|| env.get("PRODEX_GATEWAY_PROVIDER").map(|p| (p.to_string(), "env PRODEX_GATEWAY_PROVIDER".into())))
-        .or_else(|| policy_provider.map(|p| (p, format!("{}:{}", d.file, d.line_of(gw.offset_of("provider"))))))
-        .unwrap_or_else(|| ("openai".into(), "default".into()));
-    if let Some(i) = providers.iter().position(|p| p.name == provider_name) {
-        let base = flags.base_url.clone().map(|u| (u, "--base-url".to_string()))
-            .or_else(|| policy_base_url.map(|u| (u, format!("{}:{}", d.file, d.line_of(gw.offset_of("base_url"))))));
-        if let Some((url, location)) = base {
-            if url.starts_with("http://") || url.starts_with("https://") {
-                providers[i].base_url = url.trim_end_matches('/').to_string();
-            } else {
-                d.errors.push(ConfigError { location, key: "gateway.base_url".into(), message: "expected an http:// or https:// URL".into() });
-            }
-        }
-    } else {
-        let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
-        d.errors.push(ConfigError {
-            location: provider_loc,
-            key: "gateway.provider".into(),
-            message: format!("unknown provider `{provider_name}`; known: {}", names.join(", ")),
-        });
-    }
-
-    let route_aliases = read_aliases(gw, d, &providers);
-    let pricing = read_pricing(gw, d);
-    let virtual_keys = read_virtual_keys(gw, d, env);
-    let state = read_state(gw, d, env, &inputs.home, &mut notices);
-    let ledger = read_ledger(gw, d);
-    let admin_tokens = read_admin_tokens(gw, d, env);
-    let sso = read_sso(gw, d, env);
-    let metrics = read_metrics(gw, d);
-    let logs = read_logs(d, env, inputs);
-
-    let gateway_token = env.get("PRODEX_GATEWAY_TOKEN").map(|t| Secret::new(t, "PRODEX_GATEWAY_TOKEN"));
-    let has_credentials = gateway_token.is_some() || !virtual_keys.is_empty();
-    let require_auth_effective = require_auth.unwrap_or(has_credentials);
-    if !listen.ip().is_loopback() {
-        if !has_credentials {
-            d.errors.push(ConfigError {
-                location: listen_src.as_ref().map_or_else(|| "default".into(), |(_, l)| l.clone()),
-                key: "gateway.listen_addr".into(),
-                message: format!("refusing to listen on non-loopback {listen} without client auth: set PRODEX_GATEWAY_TOKEN or declare [[gateway.virtual_keys]]"),
-            });
-        }
-        if require_auth == Some(false) {
-            d.error_at(gw.offset_of("require_auth"), "gateway.require_auth", "false is only allowed on a loopback listen address");
-        }
-    }
-    if require_auth_effective && !has_credentials {
-        notices.push("require_auth is on but no client credential is configured: every data-plane call will get 401".into());
-    }
-    if !require_auth_effective {
-        notices.push(format!("client auth is off: anyone who can reach {listen} can use the upstream credentials"));
-    }
-
-    Config {
-        home: inputs.home.clone(),
-        policy_file: inputs.policy.map(|(f, _)| f.to_string()),
-        listen,
-        workers: usize::try_from(workers.clamp(1, 256)).unwrap_or(1),
-        default_provider: provider_name,
-        providers,
-        gateway_token,
-        require_auth: require_auth_effective,
-        shutdown_grace: Duration::from_secs(grace),
-        server: ServerConfig {
-            max_body_bytes,
-            max_connections: usize::try_from(max_connections.max(1)).unwrap_or(usize::MAX),
-            header_timeout: Duration::from_secs(header_timeout.max(1)),
-            idle_timeout: Duration::from_secs(idle_timeout.max(1)),
-            io_timeout: Duration::from_secs(60),
-        },
-        upstream: UpstreamConfig {
-            connect_timeout: Duration::from_secs(connect_timeout.max(1)),
-            idle_timeout: Duration::from_secs(upstream_idle.max(1)),
-            max_idle_per_host: 64,
-        },
-        route_aliases,
-        pricing,
-        virtual_keys,
-        state,
-        ledger,
-        admin_tokens,
-        sso,
-        metrics,
-        logs,
-        notices,
-    }
-}
-
-fn parse_listen(text: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    if let Some(port) = text.strip_prefix("localhost:") {
-        if let Ok(port) = port.parse::<u16>() {
-            return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
-        }
-    }
-    Err(format!("`{text}` is not IP:PORT (e.g. 127.0.0.1:4000, 0.0.0.0:4000, [::1]:4000)"))
-}
-
-fn check_url(d: &mut Diagnostics<'_>, offset: usize, key: &str, url: &str) -> String {
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        d.error_at(offset, key, "expected an http:// or https:// URL");
-    }
-    url.trim_end_matches('/').to_string()
-}
-
-fn check_globs(d: &mut Diagnostics<'_>, s: &Section<'_, '_>, key: &str, globs: &[String]) {
-    for g in globs {
-        if g.is_empty() || g[..g.len() - 1].contains('*') {
-            d.error_at(s.offset_of(key), &format!("{}.{key}", s.path), format!("`{g}`: expected an exact model name or a trailing-* glob"));
-        }
-    }
-}
-
-fn read_aliases(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, _providers: &[Provider]) -> Vec<RouteAlias> {
-    let mut out = Vec::new();
-    for mut s in gw.tables(d, "route_aliases") {
-        let alias = s.string(d, "alias");
-        let models = s.string_list(d, "models").unwrap_or_default();
-        let strategy = match s.string(d, "strategy").as_deref() {
-            None | Some("fallback") => RouteStrategy::Fallback,
-            Some("round-robin") => RouteStrategy::RoundRobin,
-            Some("first") => RouteStrategy::First,
-            Some("least-busy") => RouteStrategy::LeastBusy,
-            Some("lowest-cost") => RouteStrategy::LowestCost,
-            Some("lowest-latency") => RouteStrategy::LowestLatency,
-            Some(_) => {
-                d.error_at(s.offset_of("strategy"), &format!("{}.strategy", s.path), "expected fallback, round-robin, first, least-busy, lowest-cost or lowest-latency");
-                RouteStrategy::Fallback
-            }
-        };
-        if models.is_empty() {
-            d.error_at(s.offset_of("models"), &format!("{}.models", s.path), "needs at least one model");
-        }
-        match alias {
-            Some(alias) => out.push(RouteAlias { alias, models, strategy }),
-            None => d.error_at(s.offset_of("alias"), &format!("{}.alias", s.path), "is required"),
-        }
-        s.finish(d);
-    }
-    out
-}
-
-fn read_pricing(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>) -> Vec<PriceOverride> {
-    let mut out = Vec::new();
-    for mut s in gw.tables(d, "pricing") {
-        let model = s.string(d, "model");
-        let input = s.number(d, "input");
-        let output = s.number(d, "output");
-        let cached_input = s.number(d, "cached_input");
-        for (key, v) in [("model", model.is_some()), ("input", input.is_some()), ("output", output.is_some())] {
-            if !v {
-                d.error_at(s.offset_of(key), &format!("{}.{key}", s.path), "is required");
-            }
-        }
-        if let (Some(model), Some(input), Some(output)) = (model, input, output) {
-            out.push(PriceOverride { model, input, output, cached_input });
-        }
-        s.finish(d);
-    }
-    out
-}
-
-/// Key names: 1–128 of `[A-Za-z0-9._-]`.
-#[must_use]
-pub fn valid_key_name(name: &str) -> bool {
-    (1..=128).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-fn read_virtual_keys(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env<'_>) -> Vec<StaticKey> {
-    let mut out: Vec<StaticKey> = Vec::new();
-    for mut s in gw.tables(d, "virtual_keys") {
-        let path = s.path.clone();
-        let name = s.string(d, "name");
-        let token = env.secret(d, &mut s, "token_env");
-        let budget_period = match s.string(d, "budget_period").as_deref() {
-            None | Some("total") => BudgetPeriod::Total,
-            Some("daily") => BudgetPeriod::Daily,
-            Some("weekly") => BudgetPeriod::Weekly,
-            Some("monthly") => BudgetPeriod::Monthly,
-            Some(_) => {
-                d.error_at(s.offset_of("budget_period"), &format!("{path}.budget_period"), "expected total, daily, weekly or monthly");
-                BudgetPeriod::Total
-            }
-        };
-        let expires_at = s.string(d, "expires_at").and_then(|t| match parse_rfc3339(&t) {
-            Ok(ms) => Some(ms),
-            Err(msg) => {
-                d.error_at(s.offset_of("expires_at"), &format!("{path}.expires_at"), msg);
-                None
-            }
-        });
-        let allowed_models = s.string_list(d, "allowed_models").unwrap_or_default();
-        check_globs(d, &s, "allowed_models", &allowed_models);
-        let key = StaticKey {
-            name: name.clone().unwrap_or_default(),
-            token: token.clone().unwrap_or_else(|| Secret::new("", "")),
-            tenant_id: s.string(d, "tenant_id"),
-            team_id: s.string(d, "team_id"),
-            project_id: s.string(d, "project_id"),
-            user_id: s.string(d, "user_id"),
-            budget_id: s.string(d, "budget_id"),
-            allowed_models,
-            budget_microusd: s.number(d, "budget_usd").map(usd_to_micros),
-            budget_period,
-            request_budget: s.uint(d, "request_budget"),
-            rpm_limit: s.uint(d, "rpm_limit"),
-            tpm_limit: s.uint(d, "tpm_limit"),
-            max_parallel_requests: s.uint(d, "max_parallel_requests"),
-            expires_at,
-        };
-        match &name {
-            None => d.error_at(s.offset_of("name"), &format!("{path}.name"), "is required"),
-            Some(n) if !valid_key_name(n) => d.error_at(s.offset_of("name"), &format!("{path}.name"), "must be 1-128 characters of A-Z a-z 0-9 . _ -"),
-            Some(n) if out.iter().any(|k| k.name.eq_ignore_ascii_case(n)) => {
-                d.error_at(s.offset_of("name"), &format!("{path}.name"), format!("duplicate key name `{n}` (names are unique case-insensitively)"));
-            }
-            Some(_) => {}
-        }
-        if token.is_none() && s.string(d, "token_env").is_none() {
-            d.error_at(s.offset_of("name"), &format!("{path}.token_env"), "is required");
-        }
-        if let Some(t) = &token {
-            if out.iter().any(|k| k.token.expose() == t.expose()) {
-                d.error_at(s.offset_of("token_env"), &format!("{path}.token_env"), "two virtual keys use the same token");
-            }
-        }
-        if name.is_some() && token.is_some() {
-            out.push(key);
-        }
-        s.finish(d);
-    }
-    out
-}
-
-/// USD → integer micro-USD, rounded to the nearest micro.
-#[must_use]
-pub fn usd_to_micros(usd: f64) -> u64 {
-    let micros = (usd * 1_000_000.0).round();
-    if micros <= 0.0 {
-        0
-    } else if micros >= 1.8e19 {
-        u64::MAX
-    } else {
-        // Range checked above; the cast is exact for integral values below 2^64.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let m = micros as u64;
-        m
-    }
-}
-
-fn read_state(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env<'_>, home: &std::path::Path, notices: &mut Vec<String>) -> StateConfig {
-    let empty = DeTable::default();
-    let mut s = gw.table(d, "state").unwrap_or_else(|| Section::new("gateway.state", &empty, 0));
-    let policy_backend = s.string(d, "backend");
-    let (alias, location) = match env.get("PRODEX_GATEWAY_STATE_BACKEND") {
-        Some(b) => (b.to_string(), "env PRODEX_GATEWAY_STATE_BACKEND".to_string()),
-        None => (policy_backend.unwrap_or_else(|| "redb".into()), format!("{}:{}", d.file, d.line_of(s.offset_of("backend")))),
-    };
-    let backend = match alias.as_str() {
-        "redb" => Backend::Redb,
-        "file" | "sqlite" | "embedded" => {
-            notices.push(format!("state backend `{alias}` means the embedded redb store (single node, one file)"));
-            Backend::Redb
-        }
-        "postgres" => Backend::Postgres,
-        "redis" => Backend::Redis,
-        other => {
-            d.errors.push(ConfigError { location, key: "gateway.state.backend".into(), message: format!("unknown backend `{other}`; expected redb, postgres or redis (file, sqlite and embedded mean redb)") });
-            Backend::Redb
-        }
-    };
-    let redb_path = s.string(d, "redb_path");
-    let sqlite_path = s.string(d, "sqlite_path");
-    let rel = redb_path.or(sqlite_path).unwrap_or_else(|| "gateway-state.redb".into());
-    let pg_env = s.string(d, "postgres_url_env").unwrap_or_else(|| "PRODEX_GATEWAY_POSTGRES_URL".into());
-    let redis_env = s.string(d, "redis_url_env").unwrap_or_else(|| "PRODEX_GATEWAY_REDIS_URL".into());
-    let postgres_url = env.get(&pg_env).map(|v| Secret::new(v, pg_env.clone()));
-    let redis_url = env.get(&redis_env).map(|v| Secret::new(v, redis_env.clone()));
-    if backend == Backend::Postgres && postgres_url.is_none() {
-        d.errors.push(ConfigError { location: format!("env {pg_env}"), key: "gateway.state.postgres_url_env".into(), message: format!("backend is postgres but {pg_env} is not set") });
-    }
-    if backend == Backend::Redis && redis_url.is_none() {
-        d.errors.push(ConfigError { location: format!("env {redis_env}"), key: "gateway.state.redis_url_env".into(), message: format!("backend is redis but {redis_env} is not set") });
-    }
-    let cfg = StateConfig { backend, backend_alias: alias, redb_path: home.join(rel), postgres_url, redis_url };
-    s.finish(d);
-    cfg
-}
-
-fn read_ledger(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>) -> LedgerConfig {
-    let mut cfg = LedgerConfig { retention_days: 400, durability: Durability::Commit };
-    if let Some(mut s) = gw.table(d, "ledger") {
-        cfg.retention_days = s.uint(d, "retention_days").unwrap_or(400);
-        cfg.durability = match s.string(d, "durability").as_deref() {
-            None | Some("commit") => Durability::Commit,
-            Some("async") => Durability::Async,
-            Some(_) => {
-                d.error_at(s.offset_of("durability"), "gateway.ledger.durability", "expected commit or async");
-                Durability::Commit
-            }
-        };
-        s.finish(d);
-    }
-    cfg
-}
-
-fn read_admin_tokens(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env<'_>) -> Vec<AdminToken> {
-    let mut out: Vec<AdminToken> = Vec::new();
-    for mut s in gw.tables(d, "admin_tokens") {
-        let path = s.path.clone();
-        let name = s.string(d, "name");
-        let token = env.secret(d, &mut s, "token_env");
-        let role = match s.string(d, "role").as_deref().map(Role::parse) {
-            None => Role::Viewer,
-            Some(Some(r)) => r,
-            Some(None) => {
-                d.error_at(s.offset_of("role"), &format!("{path}.role"), "expected viewer or admin");
-                Role::Viewer
-            }
-        };
-        let allowed_key_prefixes = s.string_list(d, "allowed_key_prefixes").unwrap_or_default();
-        let tenant_id = s.string(d, "tenant_id");
-        if name.is_none() {
-            d.error_at(s.offset_of("name"), &format!("{path}.name"), "is required");
-        }
-        if let (Some(name), Some(token)) = (name, token) {
-            out.push(AdminToken { name, token, role, allowed_key_prefixes, tenant_id });
-        }
-        s.finish(d);
-    }
-    out
-}
-
-fn read_sso(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env<'_>) -> SsoConfig {
-    let mut cfg = SsoConfig {
-        proxy_token: None,
-        token_header: "x-prodex-sso-token".into(),
-        user_header: "x-auth-request-email".into(),
-        role_header: "x-prodex-role".into(),
-        key_prefixes_header: "x-prodex-key-prefixes".into(),
-        tenant_header: "x-prodex-tenant".into(),
-        default_role: Role::Viewer,
-        oidc_issuer: None,
-        oidc_audience: None,
-        oidc_jwks_url: None,
-        oidc_user_claim: "email".into(),
-        oidc_role_claim: "prodex_role".into(),
-        oidc_tenant_claim: "prodex_tenant".into(),
-        oidc_key_prefixes_claim: "prodex_key_prefixes".into(),
-    };
-    let Some(mut s) = gw.table(d, "sso") else { return cfg };
-    cfg.proxy_token = env.secret(d, &mut s, "proxy_token_env");
-    for (key, slot) in [
-        ("token_header", &mut cfg.token_header),
-        ("user_header", &mut cfg.user_header),
-        ("role_header", &mut cfg.role_header),
-        ("key_prefixes_header", &mut cfg.key_prefixes_header),
-        ("tenant_header", &mut cfg.tenant_header),
-    ] {
-        if let Some(v) = s.string(d, key) {
-            *slot = v.to_ascii_lowercase();
-        }
-    }
-    if let Some(r) = s.string(d, "default_role") {
-        match Role::parse(&r) {
-            Some(role) => cfg.default_role = role,
-            None => d.error_at(s.offset_of("default_role"), "gateway.sso.default_role", "expected viewer or admin"),
-        }
-    }
-    cfg.oidc_issuer = s.string(d, "oidc_issuer").map(|u| check_url(d, s.offset_of("oidc_issuer"), "gateway.sso.oidc_issuer", &u));
-    cfg.oidc_audience = s.string(d, "oidc_audience");
-    cfg.oidc_jwks_url = s.string(d, "oidc_jwks_url").map(|u| check_url(d, s.offset_of("oidc_jwks_url"), "gateway.sso.oidc_jwks_url", &u));
-    for (key, slot) in [
-        ("oidc_user_claim", &mut cfg.oidc_user_claim),
-        ("oidc_role_claim", &mut cfg.oidc_role_claim),
-        ("oidc_tenant_claim", &mut cfg.oidc_tenant_claim),
-        ("oidc_key_prefixes_claim", &mut cfg.oidc_key_prefixes_claim),
-    ] {
-        if let Some(v) = s.string(d, key) {
-            *slot = v;
-        }
-    }
-    if cfg.oidc_issuer.is_some() != cfg.oidc_audience.is_some() {
-        d.error_at(s.offset_of("oidc_issuer"), "gateway.sso.oidc_audience", "oidc_issuer and oidc_audience must be set together");
-    }
-    s.finish(d);
-    cfg
-}
-
-fn read_metrics(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>) -> MetricsConfig {
-    let mut cfg = MetricsConfig { per_key_labels: true, max_label_keys: 1000 };
-    if let Some(mut s) = gw.table(d, "metrics") {
-        cfg.per_key_labels = s.boolean(d, "per_key_labels").unwrap_or(true);
-        cfg.max_label_keys = s.uint(d, "max_label_keys").unwrap_or(1000);
-        s.finish(d);
-    }
-    cfg
-}
-
-fn read_logs(d: &mut Diagnostics<'_>, env: &Env<'_>, inputs: &Inputs<'_>) -> LogConfig {
-    let dir = inputs.flags.log_dir.clone()
-        .or_else(|| env.get("PRODEX_RUNTIME_LOG_DIR").map(PathBuf::from))
-        .unwrap_or_else(|| inputs.home.join("logs"));
-    let format = match env.get("PRODEX_RUNTIME_LOG_FORMAT") {
-        None | Some("text") => LogFormat::Text,
-        Some("json") => LogFormat::Json,
-        Some(_) => {
-            Env::error(d, "PRODEX_RUNTIME_LOG_FORMAT", "expected text or json");
-            LogFormat::Text
-        }
-    };
-    let level = match env.get("PRODEX_LOG").map(str::to_ascii_lowercase).as_deref() {
-        None | Some("info") => log::LevelFilter::Info,
-        Some("error") => log::LevelFilter::Error,
-        Some("warn") => log::LevelFilter::Warn,
-        Some("debug") => log::LevelFilter::Debug,
-        Some("trace") => log::LevelFilter::Trace,
-        Some("off") => log::LevelFilter::Off,
-        Some(_) => {
-            Env::error(d, "PRODEX_LOG", "expected error, warn, info, debug, trace or off");
-            log::LevelFilter::Info
-        }
-    };
-    let keep_runs = match env.get("PRODEX_RUNTIME_LOG_KEEP") {
-        None => 20,
-        Some(v) => v.parse().unwrap_or_else(|_| {
-            Env::error(d, "PRODEX_RUNTIME_LOG_KEEP", "expected a number of run logs to keep");
-            20
-        }),
-    };
-    LogConfig { dir, format, level, keep_runs }
 }
 
 #[cfg(test)]

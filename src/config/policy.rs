@@ -57,10 +57,7 @@ impl<'t, 'i> Section<'t, 'i> {
 
     /// The byte offset of `key`'s value, or of the table when absent.
     pub fn offset_of(&self, key: &str) -> usize {
-        self.table
-            .iter()
-            .find(|(k, _)| k.get_ref().as_ref() == key)
-            .map_or(self.offset, |(_, v)| v.span().start)
+        self.table.iter().find(|(k, _)| k.get_ref().as_ref() == key).map_or(self.offset, |(_, v)| v.span().start)
     }
 
     fn wrong_type(&self, d: &mut Diagnostics<'_>, key: &str, v: &Spanned<DeValue<'_>>, want: &str) {
@@ -96,7 +93,10 @@ impl<'t, 'i> Section<'t, 'i> {
             DeValue::Integer(i) => {
                 let text = i.as_str().replace('_', "");
                 let text = text.strip_prefix('+').unwrap_or(&text);
-                let parsed = u64::from_str_radix(text.trim_start_matches("0x").trim_start_matches("0o").trim_start_matches("0b"), i.radix());
+                let parsed = u64::from_str_radix(
+                    text.trim_start_matches("0x").trim_start_matches("0o").trim_start_matches("0b"),
+                    i.radix(),
+                );
                 if let Ok(n) = parsed {
                     Some(n)
                 } else {
@@ -141,7 +141,11 @@ impl<'t, 'i> Section<'t, 'i> {
         for item in items.iter() {
             match item.get_ref() {
                 DeValue::String(s) => out.push(s.to_string()),
-                other => d.error_at(item.span().start, &self.key_path(key), format!("expected a string, found {}", other.type_str())),
+                other => d.error_at(
+                    item.span().start,
+                    &self.key_path(key),
+                    format!("expected a string, found {}", other.type_str()),
+                ),
             }
         }
         Some(out)
@@ -161,7 +165,9 @@ impl<'t, 'i> Section<'t, 'i> {
 
     /// An array of tables (`[[gateway.providers]]`), each with its index in the path.
     pub fn tables(&mut self, d: &mut Diagnostics<'_>, key: &str) -> Vec<Section<'t, 'i>> {
-        let Some(v) = self.get(key) else { return Vec::new() };
+        let Some(v) = self.get(key) else {
+            return Vec::new();
+        };
         let DeValue::Array(items) = v.get_ref() else {
             self.wrong_type(d, key, v, "an array of tables");
             return Vec::new();
@@ -169,8 +175,14 @@ impl<'t, 'i> Section<'t, 'i> {
         let mut out = Vec::new();
         for (i, item) in items.iter().enumerate() {
             match item.get_ref() {
-                DeValue::Table(t) => out.push(Section::new(format!("{}[{i}]", self.key_path(key)), t, item.span().start)),
-                other => d.error_at(item.span().start, &self.key_path(key), format!("expected a table, found {}", other.type_str())),
+                DeValue::Table(t) => {
+                    out.push(Section::new(format!("{}[{i}]", self.key_path(key)), t, item.span().start))
+                }
+                other => d.error_at(
+                    item.span().start,
+                    &self.key_path(key),
+                    format!("expected a table, found {}", other.type_str()),
+                ),
             }
         }
         out

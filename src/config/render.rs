@@ -24,54 +24,86 @@ fn role(r: Role) -> &'static str {
 /// Drops nulls so the TOML stays valid (TOML has no null).
 fn prune(v: Value) -> Value {
     match v {
-        Value::Object(m) => Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, prune(v))).collect::<Map<_, _>>()),
+        Value::Object(m) => Value::Object(
+            m.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, prune(v))).collect::<Map<_, _>>(),
+        ),
         Value::Array(a) => Value::Array(a.into_iter().map(prune).collect()),
         other => other,
     }
 }
 
 pub(super) fn redacted(c: &Config) -> String {
-    let providers: Vec<Value> = c.providers.iter().map(|p| json!({
-        "name": p.name,
-        "kind": p.kind.as_str(),
-        "base_url": p.base_url,
-        "api_keys": p.api_keys.iter().map(secret).collect::<Vec<_>>(),
-        "models": p.models,
-    })).collect();
-    let aliases: Vec<Value> = c.route_aliases.iter().map(|a| json!({
-        "alias": a.alias,
-        "models": a.models,
-        "strategy": match a.strategy {
-            RouteStrategy::Fallback => "fallback",
-            RouteStrategy::RoundRobin => "round-robin",
-            RouteStrategy::First => "first",
-            RouteStrategy::LeastBusy => "least-busy",
-            RouteStrategy::LowestCost => "lowest-cost",
-            RouteStrategy::LowestLatency => "lowest-latency",
-        },
-    })).collect();
-    let pricing: Vec<Value> = c.pricing.iter().map(|p| json!({
-        "model": p.model, "input": p.input, "output": p.output, "cached_input": p.cached_input,
-    })).collect();
-    let keys: Vec<Value> = c.virtual_keys.iter().map(|k| json!({
-        "name": k.name,
-        "token": secret(&k.token),
-        "tenant_id": k.tenant_id, "team_id": k.team_id, "project_id": k.project_id,
-        "user_id": k.user_id, "budget_id": k.budget_id,
-        "allowed_models": k.allowed_models,
-        "budget_microusd": k.budget_microusd,
-        "budget_period": match k.budget_period {
-            BudgetPeriod::Total => "total", BudgetPeriod::Daily => "daily",
-            BudgetPeriod::Weekly => "weekly", BudgetPeriod::Monthly => "monthly",
-        },
-        "request_budget": k.request_budget, "rpm_limit": k.rpm_limit, "tpm_limit": k.tpm_limit,
-        "max_parallel_requests": k.max_parallel_requests,
-        "expires_at": k.expires_at.map(format_rfc3339),
-    })).collect();
-    let admin_tokens: Vec<Value> = c.admin_tokens.iter().map(|t| json!({
-        "name": t.name, "token": secret(&t.token), "role": role(t.role),
-        "allowed_key_prefixes": t.allowed_key_prefixes, "tenant_id": t.tenant_id,
-    })).collect();
+    let providers: Vec<Value> = c
+        .providers
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "kind": p.kind.as_str(),
+                "base_url": p.base_url,
+                "api_keys": p.api_keys.iter().map(secret).collect::<Vec<_>>(),
+                "models": p.models,
+            })
+        })
+        .collect();
+    let aliases: Vec<Value> = c
+        .route_aliases
+        .iter()
+        .map(|a| {
+            json!({
+                "alias": a.alias,
+                "models": a.models,
+                "strategy": match a.strategy {
+                    RouteStrategy::Fallback => "fallback",
+                    RouteStrategy::RoundRobin => "round-robin",
+                    RouteStrategy::First => "first",
+                    RouteStrategy::LeastBusy => "least-busy",
+                    RouteStrategy::LowestCost => "lowest-cost",
+                    RouteStrategy::LowestLatency => "lowest-latency",
+                },
+            })
+        })
+        .collect();
+    let pricing: Vec<Value> = c
+        .pricing
+        .iter()
+        .map(|p| {
+            json!({
+                "model": p.model, "input": p.input, "output": p.output, "cached_input": p.cached_input,
+            })
+        })
+        .collect();
+    let keys: Vec<Value> = c
+        .virtual_keys
+        .iter()
+        .map(|k| {
+            json!({
+                "name": k.name,
+                "token": secret(&k.token),
+                "tenant_id": k.tenant_id, "team_id": k.team_id, "project_id": k.project_id,
+                "user_id": k.user_id, "budget_id": k.budget_id,
+                "allowed_models": k.allowed_models,
+                "budget_microusd": k.budget_microusd,
+                "budget_period": match k.budget_period {
+                    BudgetPeriod::Total => "total", BudgetPeriod::Daily => "daily",
+                    BudgetPeriod::Weekly => "weekly", BudgetPeriod::Monthly => "monthly",
+                },
+                "request_budget": k.request_budget, "rpm_limit": k.rpm_limit, "tpm_limit": k.tpm_limit,
+                "max_parallel_requests": k.max_parallel_requests,
+                "expires_at": k.expires_at.map(format_rfc3339),
+            })
+        })
+        .collect();
+    let admin_tokens: Vec<Value> = c
+        .admin_tokens
+        .iter()
+        .map(|t| {
+            json!({
+                "name": t.name, "token": secret(&t.token), "role": role(t.role),
+                "allowed_key_prefixes": t.allowed_key_prefixes, "tenant_id": t.tenant_id,
+            })
+        })
+        .collect();
     let doc = json!({
         "gateway": {
             "home": c.home.display().to_string(),

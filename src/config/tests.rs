@@ -51,7 +51,10 @@ fn missing_env_vars_are_errors_without_values() {
     let policy = "[[gateway.virtual_keys]]\nname = \"team-a\"\ntoken_env = \"TEAM_A_KEY\"\n\n[[gateway.admin_tokens]]\nname = \"auditor\"\ntoken_env = \"AUDITOR\"\nrole = \"root\"\n";
     let errs = check(policy, &[], &Flags::default()).unwrap_err();
     let all = errs.join("\n");
-    assert!(all.contains("policy.toml:3: gateway.virtual_keys[0].token_env: environment variable TEAM_A_KEY is not set"), "{all}");
+    assert!(
+        all.contains("policy.toml:3: gateway.virtual_keys[0].token_env: environment variable TEAM_A_KEY is not set"),
+        "{all}"
+    );
     assert!(all.contains("gateway.admin_tokens[0].token_env: environment variable AUDITOR is not set"), "{all}");
     assert!(all.contains("policy.toml:8: gateway.admin_tokens[0].role: expected viewer or admin"), "{all}");
 }
@@ -60,7 +63,10 @@ fn missing_env_vars_are_errors_without_values() {
 fn non_loopback_requires_client_auth() {
     let flags = Flags { listen: Some("0.0.0.0:4000".into()), ..Flags::default() };
     let errs = check("", &[], &flags).unwrap_err();
-    assert!(errs[0].contains("--listen: gateway.listen_addr: refusing to listen on non-loopback 0.0.0.0:4000"), "{errs:?}");
+    assert!(
+        errs[0].contains("--listen: gateway.listen_addr: refusing to listen on non-loopback 0.0.0.0:4000"),
+        "{errs:?}"
+    );
     let c = check("", &[("PRODEX_GATEWAY_TOKEN", "s3cret")], &flags).unwrap();
     assert!(c.require_auth);
     let errs = check("[gateway]\nrequire_auth = false\n", &[("PRODEX_GATEWAY_TOKEN", "s3cret")], &flags).unwrap_err();
@@ -73,11 +79,21 @@ fn precedence_is_flag_then_env_then_policy() {
     let c = check(policy, &[], &Flags::default()).unwrap();
     assert_eq!(c.listen.port(), 5000);
     assert_eq!(c.server.max_body_bytes, 100);
-    let c = check(policy, &[("PRODEX_GATEWAY_LISTEN", "127.0.0.1:6000"), ("PRODEX_GATEWAY_MAX_BODY_BYTES", "200")], &Flags::default()).unwrap();
+    let c = check(
+        policy,
+        &[("PRODEX_GATEWAY_LISTEN", "127.0.0.1:6000"), ("PRODEX_GATEWAY_MAX_BODY_BYTES", "200")],
+        &Flags::default(),
+    )
+    .unwrap();
     assert_eq!(c.listen.port(), 6000);
     assert_eq!(c.server.max_body_bytes, 200);
-    let flags = Flags { listen: Some("localhost:7000".into()), base_url: Some("http://127.0.0.1:9/v1/".into()), ..Flags::default() };
-    let c = check(policy, &[("PRODEX_GATEWAY_LISTEN", "127.0.0.1:6000"), ("OPENAI_BASE_URL", "http://x/v1")], &flags).unwrap();
+    let flags = Flags {
+        listen: Some("localhost:7000".into()),
+        base_url: Some("http://127.0.0.1:9/v1/".into()),
+        ..Flags::default()
+    };
+    let c = check(policy, &[("PRODEX_GATEWAY_LISTEN", "127.0.0.1:6000"), ("OPENAI_BASE_URL", "http://x/v1")], &flags)
+        .unwrap();
     assert_eq!(c.listen.port(), 7000);
     assert_eq!(c.provider("openai").unwrap().base_url, "http://127.0.0.1:9/v1");
 }
@@ -99,23 +115,40 @@ fn key_pools_and_providers() {
 
 #[test]
 fn seed_backends_mean_redb_and_are_noted() {
-    let c = check("[gateway.state]\nbackend = \"sqlite\"\nsqlite_path = \"gateway-state.sqlite\"\n", &[], &Flags::default()).unwrap();
+    let c = check(
+        "[gateway.state]\nbackend = \"sqlite\"\nsqlite_path = \"gateway-state.sqlite\"\n",
+        &[],
+        &Flags::default(),
+    )
+    .unwrap();
     assert_eq!(c.state.backend, Backend::Redb);
     assert_eq!(c.state.redb_path, PathBuf::from("/h/gateway-state.sqlite"));
     assert!(c.notices.iter().any(|n| n.contains("`sqlite` means the embedded redb store")));
     let errs = check("[gateway.state]\nbackend = \"postgres\"\n", &[], &Flags::default()).unwrap_err();
     assert!(errs[0].contains("PRODEX_GATEWAY_POSTGRES_URL is not set"), "{errs:?}");
-    let c = check("", &[("PRODEX_GATEWAY_STATE_BACKEND", "redis"), ("PRODEX_GATEWAY_REDIS_URL", "redis://127.0.0.1/")], &Flags::default()).unwrap();
+    let c = check(
+        "",
+        &[("PRODEX_GATEWAY_STATE_BACKEND", "redis"), ("PRODEX_GATEWAY_REDIS_URL", "redis://127.0.0.1/")],
+        &Flags::default(),
+    )
+    .unwrap();
     assert_eq!(c.state.backend, Backend::Redis);
 }
 
 #[test]
 fn the_full_example_schema_parses() {
     let policy = include_str!("../../deploy/policy.example.toml");
-    let c = check(policy, &[
-        ("GEMINI_API_KEY", "g"), ("TEAM_A_CI_KEY", "pk-team-a"), ("PRODEX_GATEWAY_AUDITOR_TOKEN", "aud"),
-        ("PRODEX_GATEWAY_SSO_PROXY_TOKEN", "sso"),
-    ], &Flags::default()).unwrap();
+    let c = check(
+        policy,
+        &[
+            ("GEMINI_API_KEY", "g"),
+            ("TEAM_A_CI_KEY", "pk-team-a"),
+            ("PRODEX_GATEWAY_AUDITOR_TOKEN", "aud"),
+            ("PRODEX_GATEWAY_SSO_PROXY_TOKEN", "sso"),
+        ],
+        &Flags::default(),
+    )
+    .unwrap();
     assert_eq!(c.virtual_keys[0].budget_microusd, Some(50_000_000));
     assert_eq!(c.virtual_keys[0].expires_at, Some(1_798_761_600_000));
     assert_eq!(c.route_aliases[0].strategy, RouteStrategy::Fallback);
@@ -125,7 +158,12 @@ fn the_full_example_schema_parses() {
 
 #[test]
 fn rendered_config_never_shows_secrets() {
-    let c = check("", &[("PRODEX_GATEWAY_TOKEN", "master-secret-value"), ("OPENAI_API_KEY", "sk-live-secret")], &Flags::default()).unwrap();
+    let c = check(
+        "",
+        &[("PRODEX_GATEWAY_TOKEN", "master-secret-value"), ("OPENAI_API_KEY", "sk-live-secret")],
+        &Flags::default(),
+    )
+    .unwrap();
     let text = c.render_redacted();
     assert!(!text.contains("master-secret-value") && !text.contains("sk-live-secret"), "{text}");
     assert!(text.contains("<redacted: $PRODEX_GATEWAY_TOKEN>"), "{text}");

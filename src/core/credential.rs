@@ -54,7 +54,8 @@ mod tests {
 
     #[test]
     fn every_sdk_header_style_is_accepted() {
-        let cases: &[(&[(&str, &str)], Option<&str>)] = &[
+        type Case = (&'static [(&'static str, &'static str)], Option<&'static str>);
+        let cases: &[Case] = &[
             (&[("authorization", "Bearer sk-1")], Some("sk-1")),
             (&[("authorization", "bearer   sk-2 ")], Some("sk-2")),
             (&[("authorization", "Basic abc")], None),

@@ -26,7 +26,13 @@ mod tests {
 
     #[test]
     fn globs_are_exact_or_trailing_star() {
-        let cases = [("gpt-4o", "gpt-4o", true), ("gpt-4o", "gpt-4o-mini", false), ("gpt-4o*", "gpt-4o-mini", true), ("*", "anything", true), ("gemini-*", "gpt-4o", false)];
+        let cases = [
+            ("gpt-4o", "gpt-4o", true),
+            ("gpt-4o", "gpt-4o-mini", false),
+            ("gpt-4o*", "gpt-4o-mini", true),
+            ("*", "anything", true),
+            ("gemini-*", "gpt-4o", false),
+        ];
         for (pattern, model, want) in cases {
             assert_eq!(model_matches(pattern, model), want, "{pattern} {model}");
         }

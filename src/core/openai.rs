@@ -267,9 +267,15 @@ mod tests {
     #[test]
     fn usage_in_both_shapes() {
         let chat = json!({"prompt_tokens": 10, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 3}, "completion_tokens_details": {"reasoning_tokens": 2}});
-        assert_eq!(usage_of(&chat), Some(Usage { input_tokens: 10, cached_input_tokens: 3, output_tokens: 5, reasoning_tokens: 2 }));
+        assert_eq!(
+            usage_of(&chat),
+            Some(Usage { input_tokens: 10, cached_input_tokens: 3, output_tokens: 5, reasoning_tokens: 2 })
+        );
         let resp = json!({"input_tokens": 7, "output_tokens": 4, "input_tokens_details": {"cached_tokens": 1}, "output_tokens_details": {"reasoning_tokens": 1}});
-        assert_eq!(usage_of(&resp), Some(Usage { input_tokens: 7, cached_input_tokens: 1, output_tokens: 4, reasoning_tokens: 1 }));
+        assert_eq!(
+            usage_of(&resp),
+            Some(Usage { input_tokens: 7, cached_input_tokens: 1, output_tokens: 4, reasoning_tokens: 1 })
+        );
         let emb = json!({"usage": {"prompt_tokens": 8, "total_tokens": 8}});
         assert_eq!(response_usage(&emb).map(|u| u.input_tokens), Some(8));
         assert_eq!(usage_of(&Value::Null), None);
@@ -282,10 +288,11 @@ mod tests {
         assert_eq!(plan, StreamPlan { stream: true, client_wants_usage: false });
         assert!(changed);
         assert_eq!(body["stream_options"]["include_usage"], true);
-        let mut asked = json!({"stream": true, "stream_options": {"include_usage": true}}).as_object().cloned().unwrap();
+        let mut asked =
+            json!({"stream": true, "stream_options": {"include_usage": true}}).as_object().cloned().unwrap();
         assert_eq!(prepare_chat(&mut asked), (StreamPlan { stream: true, client_wants_usage: true }, false));
         let mut plain = json!({"stream": false}).as_object().cloned().unwrap();
-        assert_eq!(prepare_chat(&mut plain).1, false);
+        assert!(!prepare_chat(&mut plain).1);
         assert!(plain.get("stream_options").is_none());
     }
 
@@ -295,9 +302,15 @@ mod tests {
         let raw = format!("data: {content}\n\n");
         let (usage, action) = chat_event(raw.as_bytes(), content, false);
         assert_eq!(usage, None);
-        assert_eq!(action, ChatEvent::Rewrite(br#"data: {"id":"c","choices":[{"index":0,"delta":{"content":"hi \"usage\":null"}}]}
+        assert_eq!(
+            action,
+            ChatEvent::Rewrite(
+                br#"data: {"id":"c","choices":[{"index":0,"delta":{"content":"hi \"usage\":null"}}]}
 
-"#.to_vec()));
+"#
+                .to_vec()
+            )
+        );
         assert_eq!(chat_event(raw.as_bytes(), content, true).1, ChatEvent::Forward);
         let last = r#"{"id":"c","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#;
         let raw = format!("data: {last}\n\n");

@@ -135,7 +135,8 @@ mod tests {
 
     #[test]
     fn events_survive_any_split() {
-        let input = b"data: {\"a\":1}\n\nevent: response.completed\ndata: {\"b\":2}\n\n: keep-alive\n\ndata: [DONE]\n\n";
+        let input =
+            b"data: {\"a\":1}\n\nevent: response.completed\ndata: {\"b\":2}\n\n: keep-alive\n\ndata: [DONE]\n\n";
         for step in 1..input.len() {
             let events = decode_split(input, step);
             assert_eq!(events.len(), 4, "step {step}");

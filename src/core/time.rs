@@ -17,7 +17,13 @@ pub fn format_rfc3339(ms: UnixMs) -> String {
 /// Parses RFC 3339 (`2027-01-01T00:00:00Z`, fractional seconds and `±hh:mm` offsets allowed).
 pub fn parse_rfc3339(s: &str) -> Result<UnixMs, &'static str> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return Err("expected RFC 3339, e.g. 2027-01-01T00:00:00Z");
     }
     let num = |r: std::ops::Range<usize>| -> Result<i64, &'static str> {
@@ -30,7 +36,13 @@ pub fn parse_rfc3339(s: &str) -> Result<UnixMs, &'static str> {
     };
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 60 {
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return Err("date-time field out of range");
     }
     let mut i = 19;
@@ -45,7 +57,8 @@ pub fn parse_rfc3339(s: &str) -> Result<UnixMs, &'static str> {
             return Err("empty fractional seconds");
         }
         let frac = &s[start..i.min(start + 3)];
-        millis = frac.parse::<i64>().map_err(|_| "bad fractional seconds")? * 10i64.pow(3 - u32::try_from(frac.len()).unwrap_or(3));
+        millis = frac.parse::<i64>().map_err(|_| "bad fractional seconds")?
+            * 10i64.pow(3 - u32::try_from(frac.len()).unwrap_or(3));
     }
     let offset_secs = match b.get(i) {
         Some(b'Z' | b'z') if i + 1 == b.len() => 0,
@@ -55,7 +68,11 @@ pub fn parse_rfc3339(s: &str) -> Result<UnixMs, &'static str> {
                 return Err("offset out of range");
             }
             let off = oh * 3600 + om * 60;
-            if *sign == b'+' { off } else { -off }
+            if *sign == b'+' {
+                off
+            } else {
+                -off
+            }
         }
         _ => return Err("expected `Z` or an offset like +02:00 at the end"),
     };

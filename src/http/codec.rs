@@ -152,9 +152,7 @@ pub fn parse_head(buf: &[u8], limits: HeadLimits) -> Result<Option<(RequestHead,
         headers.push((name, value));
     }
     let framing = match (transfer_encoding, content_length) {
-        (Some(_), Some(_)) => {
-            return Err(HeadError::Malformed("both Transfer-Encoding and Content-Length"))
-        }
+        (Some(_), Some(_)) => return Err(HeadError::Malformed("both Transfer-Encoding and Content-Length")),
         (Some(te), None) => {
             let codings: Vec<&str> = te.split(',').map(str::trim).filter(|c| !c.is_empty()).collect();
             if codings.as_slice() != ["chunked"] {
@@ -195,14 +193,26 @@ enum ChunkState {
     /// Reading the hex size line; holds the size parsed so far and whether we are in an extension.
     #[default]
     SizeStart,
-    Size { size: u64, digits: u8, in_ext: bool },
-    SizeLf { size: u64 },
-    Data { remaining: u64 },
+    Size {
+        size: u64,
+        digits: u8,
+        in_ext: bool,
+    },
+    SizeLf {
+        size: u64,
+    },
+    Data {
+        remaining: u64,
+    },
     DataCr,
     DataLf,
     /// After the last chunk: trailer lines until an empty line. `line_len` counts the current line.
-    Trailer { line_len: usize },
-    TrailerLf { line_len: usize },
+    Trailer {
+        line_len: usize,
+    },
+    TrailerLf {
+        line_len: usize,
+    },
     Done,
 }
 
@@ -309,11 +319,7 @@ impl ChunkedDecoder {
                         return Err("trailer line not terminated by CRLF");
                     }
                     i += 1;
-                    self.state = if *line_len == 0 {
-                        ChunkState::Done
-                    } else {
-                        ChunkState::Trailer { line_len: 0 }
-                    };
+                    self.state = if *line_len == 0 { ChunkState::Done } else { ChunkState::Trailer { line_len: 0 } };
                 }
                 ChunkState::Done => break,
             }
@@ -431,7 +437,8 @@ mod tests {
 
     #[test]
     fn framing_and_connection_rules() {
-        let cases: &[(&str, Result<(Framing, bool), HeadError>)] = &[
+        type Case = (&'static str, Result<(Framing, bool), HeadError>);
+        let cases: &[Case] = &[
             ("GET / HTTP/1.0\r\n\r\n", Ok((Framing::None, false))),
             ("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", Ok((Framing::None, true))),
             ("GET / HTTP/1.1\r\nConnection: close\r\n\r\n", Ok((Framing::None, false))),
@@ -440,10 +447,22 @@ mod tests {
             ("POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n", Ok((Framing::Length(3), true))),
             ("POST / HTTP/1.1\r\nContent-Length: abc\r\n\r\n", Err(HeadError::Malformed("invalid Content-Length"))),
             ("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", Err(HeadError::Malformed("invalid Content-Length"))),
-            ("POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n", Err(HeadError::Malformed("invalid Content-Length"))),
-            ("POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", Err(HeadError::Malformed("conflicting Content-Length headers"))),
-            ("POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", Err(HeadError::Malformed("both Transfer-Encoding and Content-Length"))),
-            ("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", Err(HeadError::UnsupportedTransferEncoding)),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+                Err(HeadError::Malformed("invalid Content-Length")),
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+                Err(HeadError::Malformed("conflicting Content-Length headers")),
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Err(HeadError::Malformed("both Transfer-Encoding and Content-Length")),
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                Err(HeadError::UnsupportedTransferEncoding),
+            ),
             ("GET / HTTP/2.0\r\n\r\n", Err(HeadError::UnsupportedVersion)),
             ("\x01\x02garbage\r\n\r\n", Err(HeadError::Malformed("invalid request line or header syntax"))),
         ];
@@ -456,7 +475,10 @@ mod tests {
     #[test]
     fn limits_give_431_and_414() {
         let many: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
-        assert_eq!(parse(&format!("GET / HTTP/1.1\r\n{many}\r\n")).unwrap_err(), HeadError::TooLarge("too many headers"));
+        assert_eq!(
+            parse(&format!("GET / HTTP/1.1\r\n{many}\r\n")).unwrap_err(),
+            HeadError::TooLarge("too many headers")
+        );
         let thirty: String = (0..30).map(|i| format!("X-H{i}: v\r\n")).collect();
         assert!(parse(&format!("GET / HTTP/1.1\r\n{thirty}\r\n")).unwrap().is_some());
         let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(40_000));

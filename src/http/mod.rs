@@ -70,11 +70,14 @@ fn health(shared: &Shared, ex: &mut Exchange<'_>, kind: Health) {
     let draining = lc.draining.load(Ordering::Acquire);
     let (status, body) = match kind {
         Health::Live => (200, json!({"status": "ok"})),
-        Health::Startup => (200, json!({
-            "status": "started",
-            "version": env!("CARGO_PKG_VERSION"),
-            "started_at": crate::core::time::format_rfc3339(shared.started_at_ms),
-        })),
+        Health::Startup => (
+            200,
+            json!({
+                "status": "started",
+                "version": env!("CARGO_PKG_VERSION"),
+                "started_at": crate::core::time::format_rfc3339(shared.started_at_ms),
+            }),
+        ),
         Health::Ready => {
             let body = json!({
                 "status": if draining { "draining" } else { "ready" },

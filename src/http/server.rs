@@ -187,7 +187,14 @@ impl Conn {
     }
 
     /// Runs one request/response exchange; returns whether the connection may be reused.
-    fn exchange(&mut self, head: RequestHead, started: Instant, limits: Limits, handler: &dyn Handler, lifecycle: &Lifecycle) -> bool {
+    fn exchange(
+        &mut self,
+        head: RequestHead,
+        started: Instant,
+        limits: Limits,
+        handler: &dyn Handler,
+        lifecycle: &Lifecycle,
+    ) -> bool {
         let body = match head.framing {
             Framing::None => BodyState::Done,
             Framing::Length(n) => BodyState::Length(n),
@@ -580,7 +587,8 @@ impl<'c> Exchange<'c> {
     pub fn send_error(&mut self, err: &ApiError) -> io::Result<()> {
         if err.status >= 400 && !matches!(self.body, BodyState::Done) {
             // We answer before reading the body: do not try to reuse the connection.
-            self.close_after = self.close_after || !self.continue_sent && self.head.expect_continue || err.status == 413;
+            self.close_after =
+                self.close_after || !self.continue_sent && self.head.expect_continue || err.status == 413;
         }
         let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
         headers.extend(err.headers.iter().map(|(k, v)| (*k, v.as_str())));
@@ -601,7 +609,11 @@ impl<'c> Exchange<'c> {
     /// Writes one piece of a streamed body in a single socket write.
     pub fn send_chunk(&mut self, data: &[u8]) -> io::Result<()> {
         let ResponseState::Streaming(kind) = self.response else {
-            return if self.response == ResponseState::Done { Ok(()) } else { Err(io::Error::other("no stream started")) };
+            return if self.response == ResponseState::Done {
+                Ok(())
+            } else {
+                Err(io::Error::other("no stream started"))
+            };
         };
         if data.is_empty() {
             return Ok(());

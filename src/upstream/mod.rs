@@ -83,15 +83,19 @@ impl Upstream {
             .proxy(Proxy::try_from_env())
             .user_agent(concat!("prodex-gateway/", env!("CARGO_PKG_VERSION")))
             .build();
-        let connector = ()
-            .chain(ConnectProxyConnector::default())
-            .chain(MayTcpConnector)
-            .chain(RustlsConnector::default());
+        let connector =
+            ().chain(ConnectProxyConnector::default()).chain(MayTcpConnector).chain(RustlsConnector::default());
         Self { agent: Agent::with_parts(config, connector, CachingResolver::start()) }
     }
 
     /// Sends one request and returns the response head with a body still to be read.
-    pub fn send(&self, method: &str, url: &str, headers: &[(String, String)], payload: Payload<'_>) -> Result<Response<Body>, Failure> {
+    pub fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(String, String)],
+        payload: Payload<'_>,
+    ) -> Result<Response<Body>, Failure> {
         let mut builder = Request::builder().method(method).uri(url);
         for (name, value) in headers {
             builder = builder.header(name.as_str(), value.as_str());
@@ -121,8 +125,19 @@ pub fn relayed_headers(head: &http::HeaderMap) -> Vec<(String, String)> {
     head.iter()
         .filter(|(name, _)| {
             let n = name.as_str();
-            !matches!(n, "connection" | "keep-alive" | "transfer-encoding" | "content-length" | "te" | "trailer" | "upgrade" | "proxy-authenticate" | "set-cookie" | "alt-svc")
-                && !n.starts_with("x-prodex-")
+            !matches!(
+                n,
+                "connection"
+                    | "keep-alive"
+                    | "transfer-encoding"
+                    | "content-length"
+                    | "te"
+                    | "trailer"
+                    | "upgrade"
+                    | "proxy-authenticate"
+                    | "set-cookie"
+                    | "alt-svc"
+            ) && !n.starts_with("x-prodex-")
         })
         .filter_map(|(name, value)| value.to_str().ok().map(|v| (name.as_str().to_string(), v.to_string())))
         .collect()

@@ -25,9 +25,12 @@ const LOOKUP_THREADS: usize = 2;
 type Job = (String, may::sync::mpsc::Sender<std::io::Result<Vec<SocketAddr>>>);
 
 /// The caching resolver handed to ureq.
+/// Host:port → (addresses, when they were looked up).
+type Cache = HashMap<String, (Vec<SocketAddr>, Instant)>;
+
 #[derive(Debug, Clone)]
 pub struct CachingResolver {
-    cache: Arc<Mutex<HashMap<String, (Vec<SocketAddr>, Instant)>>>,
+    cache: Arc<Mutex<Cache>>,
     jobs: may::sync::mpmc::Sender<Job>,
 }
 
@@ -54,7 +57,8 @@ impl CachingResolver {
     fn lookup(&self, host_port: &str, timeout: Duration) -> std::io::Result<Vec<SocketAddr>> {
         let (tx, rx) = may::sync::mpsc::channel();
         self.jobs.send((host_port.to_string(), tx)).map_err(|_| std::io::Error::other("DNS pool stopped"))?;
-        rx.recv_timeout(timeout).map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "DNS lookup timed out"))?
+        rx.recv_timeout(timeout)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "DNS lookup timed out"))?
     }
 }
 

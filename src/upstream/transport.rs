@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use may::net::TcpStream;
-use ureq::unversioned::transport::{Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, Transport};
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, Transport,
+};
 use ureq::{Error, Timeout};
 
 /// Opens TCP connections on may sockets (the first link of the connector chain that opens a socket).
@@ -31,7 +33,8 @@ impl<In: Transport> Connector<In> for MayTcpConnector {
             match TcpStream::connect_timeout(addr, timeout) {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
-                    let buffers = LazyBuffers::new(details.config.input_buffer_size(), details.config.output_buffer_size());
+                    let buffers =
+                        LazyBuffers::new(details.config.input_buffer_size(), details.config.output_buffer_size());
                     return Ok(Some(Either::B(MayTcpTransport { stream, buffers, peer: *addr })));
                 }
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(Error::Timeout(Timeout::Connect)),

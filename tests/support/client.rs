@@ -49,7 +49,13 @@ pub fn build(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) ->
     bytes
 }
 
-pub fn try_request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<Response> {
+pub fn try_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     s.write_all(&build(method, path, headers, body))?;
@@ -71,12 +77,17 @@ pub fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
 }
 
 /// Reads one response from `s`. Also returns, for chunked bodies, the arrival time of each chunk.
-pub fn read_response(s: &mut TcpStream, head_only: bool) -> std::io::Result<(Response, Vec<(Instant, Vec<u8>)>)> {
+pub type Chunks = Vec<(Instant, Vec<u8>)>;
+
+pub fn read_response(s: &mut TcpStream, head_only: bool) -> std::io::Result<(Response, Chunks)> {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
         if s.read(&mut byte)? == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("closed after {:?}", String::from_utf8_lossy(&buf))));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("closed after {:?}", String::from_utf8_lossy(&buf)),
+            ));
         }
         buf.push(byte[0]);
     }

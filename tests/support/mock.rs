@@ -7,7 +7,7 @@
 //! - `x-mock-chunks: N`          SSE chunks of content (default 3)
 //! - `x-mock-interval-ms: N`     gap between SSE chunks (default 0)
 //! - `x-mock-fault: F`           `close-before-headers`, `reset-mid-stream`, `malformed-json`,
-//!                               `hang` (no answer for 60 s)
+//!   `hang` (no answer for 60 s)
 //! - `x-mock-usage: none`        omit usage from the response
 //! - `x-mock-429-key: K`         answer 429 when the request carries `Authorization: Bearer K`
 //!
@@ -148,7 +148,10 @@ fn num(req: &Seen, name: &str, default: u64) -> u64 {
 }
 
 fn send(out: &mut TcpStream, status: u16, content_type: &str, body: &[u8]) -> std::io::Result<bool> {
-    let head = format!("HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nx-request-id: req-mock\r\n\r\n", body.len());
+    let head = format!(
+        "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nx-request-id: req-mock\r\n\r\n",
+        body.len()
+    );
     let mut all = head.into_bytes();
     all.extend_from_slice(body);
     out.write_all(&all)?;

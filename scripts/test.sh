@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite, the one gate: formatting, clippy (warnings are errors), the layout rules,
+# then every unit and integration test (the real binary over TCP in front of a mock upstream, and
+# the official openai Python SDK as a client). Installs what the tests need; fails loudly when a
+# required tool is missing — nothing is ever skipped silently.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+die() { echo "scripts/test.sh: $*" >&2; exit 1; }
+
+command -v cargo >/dev/null || die "cargo is not installed"
+command -v python3 >/dev/null || die "python3 is required for the SDK tests (apt-get install python3 python3-venv)"
+
+# The openai Python SDK in a project-local venv.
+venv="${PRODEX_TEST_VENV:-target/test-venv}"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv" || die "cannot create a venv (apt-get install python3-venv)"
+fi
+if ! "$venv/bin/python" -c "import openai" 2>/dev/null; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'openai>=1.50,<3' || die "cannot install the openai SDK"
+fi
+PRODEX_TEST_PYTHON="$(cd "$venv" && pwd)/bin/python"
+export PRODEX_TEST_PYTHON
+
+cargo fmt --check || die "code is not formatted: run cargo fmt"
+cargo clippy --all-targets --locked -- -D warnings
+scripts/check-layout.sh
+cargo test --all-targets --locked
