@@ -144,31 +144,41 @@ pub fn init(cfg: &LogConfig) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// How often the writer thread drains the queue. Polling (instead of blocking on the channel)
+/// means a logging coroutine never pays for waking this thread: sending is a lock-free push.
+const WRITE_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
 fn writer(rx: &Receiver<Msg>, mut file: File) {
     let stderr = io::stderr();
     let mut batch = Vec::with_capacity(64 * 1024);
     let mut reported = 0u64;
-    while let Ok(first) = rx.recv() {
+    loop {
         let mut acks = Vec::new();
-        let mut next = Some(first);
-        while let Some(msg) = next {
-            match msg {
-                Msg::Line(line) => batch.extend_from_slice(&line),
-                Msg::Flush(ack) => acks.push(ack),
+        loop {
+            match rx.try_recv() {
+                Ok(Msg::Line(line)) => batch.extend_from_slice(&line),
+                Ok(Msg::Flush(ack)) => acks.push(ack),
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
             }
-            next = if batch.len() < 256 * 1024 { rx.try_recv().ok() } else { None };
+            if batch.len() >= 256 * 1024 {
+                break;
+            }
         }
         let dropped = DROPPED.load(Ordering::Relaxed);
         if dropped > reported {
             batch.extend_from_slice(format!("log queue full: {} lines dropped\n", dropped - reported).as_bytes());
             reported = dropped;
         }
-        let _ = stderr.lock().write_all(&batch);
-        let _ = file.write_all(&batch);
-        batch.clear();
+        if !batch.is_empty() {
+            let _ = stderr.lock().write_all(&batch);
+            let _ = file.write_all(&batch);
+            batch.clear();
+        }
         for ack in acks {
             let _ = ack.send(());
         }
+        std::thread::sleep(WRITE_EVERY);
     }
 }
 

@@ -9,7 +9,7 @@
 use std::io::Read;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::clock;
 use crate::config::{Provider, ProviderKind};
@@ -127,25 +127,25 @@ fn run(
     match route {
         Route::ChatCompletions | Route::Responses | Route::Embeddings | Route::Completions => {
             let body = ex.read_body_to_end().map_err(|e| e.to_api_error())?;
-            let mut json: Map<String, Value> = match serde_json::from_slice::<Value>(&body) {
-                Ok(Value::Object(m)) => m,
-                Ok(_) => return Err(ApiError::invalid_json("expected a JSON object")),
-                Err(e) => return Err(ApiError::invalid_json(e)),
-            };
-            let model = openai::model_of(&json).map(str::to_string);
-            let Some(model) = model else {
+            let peek = openai::peek_request(&body).map_err(ApiError::invalid_json)?;
+            let Some(model) = peek.model else {
                 return Err(ApiError::bad_request("missing_parameter", "`model` is required").with_param("model"));
             };
-            rec.model = Some(model.clone());
+            rec.model = Some(printable(&model));
+            rec.stream = peek.stream;
             let provider = pick_provider(shared, Some(&model), route, rec)?;
-            let (plan, changed) = if *route == Route::ChatCompletions {
-                openai::prepare_chat(&mut json)
-            } else {
-                let stream = json.get("stream").and_then(Value::as_bool).unwrap_or(false);
-                (StreamPlan { stream, client_wants_usage: true }, false)
-            };
-            rec.stream = plan.stream;
-            let bytes = if changed { serde_json::to_vec(&json).unwrap_or(body) } else { body };
+            let mut plan = StreamPlan { stream: peek.stream, client_wants_usage: true };
+            let mut bytes = body;
+            if *route == Route::ChatCompletions && peek.stream && peek.include_usage != Some(true) {
+                // Only this case changes the body: ask upstream for usage in the stream.
+                if let Ok(Value::Object(mut json)) = serde_json::from_slice::<Value>(&bytes) {
+                    let (p, changed) = openai::prepare_chat(&mut json);
+                    plan = p;
+                    if changed {
+                        bytes = serde_json::to_vec(&json).unwrap_or(bytes);
+                    }
+                }
+            }
             let resp = call_upstream(shared, ex, provider, &target, Payload::Bytes(&bytes), rec)?;
             relay(ex, route, resp, plan, rec)
         }
@@ -355,9 +355,9 @@ fn relay(
         ex.add_upstream_time(waited);
         rec.upstream += waited;
         let body = read.map_err(|e| ApiError::upstream_invalid_response(format!("reading the body failed: {e}")))?;
-        let json: Value =
-            serde_json::from_slice(&body).map_err(|_| ApiError::upstream_invalid_response("the body is not JSON"))?;
-        if let Some(usage) = openai::response_usage(&json) {
+        let usage =
+            openai::body_usage(&body).map_err(|()| ApiError::upstream_invalid_response("the body is not JSON"))?;
+        if let Some(usage) = usage {
             rec.usage = usage;
             rec.usage_source = UsageSource::Provider;
         }
@@ -490,6 +490,11 @@ fn mark_partial(rec: &mut CallRecord) {
     if rec.usage_source != UsageSource::Provider {
         rec.usage_source = UsageSource::Partial;
     }
+}
+
+/// Client-supplied text made safe for a log line: bounded, no control characters or spaces.
+fn printable(s: &str) -> String {
+    s.chars().take(128).map(|c| if c.is_control() || c == ' ' { '?' } else { c }).collect()
 }
 
 fn log_access(rec: &CallRecord, overhead: Duration) {

@@ -46,7 +46,7 @@ pub fn run(config: Config) -> ExitCode {
         return ExitCode::from(2);
     }
     raise_fd_limit();
-    let listener = match may::net::TcpListener::bind(config.listen) {
+    let listener = match bind(config.listen) {
         Ok(l) => l,
         Err(e) => {
             log::error!("cannot listen on {}: {e}", config.listen);
@@ -136,6 +136,20 @@ fn wake_listener(local: std::net::SocketAddr) {
         target.set_ip(if target.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
     }
     let _ = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(1));
+}
+
+/// Binds the listening socket. std's bind (SO_REUSEADDR only) instead of may's, which also sets
+/// SO_REUSEPORT and would let a second gateway silently share the port with this one.
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<may::net::TcpListener> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let std_listener = std::net::TcpListener::bind(addr)?;
+    let fd = std_listener.into_raw_fd();
+    // SAFETY: `fd` is a listening socket we own; listen() again only raises the accept backlog,
+    // and from_raw_fd takes ownership of it exactly once.
+    unsafe {
+        libc::listen(fd, 4096);
+        Ok(may::net::TcpListener::from_raw_fd(fd))
+    }
 }
 
 /// Raises the soft open-files limit to the hard limit: every connection is a descriptor.

@@ -5,6 +5,9 @@
 //! Invariants: a client that did not ask for usage in its stream sees byte-for-byte what it would
 //! have seen without the gateway's injection; usage is read from provider output only.
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// A data-plane route, after the optional `/v1` prefix is removed.
@@ -226,6 +229,52 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// What the gateway needs from a JSON request body, read without building the whole tree.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestPeek {
+    pub model: Option<String>,
+    pub stream: bool,
+    /// `stream_options.include_usage`, when the client set it.
+    pub include_usage: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct PeekWire<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<Value>,
+}
+
+/// Reads `model`, `stream` and `stream_options.include_usage` from a request body. The whole body
+/// is still validated as JSON; an error names what is wrong.
+pub fn peek_request(body: &[u8]) -> Result<RequestPeek, String> {
+    match serde_json::from_slice::<PeekWire<'_>>(body) {
+        Ok(w) => Ok(RequestPeek {
+            model: w.model.map(Cow::into_owned),
+            stream: w.stream.unwrap_or(false),
+            include_usage: w.stream_options.as_ref().and_then(|o| o.get("include_usage")).and_then(Value::as_bool),
+        }),
+        Err(e) if e.is_data() => Err(format!("expected a JSON object with a string `model` ({e})")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct UsageWire {
+    #[serde(default)]
+    usage: Option<Value>,
+}
+
+/// Usage from a whole response body without building the whole tree. `Err` when the body is not a
+/// JSON object (the caller answers 502 `upstream_invalid_response`).
+pub fn body_usage(body: &[u8]) -> Result<Option<Usage>, ()> {
+    let wire: UsageWire = serde_json::from_slice(body).map_err(|_| ())?;
+    Ok(wire.usage.as_ref().and_then(usage_of))
+}
+
 /// The `model` of a JSON request body.
 #[must_use]
 pub fn model_of(body: &Map<String, Value>) -> Option<&str> {
@@ -319,6 +368,30 @@ mod tests {
         assert_eq!(action, ChatEvent::Drop);
         assert_eq!(chat_event(raw.as_bytes(), last, true).1, ChatEvent::Forward);
         assert_eq!(chat_event(b"data: [DONE]\n\n", "[DONE]", false), (None, ChatEvent::Forward));
+    }
+
+    #[test]
+    fn request_peek_reads_only_what_routing_needs() {
+        let p = peek_request(
+            br#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"a":[1,2]}]}"#,
+        );
+        assert_eq!(p, Ok(RequestPeek { model: Some("m".into()), stream: true, include_usage: Some(true) }));
+        assert_eq!(peek_request(br#"{"messages":[]}"#).map(|p| p.model), Ok(None));
+        assert!(peek_request(b"[1]").unwrap_err().contains("expected a JSON object"));
+        assert!(peek_request(br#"{"model":1}"#).unwrap_err().contains("expected a JSON object with a string `model`"));
+        assert!(peek_request(b"{nope").is_err());
+        assert!(peek_request(br#"{"model":"m"} trailing"#).is_err());
+    }
+
+    #[test]
+    fn body_usage_validates_and_extracts() {
+        assert_eq!(
+            body_usage(br#"{"id":"x","usage":{"prompt_tokens":2,"completion_tokens":1}}"#)
+                .map(|u| u.map(|u| u.input_tokens)),
+            Ok(Some(2))
+        );
+        assert_eq!(body_usage(br#"{"id":"x"}"#), Ok(None));
+        assert_eq!(body_usage(b"{not json"), Err(()));
     }
 
     #[test]

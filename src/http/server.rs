@@ -108,7 +108,7 @@ fn accept_loop(listener: &TcpListener, limits: Limits, handler: &Arc<dyn Handler
         }
         let handler = Arc::clone(handler);
         may::go!(move || {
-            let mut conn = Conn { stream, buf: Vec::with_capacity(4096), peer };
+            let mut conn = Conn { stream, buf: ReadBuf::default(), peer, read_timeout: None };
             conn.serve(limits, handler.as_ref(), &lifecycle);
             lifecycle.open_connections.fetch_sub(1, Ordering::AcqRel);
         });
@@ -149,8 +149,63 @@ pub fn format_ms(d: Duration) -> String {
 /// One client connection: the socket and the bytes read but not yet consumed.
 struct Conn {
     stream: TcpStream,
-    buf: Vec<u8>,
+    buf: ReadBuf,
     peer: SocketAddr,
+    /// The read timeout last applied (each change is a setsockopt, so unchanged ones are skipped).
+    read_timeout: Option<Duration>,
+}
+
+/// A connection's read buffer: bytes `start..end` of `data` are received but not yet consumed.
+/// Allocated (and zeroed) once per connection; grows only for large heads or fast senders.
+struct ReadBuf {
+    data: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Default for ReadBuf {
+    fn default() -> Self {
+        Self { data: vec![0; 4096], start: 0, end: 0 }
+    }
+}
+
+impl ReadBuf {
+    /// Largest the buffer grows to (a head is limited well below this).
+    const MAX: usize = 64 * 1024;
+
+    fn bytes(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.end);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Free space to read into, making room first (compacting, then growing up to `MAX`).
+    fn spare(&mut self) -> &mut [u8] {
+        if self.end == self.data.len() {
+            if self.start > 0 {
+                self.data.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else if self.data.len() < Self::MAX {
+                self.data.resize((self.data.len() * 2).min(Self::MAX), 0);
+            }
+        }
+        &mut self.data[self.end..]
+    }
+
+    fn filled(&mut self, n: usize) {
+        self.end = (self.end + n).min(self.data.len());
+    }
 }
 
 enum HeadRead {
@@ -252,9 +307,9 @@ impl Conn {
         loop {
             if !self.buf.is_empty() {
                 let started = *first_byte.get_or_insert_with(clock::now);
-                match codec::parse_head(&self.buf, limits.head) {
+                match codec::parse_head(self.buf.bytes(), limits.head) {
                     Ok(Some((head, used))) => {
-                        self.buf.drain(..used);
+                        self.buf.consume(used);
                         return HeadRead::Head(head, started);
                     }
                     Ok(None) => {}
@@ -268,7 +323,7 @@ impl Conn {
                     _ => return HeadRead::Reject(ApiError::request_timeout(), t),
                 },
             };
-            let _ = self.stream.set_read_timeout(Some(timeout));
+            self.set_read_timeout(timeout);
             match self.fill() {
                 Ok(0) => return HeadRead::Closed,
                 Ok(_) => {
@@ -283,15 +338,21 @@ impl Conn {
         }
     }
 
+    fn set_read_timeout(&mut self, timeout: Duration) {
+        // Round to 100 ms so a shrinking header deadline does not cost a syscall per read.
+        let timeout = Duration::from_millis(timeout.as_millis().div_ceil(100).max(1) as u64 * 100);
+        if self.read_timeout != Some(timeout) {
+            let _ = self.stream.set_read_timeout(Some(timeout));
+            self.read_timeout = Some(timeout);
+        }
+    }
+
     /// Reads more bytes from the socket into `buf`; returns how many (0 = peer closed).
     fn fill(&mut self) -> io::Result<usize> {
-        let len = self.buf.len();
-        let want = 16 * 1024;
-        self.buf.resize(len + want, 0);
-        let result = self.stream.read(&mut self.buf[len..]);
-        let n = *result.as_ref().unwrap_or(&0);
-        self.buf.truncate(len + n);
-        result
+        let spare = self.buf.spare();
+        let n = self.stream.read(spare)?;
+        self.buf.filled(n);
+        Ok(n)
     }
 
     /// Half-closes and reads briefly so the client sees our response instead of a reset.
@@ -447,9 +508,10 @@ impl<'c> Exchange<'c> {
                         self.fill_for_body()?;
                         continue;
                     }
-                    let n = usize::try_from(*remaining).unwrap_or(usize::MAX).min(self.conn.buf.len()).min(out.len());
-                    out[..n].copy_from_slice(&self.conn.buf[..n]);
-                    self.conn.buf.drain(..n);
+                    let available = self.conn.buf.bytes();
+                    let n = usize::try_from(*remaining).unwrap_or(usize::MAX).min(available.len()).min(out.len());
+                    out[..n].copy_from_slice(&available[..n]);
+                    self.conn.buf.consume(n);
                     *remaining -= n as u64;
                     if *remaining == 0 {
                         self.body = BodyState::Done;
@@ -461,8 +523,8 @@ impl<'c> Exchange<'c> {
                         self.fill_for_body()?;
                         continue;
                     }
-                    let (used, produced) = decoder.decode(&self.conn.buf, out).map_err(BodyError::Malformed)?;
-                    self.conn.buf.drain(..used);
+                    let (used, produced) = decoder.decode(self.conn.buf.bytes(), out).map_err(BodyError::Malformed)?;
+                    self.conn.buf.consume(used);
                     if decoder.is_done() {
                         self.body = BodyState::Done;
                     }
@@ -482,7 +544,7 @@ impl<'c> Exchange<'c> {
     }
 
     fn fill_for_body(&mut self) -> Result<(), BodyError> {
-        let _ = self.conn.stream.set_read_timeout(Some(self.io_timeout));
+        self.conn.set_read_timeout(self.io_timeout);
         match self.conn.fill() {
             Ok(0) => {
                 self.close_after = true;

@@ -33,9 +33,13 @@ impl<In: Transport> Connector<In> for MayTcpConnector {
             match TcpStream::connect_timeout(addr, timeout) {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
+                    // may sockets are non-blocking already; make sure, once, so `is_open` can peek.
+                    let _ = stream.inner().set_nonblocking(true);
                     let buffers =
                         LazyBuffers::new(details.config.input_buffer_size(), details.config.output_buffer_size());
-                    return Ok(Some(Either::B(MayTcpTransport { stream, buffers, peer: *addr })));
+                    let transport =
+                        MayTcpTransport { stream, buffers, peer: *addr, read_timeout: None, write_timeout: None };
+                    return Ok(Some(Either::B(transport)));
                 }
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(Error::Timeout(Timeout::Connect)),
                 Err(e) => last = Some(e),
@@ -50,6 +54,9 @@ pub struct MayTcpTransport {
     stream: TcpStream,
     buffers: LazyBuffers,
     peer: SocketAddr,
+    /// Timeouts last applied: setting one is a setsockopt, so it is done only when it changes.
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
 }
 
 impl fmt::Debug for MayTcpTransport {
@@ -73,14 +80,22 @@ impl Transport for MayTcpTransport {
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), Error> {
         let timeout = timeout.for_write();
-        let _ = self.stream.set_write_timeout(timeout.not_zero().map(|d| *d));
+        let wanted = timeout.not_zero().map(|d| *d);
+        if wanted != self.write_timeout {
+            let _ = self.stream.set_write_timeout(wanted);
+            self.write_timeout = wanted;
+        }
         let output = &self.buffers.output()[..amount];
         self.stream.write_all(output).map_err(|e| io_error(e, timeout.reason))
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, Error> {
         let timeout = timeout.for_read();
-        let _ = self.stream.set_read_timeout(timeout.not_zero().map(|d| *d));
+        let wanted = timeout.not_zero().map(|d| *d);
+        if wanted != self.read_timeout {
+            let _ = self.stream.set_read_timeout(wanted);
+            self.read_timeout = wanted;
+        }
         let input = self.buffers.input_append_buf();
         let n = self.stream.read(input).map_err(|e| io_error(e, timeout.reason))?;
         self.buffers.input_appended(n);
@@ -91,10 +106,6 @@ impl Transport for MayTcpTransport {
         // A pooled connection is reusable only if the peer has not closed it: a non-blocking peek
         // must report "nothing to read yet" (WouldBlock). EOF or stray bytes mean discard it.
         let mut probe = [0u8; 1];
-        let inner = self.stream.inner_mut();
-        if inner.set_nonblocking(true).is_err() {
-            return false;
-        }
-        matches!(inner.peek(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        matches!(self.stream.inner().peek(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 }

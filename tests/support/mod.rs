@@ -98,9 +98,9 @@ impl Gateway {
                 lines.lock().unwrap().push(line);
             }
         });
-        let addr: SocketAddr = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(a) => a.parse().unwrap(),
-            Err(_) => {
+        let addr: SocketAddr = match rx.recv_timeout(Duration::from_secs(20)).ok().and_then(|a| a.parse().ok()) {
+            Some(a) => a,
+            None => {
                 let _ = child.kill();
                 panic!("gateway did not start; stderr:\n{}", stderr.lock().unwrap().join("\n"));
             }
