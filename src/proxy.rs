@@ -356,7 +356,7 @@ fn relay(
         rec.upstream += waited;
         let body = read.map_err(|e| ApiError::upstream_invalid_response(format!("reading the body failed: {e}")))?;
         let usage =
-            openai::body_usage(&body).map_err(|()| ApiError::upstream_invalid_response("the body is not JSON"))?;
+            openai::body_usage(&body).map_err(|_| ApiError::upstream_invalid_response("the body is not JSON"))?;
         if let Some(usage) = usage {
             rec.usage = usage;
             rec.usage_source = UsageSource::Provider;

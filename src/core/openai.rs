@@ -268,10 +268,14 @@ struct UsageWire {
     usage: Option<Value>,
 }
 
+/// A response body that is not a JSON object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotJson;
+
 /// Usage from a whole response body without building the whole tree. `Err` when the body is not a
 /// JSON object (the caller answers 502 `upstream_invalid_response`).
-pub fn body_usage(body: &[u8]) -> Result<Option<Usage>, ()> {
-    let wire: UsageWire = serde_json::from_slice(body).map_err(|_| ())?;
+pub fn body_usage(body: &[u8]) -> Result<Option<Usage>, NotJson> {
+    let wire: UsageWire = serde_json::from_slice(body).map_err(|_| NotJson)?;
     Ok(wire.usage.as_ref().and_then(usage_of))
 }
 
@@ -391,7 +395,7 @@ mod tests {
             Ok(Some(2))
         );
         assert_eq!(body_usage(br#"{"id":"x"}"#), Ok(None));
-        assert_eq!(body_usage(b"{not json"), Err(()));
+        assert_eq!(body_usage(b"{not json"), Err(NotJson));
     }
 
     #[test]
