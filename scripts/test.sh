@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, the one gate: formatting, clippy (warnings are errors), the layout rules,
 # then every unit and integration test (the real binary over TCP in front of a mock upstream, and
-# the official openai Python SDK as a client). Installs what the tests need; fails loudly when a
+# the official openai Python SDK as a client) and the deployment checks. Installs what the tests need; fails loudly when a
 # required tool is missing — nothing is ever skipped silently.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,4 +25,5 @@ export PRODEX_TEST_PYTHON
 cargo fmt --check || die "code is not formatted: run cargo fmt"
 cargo clippy --all-targets --locked -- -D warnings
 scripts/check-layout.sh
+scripts/check-deploy.sh
 cargo test --all-targets --locked

@@ -5,6 +5,8 @@
 
 mod support;
 
+/// Deployment: the container reproduced around the binary.
+mod deploy;
 /// Process lifecycle: health, SIGTERM drain, logs, the CLI.
 mod lifecycle;
 /// Data plane: routes, auth, headers, usage, upstream faults and retries.

@@ -80,6 +80,11 @@ impl Gateway {
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
+        Self::spawn(cmd, home)
+    }
+
+    /// Runs a prepared `prodex gateway …` command and waits until it is ready.
+    pub fn spawn(mut cmd: Command, home: TempDir) -> Gateway {
         cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn prodex");
         let stderr = Arc::new(Mutex::new(Vec::new()));
@@ -105,7 +110,10 @@ impl Gateway {
                 panic!("gateway did not start; stderr:\n{}", stderr.lock().unwrap().join("\n"));
             }
         };
-        let gw = Gateway { child, addr, home, stderr };
+        let mut gw = Gateway { child, addr, home, stderr };
+        if gw.addr.ip().is_unspecified() {
+            gw.addr.set_ip([127, 0, 0, 1].into());
+        }
         gw.wait_ready();
         gw
     }

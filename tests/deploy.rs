@@ -1,0 +1,82 @@
+//! The container, reproduced around the binary (no Docker engine runs here): the image's ENV and
+//! CMD read from the Dockerfile, the values of deploy/gateway.env.example, temp dirs standing in for
+//! the two volumes; then the image's HEALTHCHECK command and the log layout are checked.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use crate::support::{bin, Gateway, TempDir};
+
+const DOCKERFILE: &str = include_str!("../Dockerfile");
+const ENV_EXAMPLE: &str = include_str!("../deploy/gateway.env.example");
+
+/// `ENV A=1 \ B=2` lines of the final stage.
+fn image_env() -> BTreeMap<String, String> {
+    let final_stage = DOCKERFILE.rsplit("\nFROM ").next().unwrap();
+    let joined = final_stage.replace("\\\n", " ");
+    joined
+        .lines()
+        .filter_map(|l| l.strip_prefix("ENV "))
+        .flat_map(|l| {
+            l.split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn image_json_array(instruction: &str) -> Vec<String> {
+    let line = DOCKERFILE.lines().find(|l| l.starts_with(instruction)).unwrap();
+    serde_json::from_str(line[instruction.len()..].trim()).unwrap()
+}
+
+fn example_env() -> BTreeMap<String, String> {
+    ENV_EXAMPLE
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.split(" #").next().unwrap().trim().to_string()))
+        .collect()
+}
+
+#[test]
+fn container_equivalent_run_is_healthy_and_logs_to_the_log_volume() {
+    let env = image_env();
+    assert_eq!(env.get("PRODEX_HOME").map(String::as_str), Some("/var/lib/prodex"));
+    assert_eq!(env.get("PRODEX_RUNTIME_LOG_DIR").map(String::as_str), Some("/var/log/prodex"));
+    assert_eq!(image_json_array("ENTRYPOINT"), ["prodex"]);
+    let cmd_args = image_json_array("CMD");
+    assert_eq!(cmd_args, ["gateway", "--listen", "0.0.0.0:4000"]);
+
+    let home_volume = TempDir::new("volume-home");
+    let log_volume = TempDir::new("volume-logs");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut container_env = example_env();
+    container_env.extend(env);
+    container_env.insert("PRODEX_HOME".into(), home_volume.0.display().to_string());
+    container_env.insert("PRODEX_RUNTIME_LOG_DIR".into(), log_volume.0.display().to_string());
+
+    // The image's CMD, with the fixed port 4000 swapped for a free one.
+    let args: Vec<String> = cmd_args.iter().map(|a| a.replace(":4000", &format!(":{port}"))).collect();
+    let mut cmd = Command::new(bin());
+    cmd.env_clear().envs(&container_env).args(&args);
+    let gw = Gateway::spawn(cmd, TempDir::new("unused"));
+    assert!(!gw.stderr_text().contains("replace-with-a-long-random-token"), "a secret reached the log");
+
+    // The image's HEALTHCHECK command, as Docker runs it (same env; the listen port is the one we moved).
+    let health = Command::new(bin())
+        .args(&image_json_array("HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 CMD")[1..])
+        .env_clear()
+        .envs(&container_env)
+        .env("PRODEX_GATEWAY_LISTEN", format!("0.0.0.0:{port}"))
+        .output()
+        .unwrap();
+    assert!(health.status.success(), "healthcheck failed: {}", String::from_utf8_lossy(&health.stderr));
+    assert!(String::from_utf8_lossy(&health.stdout).contains("\"status\":\"ready\""));
+
+    let latest = std::fs::read_to_string(log_volume.0.join("prodex-runtime-latest.path")).unwrap();
+    assert!(latest.trim().starts_with(&log_volume.0.display().to_string()), "run log outside the log volume: {latest}");
+    let run_log = std::fs::read_to_string(latest.trim()).unwrap();
+    assert!(run_log.contains("listening on http://0.0.0.0:"), "{run_log}");
+}
