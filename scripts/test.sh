@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, the one gate: formatting, clippy (warnings are errors), the layout rules,
-# then every unit and integration test (the real binary over TCP in front of a mock upstream, and
+# then every unit and integration test, then a fuzz smoke run of every target (the real binary over TCP in front of a mock upstream, and
 # the official openai Python SDK as a client) and the deployment checks. Installs what the tests need; fails loudly when a
 # required tool is missing — nothing is ever skipped silently.
 set -euo pipefail
@@ -27,3 +27,5 @@ cargo clippy --all-targets --locked -- -D warnings
 scripts/check-layout.sh
 scripts/check-deploy.sh
 cargo test --all-targets --locked
+# Fuzz smoke: every target for a short while (scripts/fuzz for longer runs).
+FUZZ_SECONDS="${FUZZ_SECONDS:-10}" scripts/fuzz
