@@ -37,8 +37,15 @@ impl<In: Transport> Connector<In> for MayTcpConnector {
                     let _ = stream.inner().set_nonblocking(true);
                     let buffers =
                         LazyBuffers::new(details.config.input_buffer_size(), details.config.output_buffer_size());
-                    let transport =
-                        MayTcpTransport { stream, buffers, peer: *addr, read_timeout: None, write_timeout: None };
+                    let transport = MayTcpTransport {
+                        stream,
+                        buffers,
+                        peer: *addr,
+                        read_timeout: None,
+                        write_timeout: None,
+                        pending: Vec::new(),
+                        write_reason: Timeout::SendRequest,
+                    };
                     return Ok(Some(Either::B(transport)));
                 }
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(Error::Timeout(Timeout::Connect)),
@@ -57,6 +64,23 @@ pub struct MayTcpTransport {
     /// Timeouts last applied: setting one is a setsockopt, so it is done only when it changes.
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
+    /// Output handed over by ureq but not yet written (see `transmit_output`).
+    pending: Vec<u8>,
+    write_reason: Timeout,
+}
+
+/// Output is written once this much is pending, even before the response is awaited.
+const COALESCE_BYTES: usize = 64 * 1024;
+
+impl MayTcpTransport {
+    fn flush(&mut self) -> Result<(), Error> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let result = self.stream.write_all(&self.pending).map_err(|e| io_error(e, self.write_reason));
+        self.pending.clear();
+        result
+    }
 }
 
 impl fmt::Debug for MayTcpTransport {
@@ -85,11 +109,18 @@ impl Transport for MayTcpTransport {
             let _ = self.stream.set_write_timeout(wanted);
             self.write_timeout = wanted;
         }
-        let output = &self.buffers.output()[..amount];
-        self.stream.write_all(output).map_err(|e| io_error(e, timeout.reason))
+        // Coalesce: the request head and a small body leave in one segment, when the response is
+        // awaited (or once enough is pending), instead of one write per piece ureq hands us.
+        self.pending.extend_from_slice(&self.buffers.output()[..amount]);
+        self.write_reason = timeout.reason;
+        if self.pending.len() >= COALESCE_BYTES {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, Error> {
+        self.flush()?;
         let timeout = timeout.for_read();
         let wanted = timeout.not_zero().map(|d| *d);
         if wanted != self.read_timeout {
