@@ -6,8 +6,12 @@
 //! enforces it, together with the list of forbidden names (`SystemTime`, `Instant`, `std::sync`,
 //! `std::thread`, `std::fs`, `std::net`, `may::`, `ureq`, `log::`).
 
+pub mod admission;
 pub mod credential;
+pub mod keys;
+pub mod ledger;
 pub mod openai;
+pub mod pricing;
 pub mod sse;
 pub mod time;
 

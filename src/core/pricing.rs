@@ -1,0 +1,165 @@
+//! Money and prices. Money is integer micro-USD; prices are micro-USD per million tokens, so a
+//! cost is exact integer arithmetic, rounded up (a call is never billed less than it cost).
+//!
+//! Invariant: a model without a price has no cost (`None`), never a cost of 0.
+
+use crate::core::openai::Usage;
+
+/// Version of the built-in table; recorded on every ledger row.
+pub const PRICE_VERSION: &str = "builtin-2026-11-01";
+
+/// A model's prices in micro-USD per million tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Price {
+    pub input: u64,
+    pub cached_input: u64,
+    pub output: u64,
+    /// Largest completion the model produces, for worst-case reservations.
+    pub max_output_tokens: u64,
+}
+
+/// USD per million tokens → micro-USD per million tokens.
+#[must_use]
+pub fn usd(per_million: f64) -> u64 {
+    usd_to_micros(per_million)
+}
+
+/// USD → integer micro-USD, rounded to the nearest micro (negative and NaN become 0).
+#[must_use]
+pub fn usd_to_micros(usd: f64) -> u64 {
+    let micros = (usd * 1_000_000.0).round();
+    if micros.is_nan() || micros <= 0.0 {
+        0
+    } else if micros >= 1.8e19 {
+        u64::MAX
+    } else {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let m = micros as u64;
+        m
+    }
+}
+
+/// Micro-USD as a USD number (for `*_usd` fields and headers).
+#[must_use]
+#[allow(clippy::cast_precision_loss)]
+pub fn micros_to_usd(micros: u64) -> f64 {
+    micros as f64 / 1_000_000.0
+}
+
+/// Built-in prices (USD per million tokens: input, cached input, output; max output tokens).
+const BUILTIN: &[(&str, f64, f64, f64, u64)] = &[
+    ("gpt-4o-mini", 0.15, 0.075, 0.60, 16_384),
+    ("gpt-4o", 2.50, 1.25, 10.00, 16_384),
+    ("gpt-4.1-nano", 0.10, 0.025, 0.40, 32_768),
+    ("gpt-4.1-mini", 0.40, 0.10, 1.60, 32_768),
+    ("gpt-4.1", 2.00, 0.50, 8.00, 32_768),
+    ("gpt-5-nano", 0.05, 0.005, 0.40, 128_000),
+    ("gpt-5-mini", 0.25, 0.025, 2.00, 128_000),
+    ("gpt-5", 1.25, 0.125, 10.00, 128_000),
+    ("o4-mini", 1.10, 0.275, 4.40, 100_000),
+    ("o3-mini", 1.10, 0.55, 4.40, 100_000),
+    ("o3", 2.00, 0.50, 8.00, 100_000),
+    ("text-embedding-3-small", 0.02, 0.02, 0.0, 0),
+    ("text-embedding-3-large", 0.13, 0.13, 0.0, 0),
+    ("gemini-2.5-flash-lite", 0.10, 0.025, 0.40, 65_536),
+    ("gemini-2.5-flash", 0.30, 0.075, 2.50, 65_536),
+    ("gemini-2.5-pro", 1.25, 0.31, 10.00, 65_536),
+    ("gemini-2.0-flash", 0.10, 0.025, 0.40, 8_192),
+    ("claude-opus-4", 15.00, 1.50, 75.00, 32_000),
+    ("claude-sonnet-4", 3.00, 0.30, 15.00, 64_000),
+    ("claude-3-7-sonnet", 3.00, 0.30, 15.00, 64_000),
+    ("claude-3-5-haiku", 0.80, 0.08, 4.00, 8_192),
+    ("claude-haiku-4", 1.00, 0.10, 5.00, 64_000),
+    ("deepseek-chat", 0.27, 0.07, 1.10, 8_192),
+    ("deepseek-reasoner", 0.55, 0.14, 2.19, 65_536),
+];
+
+/// The price table: built-ins plus operator overrides.
+#[derive(Clone, Debug, Default)]
+pub struct PriceTable {
+    /// (model, price), longest names first so prefix matches pick the most specific entry.
+    entries: Vec<(String, Price)>,
+    pub version: String,
+}
+
+impl PriceTable {
+    /// Built-ins overridden/extended by `(model, input, output, cached_input)` USD-per-million rows.
+    #[must_use]
+    pub fn new(overrides: &[(String, f64, f64, Option<f64>)]) -> Self {
+        let mut entries: Vec<(String, Price)> = BUILTIN
+            .iter()
+            .map(|(m, i, c, o, max)| ((*m).to_string(), Price { input: usd(*i), cached_input: usd(*c), output: usd(*o), max_output_tokens: *max }))
+            .collect();
+        for (model, input, output, cached) in overrides {
+            let max = entries.iter().find(|(m, _)| m == model).map_or(0, |(_, p)| p.max_output_tokens);
+            let price = Price { input: usd(*input), cached_input: usd(cached.unwrap_or(*input)), output: usd(*output), max_output_tokens: max };
+            entries.retain(|(m, _)| m != model);
+            entries.push((model.clone(), price));
+        }
+        entries.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+        let version = if overrides.is_empty() { PRICE_VERSION.to_string() } else { format!("{PRICE_VERSION}+policy") };
+        Self { entries, version }
+    }
+
+    /// The price of `model`: an exact entry, else the longest entry that prefixes it followed by
+    /// `-` (dated snapshots such as `gpt-4o-mini-2024-07-18`).
+    #[must_use]
+    pub fn get(&self, model: &str) -> Option<Price> {
+        self.entries.iter().find(|(m, _)| m == model).or_else(|| {
+            self.entries.iter().find(|(m, _)| model.len() > m.len() && model.starts_with(m.as_str()) && model.as_bytes()[m.len()] == b'-')
+        }).map(|(_, p)| *p)
+    }
+}
+
+/// Cost of `usage` at `price`, in micro-USD, rounded up. Cached input tokens are part of the input
+/// count and billed at the cached rate; reasoning tokens are part of the output count.
+#[must_use]
+pub fn cost(usage: &Usage, price: &Price) -> u64 {
+    let cached = usage.cached_input_tokens.min(usage.input_tokens);
+    let fresh = usage.input_tokens - cached;
+    let numerator = u128::from(fresh) * u128::from(price.input)
+        + u128::from(cached) * u128::from(price.cached_input)
+        + u128::from(usage.output_tokens) * u128::from(price.output);
+    u64::try_from(numerator.div_ceil(1_000_000)).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_prefer_exact_then_longest_dated_prefix() {
+        let t = PriceTable::new(&[]);
+        assert_eq!(t.get("gpt-4o-mini").map(|p| p.input), Some(150_000));
+        assert_eq!(t.get("gpt-4o-mini-2024-07-18").map(|p| p.input), Some(150_000));
+        assert_eq!(t.get("gpt-4o-2024-08-06").map(|p| p.output), Some(10_000_000));
+        assert_eq!(t.get("gpt-4omni"), None);
+        assert_eq!(t.get("unknown-model"), None);
+        let t = PriceTable::new(&[("gpt-4o-mini".into(), 1.0, 2.0, None), ("local-llama".into(), 0.0, 0.0, None)]);
+        assert_eq!(t.get("gpt-4o-mini").map(|p| (p.input, p.cached_input, p.output, p.max_output_tokens)), Some((1_000_000, 1_000_000, 2_000_000, 16_384)));
+        assert_eq!(t.get("local-llama").map(|p| p.input), Some(0), "an explicit zero price is a price");
+        assert!(t.version.ends_with("+policy"));
+    }
+
+    #[test]
+    fn costs_are_exact_and_round_up() {
+        let p = Price { input: 150_000, cached_input: 75_000, output: 600_000, max_output_tokens: 0 };
+        let u = Usage { input_tokens: 1_000_000, cached_input_tokens: 0, output_tokens: 1_000_000, reasoning_tokens: 0 };
+        assert_eq!(cost(&u, &p), 750_000);
+        let u = Usage { input_tokens: 11, cached_input_tokens: 3, output_tokens: 7, reasoning_tokens: 2 };
+        // 8×0.15 + 3×0.075 + 7×0.6 = 1.2 + 0.225 + 4.2 = 5.625 micro → 6
+        assert_eq!(cost(&u, &p), 6);
+        assert_eq!(cost(&Usage::default(), &p), 0);
+        let u = Usage { input_tokens: 2, cached_input_tokens: 9, ..Usage::default() };
+        assert_eq!(cost(&u, &p), 1, "cached never exceeds input");
+    }
+
+    #[test]
+    fn usd_conversions() {
+        assert_eq!(usd_to_micros(50.0), 50_000_000);
+        assert_eq!(usd_to_micros(0.0000004), 0);
+        assert_eq!(usd_to_micros(-1.0), 0);
+        assert_eq!(usd_to_micros(f64::NAN), 0);
+        assert!((micros_to_usd(1_500_000) - 1.5).abs() < 1e-12);
+    }
+}
