@@ -27,4 +27,5 @@ pub mod logs;
 pub mod proxy;
 pub mod serve;
 pub mod state;
+pub mod store;
 pub mod upstream;

@@ -15,5 +15,7 @@ mod proxy;
 mod sdk;
 /// The HTTP server: limits, malformed requests, keep-alive, concurrency.
 mod server;
+/// The storage conformance suite, run against every backend.
+mod store;
 /// Streaming: event timing, include_usage handling, disconnects.
 mod streaming;

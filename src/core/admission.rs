@@ -60,7 +60,11 @@ impl Window {
                 return (sec + WINDOW_SECS).saturating_sub(now_sec).max(1);
             }
         }
-        if total <= target { 0 } else { WINDOW_SECS }
+        if total <= target {
+            0
+        } else {
+            WINDOW_SECS
+        }
     }
 }
 
@@ -172,7 +176,9 @@ pub fn admit(c: &mut Counters, limits: &Limits, ask: Ask, now: UnixMs) -> Result
     }
     if let Some(rpm) = limits.rpm_limit {
         if c.minute_requests.sum(sec) >= rpm {
-            return Err(Refusal::Rpm { retry_after_secs: c.minute_requests.seconds_until_at_most(rpm.saturating_sub(1), sec) });
+            return Err(Refusal::Rpm {
+                retry_after_secs: c.minute_requests.seconds_until_at_most(rpm.saturating_sub(1), sec),
+            });
         }
     }
     if let Some(tpm) = limits.tpm_limit {
@@ -195,7 +201,15 @@ pub fn admit(c: &mut Counters, limits: &Limits, ask: Ask, now: UnixMs) -> Result
 }
 
 /// Replaces a reservation made at `reserved_at` with what the call really cost and used.
-pub fn settle(c: &mut Counters, limits: &Limits, ask: Ask, reserved_at: UnixMs, cost_microusd: u64, tokens: u64, now: UnixMs) {
+pub fn settle(
+    c: &mut Counters,
+    limits: &Limits,
+    ask: Ask,
+    reserved_at: UnixMs,
+    cost_microusd: u64,
+    tokens: u64,
+    now: UnixMs,
+) {
     c.reserved_microusd = c.reserved_microusd.saturating_sub(ask.cost_microusd);
     c.in_flight = c.in_flight.saturating_sub(1);
     roll_period(c, limits.budget_period, now);
@@ -319,7 +333,11 @@ mod tests {
         release(&mut c, &l, ask, now, now);
         assert_eq!((c.reserved_microusd, c.requests), (600, 3));
         let exhausted = Limits { budget_microusd: Some(650), ..limits() };
-        assert_eq!(admit(&mut c, &exhausted, Ask::default(), now), Err(Refusal::SpendBudget), "a full budget refuses even free calls");
+        assert_eq!(
+            admit(&mut c, &exhausted, Ask::default(), now),
+            Err(Refusal::SpendBudget),
+            "a full budget refuses even free calls"
+        );
     }
 
     #[test]
@@ -351,7 +369,10 @@ mod tests {
         settle(&mut c, &l, Ask { cost_microusd: 0, tokens: 500 }, t0, 0, 40, t0 + 1000);
         assert_eq!(c.minute_tokens.sum(t0 / 1000 + 1), 40, "settle corrects reserved tokens to actual");
         assert!(admit(&mut c, &l, Ask { cost_microusd: 0, tokens: 60 }, t0 + 1000).is_ok());
-        assert!(matches!(admit(&mut c, &l, Ask { cost_microusd: 0, tokens: 1 }, t0 + 2000), Err(Refusal::Tpm { retry_after_secs: 58 })));
+        assert!(matches!(
+            admit(&mut c, &l, Ask { cost_microusd: 0, tokens: 1 }, t0 + 2000),
+            Err(Refusal::Tpm { retry_after_secs: 58 })
+        ));
     }
 
     #[test]

@@ -121,7 +121,8 @@ impl KeyRecord {
 /// Key names: 1–128 of `[A-Za-z0-9._-]`.
 #[must_use]
 pub fn valid_name(name: &str) -> bool {
-    (1..=128).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    (1..=128).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// The hint shown for a token: `pk-…` and its last 4 characters.

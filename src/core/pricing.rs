@@ -88,11 +88,21 @@ impl PriceTable {
     pub fn new(overrides: &[(String, f64, f64, Option<f64>)]) -> Self {
         let mut entries: Vec<(String, Price)> = BUILTIN
             .iter()
-            .map(|(m, i, c, o, max)| ((*m).to_string(), Price { input: usd(*i), cached_input: usd(*c), output: usd(*o), max_output_tokens: *max }))
+            .map(|(m, i, c, o, max)| {
+                (
+                    (*m).to_string(),
+                    Price { input: usd(*i), cached_input: usd(*c), output: usd(*o), max_output_tokens: *max },
+                )
+            })
             .collect();
         for (model, input, output, cached) in overrides {
             let max = entries.iter().find(|(m, _)| m == model).map_or(0, |(_, p)| p.max_output_tokens);
-            let price = Price { input: usd(*input), cached_input: usd(cached.unwrap_or(*input)), output: usd(*output), max_output_tokens: max };
+            let price = Price {
+                input: usd(*input),
+                cached_input: usd(cached.unwrap_or(*input)),
+                output: usd(*output),
+                max_output_tokens: max,
+            };
             entries.retain(|(m, _)| m != model);
             entries.push((model.clone(), price));
         }
@@ -105,9 +115,15 @@ impl PriceTable {
     /// `-` (dated snapshots such as `gpt-4o-mini-2024-07-18`).
     #[must_use]
     pub fn get(&self, model: &str) -> Option<Price> {
-        self.entries.iter().find(|(m, _)| m == model).or_else(|| {
-            self.entries.iter().find(|(m, _)| model.len() > m.len() && model.starts_with(m.as_str()) && model.as_bytes()[m.len()] == b'-')
-        }).map(|(_, p)| *p)
+        self.entries
+            .iter()
+            .find(|(m, _)| m == model)
+            .or_else(|| {
+                self.entries.iter().find(|(m, _)| {
+                    model.len() > m.len() && model.starts_with(m.as_str()) && model.as_bytes()[m.len()] == b'-'
+                })
+            })
+            .map(|(_, p)| *p)
     }
 }
 
@@ -136,7 +152,10 @@ mod tests {
         assert_eq!(t.get("gpt-4omni"), None);
         assert_eq!(t.get("unknown-model"), None);
         let t = PriceTable::new(&[("gpt-4o-mini".into(), 1.0, 2.0, None), ("local-llama".into(), 0.0, 0.0, None)]);
-        assert_eq!(t.get("gpt-4o-mini").map(|p| (p.input, p.cached_input, p.output, p.max_output_tokens)), Some((1_000_000, 1_000_000, 2_000_000, 16_384)));
+        assert_eq!(
+            t.get("gpt-4o-mini").map(|p| (p.input, p.cached_input, p.output, p.max_output_tokens)),
+            Some((1_000_000, 1_000_000, 2_000_000, 16_384))
+        );
         assert_eq!(t.get("local-llama").map(|p| p.input), Some(0), "an explicit zero price is a price");
         assert!(t.version.ends_with("+policy"));
     }
@@ -144,7 +163,8 @@ mod tests {
     #[test]
     fn costs_are_exact_and_round_up() {
         let p = Price { input: 150_000, cached_input: 75_000, output: 600_000, max_output_tokens: 0 };
-        let u = Usage { input_tokens: 1_000_000, cached_input_tokens: 0, output_tokens: 1_000_000, reasoning_tokens: 0 };
+        let u =
+            Usage { input_tokens: 1_000_000, cached_input_tokens: 0, output_tokens: 1_000_000, reasoning_tokens: 0 };
         assert_eq!(cost(&u, &p), 750_000);
         let u = Usage { input_tokens: 11, cached_input_tokens: 3, output_tokens: 7, reasoning_tokens: 2 };
         // 8×0.15 + 3×0.075 + 7×0.6 = 1.2 + 0.225 + 4.2 = 5.625 micro → 6

@@ -1,0 +1,178 @@
+//! State: one synchronous `Store` trait over keys, admission counters, the billing ledger (and,
+//! with the admin and SSO planes, SCIM users, idempotency records and the audit log), with one
+//! backend per file. The shell calls it from coroutines, so every backend keeps the runtime rules:
+//! reads that are microseconds may run inline; anything that can wait (fsync, network) runs on the
+//! backend's own OS threads and the coroutine parks on a may channel.
+//!
+//! Invariants (every backend, checked by the conformance suite in `tests/store.rs`):
+//! - key names are unique case-insensitively; updates and deletes are compare-and-swap on `version`;
+//! - `reserve` is atomic per limit scope: committed spend + open reservations never exceed a budget,
+//!   however many calls race;
+//! - `finish` settles (or releases) a reservation and appends the call's ledger row together, once
+//!   per call id: a retried `finish` never double-counts;
+//! - ledger queries, scans and summaries agree with `core::ledger::LedgerQuery::matches` and
+//!   `core::ledger::summarize` over the same rows.
+
+pub mod redb;
+
+use std::fmt;
+
+use crate::core::admission::{Ask, Counters, Headroom, Refusal};
+use crate::core::keys::{KeyRecord, Limits, TokenHash};
+use crate::core::ledger::{Bucket, Dimension, LedgerQuery, LedgerRow};
+use crate::core::time::UnixMs;
+
+/// A storage failure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend cannot be reached or failed; callers answer 503 `state_unavailable`.
+    Unavailable(String),
+    /// A key with this name (case-insensitively) or token already exists.
+    Conflict(String),
+    /// Compare-and-swap failed: the record changed; `current` is its version now.
+    VersionMismatch {
+        current: u64,
+    },
+    NotFound,
+    /// Stored data could not be decoded.
+    Corrupt(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unavailable(why) => write!(f, "state backend unavailable: {why}"),
+            Self::Conflict(what) => write!(f, "already exists: {what}"),
+            Self::VersionMismatch { current } => write!(f, "version mismatch (current version {current})"),
+            Self::NotFound => write!(f, "not found"),
+            Self::Corrupt(why) => write!(f, "stored data is corrupt: {why}"),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Filters for listing keys (all narrow; empty = all).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyFilter {
+    /// Any of these name prefixes (empty = any name).
+    pub prefixes: Vec<String>,
+    pub tenant_id: Option<String>,
+    pub disabled: Option<bool>,
+}
+
+impl KeyFilter {
+    #[must_use]
+    pub fn matches(&self, k: &KeyRecord) -> bool {
+        (self.prefixes.is_empty() || self.prefixes.iter().any(|p| k.name.starts_with(p.as_str())))
+            && self.tenant_id.as_ref().is_none_or(|t| k.tenant_id.as_ref() == Some(t))
+            && self.disabled.is_none_or(|d| k.disabled == d)
+    }
+}
+
+/// Keys changed since a sequence number: the new sequence and the current records of the changed
+/// names (a name absent from `upserted` but listed in `deleted` is gone).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyChanges {
+    pub seq: u64,
+    pub upserted: Vec<KeyRecord>,
+    /// Lower-cased names of deleted keys.
+    pub deleted: Vec<String>,
+}
+
+/// A call's hold on a limit scope, from `reserve` to `finish`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reservation {
+    pub call_id: String,
+    /// `key:<id>` or `budget:<budget_id>` (see `KeyRecord::limit_scope`).
+    pub scope: String,
+    pub limits: Limits,
+    pub ask: Ask,
+    /// When it was taken.
+    pub at: UnixMs,
+}
+
+/// How a call ended, for its reservation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settlement {
+    /// Bill this (cost 0 for unpriced models) and count these tokens.
+    Used { cost_microusd: u64, tokens: u64 },
+    /// Nothing billable happened: give the reservation back.
+    Released,
+}
+
+/// Everything `finish` records for one call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finished {
+    /// `None` for calls refused before admission (they still get a ledger row).
+    pub reservation: Option<Reservation>,
+    pub settlement: Settlement,
+    pub row: LedgerRow,
+    /// Return only once the row is durable (`ledger.durability = "commit"`).
+    pub wait_durable: bool,
+    pub now: UnixMs,
+}
+
+/// One page of ledger rows, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LedgerPage {
+    pub rows: Vec<LedgerRow>,
+    /// Present when more rows follow: pass it back as `after`.
+    pub next: Option<(UnixMs, String)>,
+}
+
+/// The storage interface. Every method is synchronous and may be called from a coroutine.
+pub trait Store: Send + Sync {
+    /// `redb`, `postgres` or `redis`.
+    fn backend(&self) -> &'static str;
+
+    /// Succeeds when the backend answers (readiness).
+    fn ping(&self) -> Result<()>;
+
+    /// The key whose token hashes to `hash`.
+    fn key_by_hash(&self, hash: &TokenHash) -> Result<Option<KeyRecord>>;
+
+    /// The key named `name` (case-insensitively).
+    fn key(&self, name: &str) -> Result<Option<KeyRecord>>;
+
+    /// Keys matching `filter`, ordered by lower-cased name, starting after `after` (a lower-cased
+    /// name from a previous page), at most `limit`.
+    fn keys(&self, filter: &KeyFilter, after: Option<&str>, limit: usize) -> Result<Vec<KeyRecord>>;
+
+    /// Inserts a new key. `Conflict` when the name (case-insensitively) or token hash exists.
+    fn create_key(&self, key: &KeyRecord) -> Result<()>;
+
+    /// Replaces a key if its stored version is `expected_version`; the caller sets the new version.
+    /// Renames are not allowed (the name is the identity).
+    fn update_key(&self, key: &KeyRecord, expected_version: u64) -> Result<()>;
+
+    /// Deletes a key (if `expected_version` matches, when given) and returns what it was.
+    fn delete_key(&self, name: &str, expected_version: Option<u64>) -> Result<KeyRecord>;
+
+    /// Keys changed after sequence `since` (0 = everything), for refreshing in-memory key maps.
+    fn key_changes(&self, since: u64) -> Result<KeyChanges>;
+
+    /// Atomically checks every limit of `r.scope` and holds the reservation, or says which limit
+    /// refused. The counters returned are after the reservation.
+    fn reserve(&self, r: &Reservation) -> Result<std::result::Result<Headroom, Refusal>>;
+
+    /// Settles or releases the call's reservation and appends its ledger row, together and at most
+    /// once per call id.
+    fn finish(&self, call: &Finished) -> Result<()>;
+
+    /// The scope's counters at `now` (period rolled over if it ended).
+    fn counters(&self, scope: &str, limits: &Limits, now: UnixMs) -> Result<Counters>;
+
+    /// Rows matching `q`, newest first, strictly older than `after` (a previous page's `next`).
+    fn ledger_page(&self, q: &LedgerQuery, after: Option<&(UnixMs, String)>, limit: usize) -> Result<LedgerPage>;
+
+    /// Calls `f` with every matching row, newest first, until it returns false (streamed exports).
+    fn ledger_scan(&self, q: &LedgerQuery, f: &mut dyn FnMut(&LedgerRow) -> bool) -> Result<()>;
+
+    /// Matching rows grouped by `dims`, plus the totals.
+    fn ledger_summary(&self, q: &LedgerQuery, dims: &[Dimension]) -> Result<(Vec<Bucket>, Bucket)>;
+
+    /// Drops rows created before `before`, in bulk; returns how many.
+    fn drop_ledger_before(&self, before: UnixMs) -> Result<u64>;
+}

@@ -1,0 +1,254 @@
+//! The storage conformance suite: the same checks against every backend (`store::Store`). Each
+//! backend gets a fresh store per test; Postgres and Redis join when their backends exist.
+
+use std::sync::Arc;
+
+use prodex::core::admission::{Ask, Refusal};
+use prodex::core::keys::{KeyRecord, Limits};
+use prodex::core::ledger::{summarize, Dimension, LedgerQuery, LedgerRow, StatusFilter};
+use prodex::store::redb::RedbStore;
+use prodex::store::{Finished, KeyFilter, Reservation, Settlement, Store, StoreError};
+
+use crate::support::TempDir;
+
+/// A fresh store of each backend under test (the temp dir lives as long as the store is used).
+fn backends() -> Vec<(Arc<dyn Store>, TempDir)> {
+    let dir = TempDir::new("redb");
+    let store = RedbStore::open(&dir.0.join("state.redb")).unwrap();
+    vec![(Arc::new(store), dir)]
+}
+
+fn key(name: &str, hash_byte: u8) -> KeyRecord {
+    KeyRecord {
+        id: format!("id-{name}"),
+        name: name.into(),
+        token_hash: [hash_byte; 32],
+        token_hint: "pk-…abcd".into(),
+        tenant_id: Some(if name.starts_with("a-") { "tenant-a" } else { "tenant-b" }.into()),
+        version: 1,
+        created_at: 1,
+        updated_at: 1,
+        ..KeyRecord::default()
+    }
+}
+
+fn row(call_id: &str, at: u64, key: &str, status: u16, cost: Option<u64>) -> LedgerRow {
+    LedgerRow {
+        call_id: call_id.into(),
+        created_at: at,
+        key_name: key.into(),
+        tenant_id: Some(if key.starts_with("a-") { "tenant-a" } else { "tenant-b" }.into()),
+        model: Some(if at % 2 == 0 { "gpt-4o-mini" } else { "gpt-4o" }.into()),
+        provider: Some("openai".into()),
+        route: "chat.completions".into(),
+        status,
+        error_code: (status >= 400).then(|| "budget_exceeded".to_string()),
+        input_tokens: at % 7,
+        output_tokens: at % 5,
+        usage_source: "provider".into(),
+        cost_microusd: cost,
+        ..LedgerRow::default()
+    }
+}
+
+fn record(store: &dyn Store, r: LedgerRow) {
+    store
+        .finish(&Finished { reservation: None, settlement: Settlement::Released, row: r, wait_durable: true, now: 0 })
+        .unwrap();
+}
+
+#[test]
+fn keys_are_unique_versioned_and_fed_as_changes() {
+    for (store, _dir) in backends() {
+        let s = store.as_ref();
+        let start = s.key_changes(0).unwrap().seq;
+        s.create_key(&key("a-ci", 1)).unwrap();
+        s.create_key(&key("b-web", 2)).unwrap();
+        assert!(matches!(s.create_key(&key("A-CI", 3)), Err(StoreError::Conflict(_))), "names are case-insensitive");
+        assert!(matches!(s.create_key(&key("other", 1)), Err(StoreError::Conflict(_))), "tokens are unique");
+        assert_eq!(s.key("A-Ci").unwrap().unwrap().name, "a-ci");
+        assert_eq!(s.key_by_hash(&[2; 32]).unwrap().unwrap().name, "b-web");
+        assert_eq!(s.key_by_hash(&[9; 32]).unwrap(), None);
+
+        let mut updated = key("a-ci", 4);
+        updated.version = 2;
+        updated.disabled = true;
+        assert_eq!(s.update_key(&updated, 5), Err(StoreError::VersionMismatch { current: 1 }));
+        s.update_key(&updated, 1).unwrap();
+        assert_eq!(s.key_by_hash(&[1; 32]).unwrap(), None, "the old token stops working at once");
+        assert!(s.key_by_hash(&[4; 32]).unwrap().unwrap().disabled);
+
+        let listed = s.keys(&KeyFilter { prefixes: vec!["a-".into()], ..KeyFilter::default() }, None, 10).unwrap();
+        assert_eq!(listed.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(), ["a-ci"]);
+        let page1 = s.keys(&KeyFilter::default(), None, 1).unwrap();
+        let page2 = s.keys(&KeyFilter::default(), Some(&page1[0].name.to_ascii_lowercase()), 10).unwrap();
+        assert_eq!((page1[0].name.as_str(), page2.len(), page2[0].name.as_str()), ("a-ci", 1, "b-web"));
+        let tenant_b = KeyFilter { tenant_id: Some("tenant-b".into()), disabled: Some(false), ..KeyFilter::default() };
+        assert_eq!(s.keys(&tenant_b, None, 10).unwrap().len(), 1);
+
+        let changes = s.key_changes(start).unwrap();
+        assert!(changes.seq > start);
+        assert_eq!(changes.upserted.len(), 2);
+        assert_eq!(s.delete_key("B-WEB", Some(7)), Err(StoreError::VersionMismatch { current: 1 }));
+        assert_eq!(s.delete_key("B-WEB", Some(1)).unwrap().name, "b-web");
+        assert_eq!(s.delete_key("b-web", None), Err(StoreError::NotFound));
+        let later = s.key_changes(changes.seq).unwrap();
+        assert_eq!(later.deleted, ["b-web"]);
+        assert!(later.upserted.is_empty());
+        assert_eq!(s.key_changes(later.seq).unwrap().deleted.len(), 0);
+    }
+}
+
+#[test]
+fn concurrent_reservations_never_overrun_a_budget() {
+    for (store, _dir) in backends() {
+        let limits = Limits { budget_microusd: Some(10_000), ..Limits::default() };
+        let now = 1_800_000_000_000;
+        let handles: Vec<_> = (0..200)
+            .map(|i| {
+                let store = Arc::clone(&store);
+                let limits = limits.clone();
+                std::thread::spawn(move || {
+                    let r = Reservation {
+                        call_id: format!("c{i}"),
+                        scope: "budget:shared".into(),
+                        limits,
+                        ask: Ask { cost_microusd: 1_000, tokens: 10 },
+                        at: now,
+                    };
+                    store.reserve(&r).unwrap().is_ok()
+                })
+            })
+            .collect();
+        let admitted = handles.into_iter().map(|h| h.join().unwrap()).filter(|ok| *ok).count();
+        assert_eq!(admitted, 10, "{}: 200 racing calls, budget for 10", store.backend());
+        let c = store.counters("budget:shared", &limits, now).unwrap();
+        assert_eq!((c.reserved_microusd, c.in_flight, c.requests), (10_000, 10, 10));
+    }
+}
+
+#[test]
+fn settle_release_and_retried_finish_count_once() {
+    for (store, dir) in backends() {
+        let s = store.as_ref();
+        let limits = Limits { budget_microusd: Some(1_000), request_budget: Some(100), ..Limits::default() };
+        let now = 1_800_000_000_000;
+        let reserve = |id: &str| Reservation {
+            call_id: id.into(),
+            scope: "key:k".into(),
+            limits: limits.clone(),
+            ask: Ask { cost_microusd: 400, tokens: 0 },
+            at: now,
+        };
+        assert!(s.reserve(&reserve("c1")).unwrap().is_ok());
+        assert!(s.reserve(&reserve("c2")).unwrap().is_ok());
+        assert_eq!(s.reserve(&reserve("c3")).unwrap(), Err(Refusal::SpendBudget));
+        let settled = Finished {
+            reservation: Some(reserve("c1")),
+            settlement: Settlement::Used { cost_microusd: 150, tokens: 20 },
+            row: row("c1", now, "k", 200, Some(150)),
+            wait_durable: true,
+            now,
+        };
+        s.finish(&settled).unwrap();
+        s.finish(&settled).unwrap();
+        s.finish(&Finished {
+            reservation: Some(reserve("c2")),
+            settlement: Settlement::Released,
+            row: row("c2", now + 1, "k", 502, None),
+            wait_durable: true,
+            now,
+        })
+        .unwrap();
+        let c = s.counters("key:k", &limits, now).unwrap();
+        assert_eq!((c.spend_microusd, c.reserved_microusd, c.in_flight, c.requests), (150, 0, 0, 1));
+        let page = s.ledger_page(&LedgerQuery::default(), None, 10).unwrap();
+        assert_eq!(page.rows.len(), 2, "one row per call id");
+        if s.backend() == "redb" {
+            // Durable: a fresh process sees the settled spend and the rows.
+            drop(store);
+            let reopened = RedbStore::open(&dir.0.join("state.redb")).unwrap();
+            let c = reopened.counters("key:k", &limits, now).unwrap();
+            assert_eq!((c.spend_microusd, c.requests, c.reserved_microusd), (150, 1, 0));
+            assert_eq!(reopened.ledger_page(&LedgerQuery::default(), None, 10).unwrap().rows.len(), 2);
+        }
+    }
+}
+
+#[test]
+fn ledger_paging_filters_summaries_and_retention() {
+    for (store, _dir) in backends() {
+        let s = store.as_ref();
+        let mut all = Vec::new();
+        for i in 0..1_500u64 {
+            let key = ["a-ci", "a-web", "b-x"][(i % 3) as usize];
+            let status = if i % 10 == 0 { 429 } else { 200 };
+            let r = row(&format!("call-{i:05}"), 1_000_000 + i * 1_000, key, status, (status == 200).then_some(i));
+            all.push(r.clone());
+            s.finish(&Finished {
+                reservation: None,
+                settlement: Settlement::Released,
+                row: r,
+                wait_durable: i == 1_499,
+                now: 0,
+            })
+            .unwrap();
+        }
+        // Cursor paging: every matching row exactly once, newest first.
+        let q =
+            LedgerQuery { key_prefix: Some("a-".into()), status: StatusFilter::parse("2xx"), ..LedgerQuery::default() };
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = s.ledger_page(&q, after.as_ref(), 97).unwrap();
+            seen.extend(page.rows.iter().map(|r| r.call_id.clone()));
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        let mut expected: Vec<String> = all.iter().filter(|r| q.matches(r)).map(|r| r.call_id.clone()).collect();
+        expected.reverse();
+        assert_eq!(seen, expected);
+        // An exact key over a time window uses the key index and agrees with the filter.
+        let q = LedgerQuery {
+            key: Some("b-x".into()),
+            from: Some(1_100_000),
+            to: Some(1_400_000),
+            ..LedgerQuery::default()
+        };
+        let page = s.ledger_page(&q, None, 1_000).unwrap();
+        assert_eq!(page.rows.len(), all.iter().filter(|r| q.matches(r)).count());
+        assert!(page.rows.iter().all(|r| r.key_name == "b-x" && (1_100_000..1_400_000).contains(&r.created_at)));
+        // Summaries equal a brute-force fold over the rows.
+        for dims in [vec![], vec![Dimension::Key], vec![Dimension::Tenant, Dimension::Model, Dimension::Hour]] {
+            let q = LedgerQuery { tenant_scope: Some("tenant-a".into()), ..LedgerQuery::default() };
+            let got = s.ledger_summary(&q, &dims).unwrap();
+            let want = summarize(all.iter().filter(|r| q.matches(r)), &dims);
+            assert_eq!(got, want, "{dims:?}");
+        }
+        let mut n = 0;
+        s.ledger_scan(&LedgerQuery::default(), &mut |_| {
+            n += 1;
+            n < 10
+        })
+        .unwrap();
+        assert_eq!(n, 10, "a scan stops when asked");
+        // Retention drops old rows in bulk and nothing else.
+        let dropped = s.drop_ledger_before(1_000_000 + 500 * 1_000).unwrap();
+        assert_eq!(dropped, 500);
+        let left = s.ledger_summary(&LedgerQuery::default(), &[]).unwrap().1;
+        assert_eq!(left.requests, 1_000);
+        record(s, row("late", 5, "a-ci", 200, Some(1)));
+        assert_eq!(s.ledger_summary(&LedgerQuery::default(), &[]).unwrap().1.requests, 1_001);
+    }
+}
+
+#[test]
+fn a_second_process_cannot_open_the_same_redb_file() {
+    let dir = TempDir::new("redb-lock");
+    let path = dir.0.join("state.redb");
+    let _first = RedbStore::open(&path).unwrap();
+    let err = RedbStore::open(&path).err().unwrap().to_string();
+    assert!(err.contains(&path.display().to_string()) && err.contains(&format!("pid {}", std::process::id())), "{err}");
+}
