@@ -121,6 +121,29 @@ impl ApiError {
     pub fn malformed_request(detail: &str) -> Self {
         Self::new(400, "malformed_request", Side::Downstream, format!("malformed HTTP request: {detail}"))
     }
+    pub fn permission(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(403, code, Side::Downstream, message)
+    }
+    pub fn model_not_found(model: &str) -> Self {
+        Self::new(
+            404,
+            "model_not_found",
+            Side::Downstream,
+            format!("model `{}` does not exist or this key may not use it", printable(model)),
+        )
+    }
+    /// Budget exhausted: SDKs must not retry (`x-should-retry: false`).
+    pub fn quota(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(429, code, Side::Downstream, message).with_header("x-should-retry", "false")
+    }
+    /// A rate limit: retry after the given number of seconds.
+    pub fn rate_limited(code: &'static str, message: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self::new(429, code, Side::Downstream, message).with_header("retry-after", retry_after_secs.max(1).to_string())
+    }
+    pub fn state_unavailable() -> Self {
+        Self::new(503, "state_unavailable", Side::Internal, "the gateway's state backend is unavailable; retry shortly")
+            .with_header("retry-after", "1")
+    }
     pub fn upstream_unreachable(detail: impl fmt::Display) -> Self {
         Self::new(502, "upstream_unreachable", Side::Upstream, format!("upstream unreachable: {detail}"))
     }

@@ -23,6 +23,7 @@ pub mod config;
 pub mod core;
 pub mod error;
 pub mod http;
+pub mod keyring;
 pub mod logs;
 pub mod proxy;
 pub mod serve;

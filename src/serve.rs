@@ -12,11 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock;
-use crate::config::Config;
+use crate::config::{Backend, Config};
 use crate::http::server::{self, Lifecycle, Limits};
 use crate::http::Gateway;
+use crate::keyring::{self, Keyring};
 use crate::logs;
-use crate::state::Shared;
+use crate::state::{Parts, Shared};
+use crate::store::redb::RedbStore;
+use crate::store::Store;
 use crate::upstream::Upstream;
 
 /// Coroutine stack size in words (256 KiB): one ureq call overflows may's 32 KiB default
@@ -40,11 +43,26 @@ pub fn run(config: Config) -> ExitCode {
     for notice in &config.notices {
         log::warn!("{notice}");
     }
-    if !config.virtual_keys.is_empty() {
-        log::error!("[[gateway.virtual_keys]] needs budget and rate-limit enforcement, which this build does not include yet; refusing to start rather than serve them unmetered");
+    let store = match open_store(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("{e}");
+            logs::flush();
+            return ExitCode::from(1);
+        }
+    };
+    let keyring = Arc::new(Keyring::default());
+    if let Err(e) = keyring::sync_policy_keys(store.as_ref(), &config.virtual_keys, clock::unix_ms()) {
+        log::error!("{e}");
         logs::flush();
         return ExitCode::from(2);
     }
+    if let Err(e) = keyring.refresh(store.as_ref()) {
+        log::error!("cannot load keys from the {} store: {e}", store.backend());
+        logs::flush();
+        return ExitCode::from(1);
+    }
+    log::info!("state: {} store; {} virtual key(s) loaded", store.backend(), keyring.len());
     raise_fd_limit();
     let listener = match bind(config.listen) {
         Ok(l) => l,
@@ -67,7 +85,9 @@ pub fn run(config: Config) -> ExitCode {
     let lifecycle = Arc::new(Lifecycle::default());
     let upstream = Upstream::new(&config.upstream);
     let default_provider = config.default_provider.clone();
-    let shared = Arc::new(Shared::new(config, upstream, Arc::clone(&lifecycle), started_at_ms));
+    keyring.spawn_refresher(Arc::clone(&store));
+    let parts = Parts { config, upstream, lifecycle: Arc::clone(&lifecycle), store: Arc::clone(&store), keyring };
+    let shared = Arc::new(Shared::new(parts, started_at_ms));
     if let Some(p) = shared.config.provider(&default_provider) {
         log::info!(
             "default provider {} ({}) at {} with {} key(s)",
@@ -94,8 +114,26 @@ pub fn run(config: Config) -> ExitCode {
     } else {
         log::info!("drained; exiting");
     }
+    if let Err(e) = store.flush() {
+        log::error!("flushing the state store failed: {e}");
+    }
     logs::flush();
     ExitCode::SUCCESS
+}
+
+/// Opens the configured state backend.
+fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
+    match config.state.backend {
+        Backend::Redb => {
+            let store =
+                RedbStore::open(&config.state.redb_path).map_err(|e| format!("cannot open the state store: {e}"))?;
+            Ok(Arc::new(store))
+        }
+        Backend::Postgres | Backend::Redis => Err(format!(
+            "state backend `{}` is not available in this build yet; use redb (the default)",
+            config.state.backend_alias
+        )),
+    }
 }
 
 fn server_head_limits() -> crate::http::codec::HeadLimits {

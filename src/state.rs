@@ -8,14 +8,29 @@ use std::sync::Arc;
 use crate::config::{Config, Provider};
 use crate::core::credential::digest;
 use crate::core::model_matches;
+use crate::core::pricing::PriceTable;
 use crate::http::server::Lifecycle;
+use crate::keyring::Keyring;
+use crate::store::Store;
 use crate::upstream::Upstream;
+
+/// What `Shared` is built from.
+pub struct Parts {
+    pub config: Config,
+    pub upstream: Upstream,
+    pub lifecycle: Arc<Lifecycle>,
+    pub store: Arc<dyn Store>,
+    pub keyring: Arc<Keyring>,
+}
 
 /// Everything a request handler needs.
 pub struct Shared {
     pub config: Config,
     pub upstream: Upstream,
     pub lifecycle: Arc<Lifecycle>,
+    pub store: Arc<dyn Store>,
+    pub keyring: Arc<Keyring>,
+    pub prices: PriceTable,
     /// SHA-256 of `PRODEX_GATEWAY_TOKEN`; the token itself is not kept beyond the config.
     pub master_digest: Option<[u8; 32]>,
     /// Round-robin cursor over provider key pools.
@@ -26,9 +41,23 @@ pub struct Shared {
 
 impl Shared {
     #[must_use]
-    pub fn new(config: Config, upstream: Upstream, lifecycle: Arc<Lifecycle>, started_at_ms: u64) -> Self {
+    pub fn new(parts: Parts, started_at_ms: u64) -> Self {
+        let Parts { config, upstream, lifecycle, store, keyring } = parts;
         let master_digest = config.gateway_token.as_ref().map(|t| digest(t.expose()));
-        Self { config, upstream, lifecycle, master_digest, key_cursor: AtomicUsize::new(0), started_at_ms }
+        let overrides: Vec<(String, f64, f64, Option<f64>)> =
+            config.pricing.iter().map(|p| (p.model.clone(), p.input, p.output, p.cached_input)).collect();
+        let prices = PriceTable::new(&overrides);
+        Self {
+            config,
+            upstream,
+            lifecycle,
+            store,
+            keyring,
+            prices,
+            master_digest,
+            key_cursor: AtomicUsize::new(0),
+            started_at_ms,
+        }
     }
 
     /// The provider for `model`: the first whose `models` globs match, else the default provider.

@@ -152,13 +152,7 @@ pub struct PriceOverride {
     pub cached_input: Option<f64>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BudgetPeriod {
-    Total,
-    Daily,
-    Weekly,
-    Monthly,
-}
+pub use crate::core::keys::BudgetPeriod;
 
 /// A key declared in `[[gateway.virtual_keys]]` (read-only through the admin API).
 #[derive(Clone, Debug)]

@@ -236,6 +236,8 @@ pub struct RequestPeek {
     pub stream: bool,
     /// `stream_options.include_usage`, when the client set it.
     pub include_usage: Option<bool>,
+    /// `max_completion_tokens`, `max_output_tokens` or `max_tokens`, whichever is set.
+    pub max_output_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -246,6 +248,12 @@ struct PeekWire<'a> {
     stream: Option<bool>,
     #[serde(default)]
     stream_options: Option<Value>,
+    #[serde(default)]
+    max_tokens: Option<Value>,
+    #[serde(default)]
+    max_completion_tokens: Option<Value>,
+    #[serde(default)]
+    max_output_tokens: Option<Value>,
 }
 
 /// Reads `model`, `stream` and `stream_options.include_usage` from a request body. The whole body
@@ -256,6 +264,9 @@ pub fn peek_request(body: &[u8]) -> Result<RequestPeek, String> {
             model: w.model.map(Cow::into_owned),
             stream: w.stream.unwrap_or(false),
             include_usage: w.stream_options.as_ref().and_then(|o| o.get("include_usage")).and_then(Value::as_bool),
+            max_output_tokens: [&w.max_completion_tokens, &w.max_output_tokens, &w.max_tokens]
+                .into_iter()
+                .find_map(|v| v.as_ref().and_then(Value::as_u64)),
         }),
         Err(e) if e.is_data() => Err(format!("expected a JSON object with a string `model` ({e})")),
         Err(e) => Err(e.to_string()),
@@ -379,7 +390,17 @@ mod tests {
         let p = peek_request(
             br#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"a":[1,2]}]}"#,
         );
-        assert_eq!(p, Ok(RequestPeek { model: Some("m".into()), stream: true, include_usage: Some(true) }));
+        assert_eq!(
+            p,
+            Ok(RequestPeek {
+                model: Some("m".into()),
+                stream: true,
+                include_usage: Some(true),
+                max_output_tokens: None
+            })
+        );
+        let p = peek_request(br#"{"model":"m","max_tokens":50,"max_completion_tokens":70}"#).unwrap();
+        assert_eq!(p.max_output_tokens, Some(70));
         assert_eq!(peek_request(br#"{"messages":[]}"#).map(|p| p.model), Ok(None));
         assert!(peek_request(b"[1]").unwrap_err().contains("expected a JSON object"));
         assert!(peek_request(br#"{"model":1}"#).unwrap_err().contains("expected a JSON object with a string `model`"));

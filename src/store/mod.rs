@@ -175,4 +175,7 @@ pub trait Store: Send + Sync {
 
     /// Drops rows created before `before`, in bulk; returns how many.
     fn drop_ledger_before(&self, before: UnixMs) -> Result<u64>;
+
+    /// Returns once every write accepted so far is durable (used at shutdown).
+    fn flush(&self) -> Result<()>;
 }

@@ -61,9 +61,21 @@ impl RecentIds {
 
 /// Jobs the writer thread commits in groups.
 enum Job {
-    Finish { row: Box<LedgerRow>, usage: Option<UsageDelta>, ack: Option<Ack> },
-    Key { op: KeyOp, ack: Ack },
-    DropBefore { before: UnixMs, ack: may::sync::mpsc::Sender<Result<u64>> },
+    Finish {
+        row: Box<LedgerRow>,
+        usage: Option<UsageDelta>,
+        ack: Option<Ack>,
+    },
+    Key {
+        op: KeyOp,
+        ack: Ack,
+    },
+    DropBefore {
+        before: UnixMs,
+        ack: may::sync::mpsc::Sender<Result<u64>>,
+    },
+    /// Acknowledged once every job queued before it is committed.
+    Barrier(Ack),
 }
 
 type Ack = may::sync::mpsc::Sender<Result<()>>;
@@ -456,6 +468,10 @@ impl Store for RedbStore {
         Ok(summarize(rows.iter(), dims))
     }
 
+    fn flush(&self) -> Result<()> {
+        self.send_and_wait(Job::Barrier)
+    }
+
     fn drop_ledger_before(&self, before: UnixMs) -> Result<u64> {
         let (tx, rx) = may::sync::mpsc::channel();
         self.send(Job::DropBefore { before, ack: tx })?;
@@ -515,6 +531,7 @@ fn commit_batch(
                     acks.push((ack, result));
                 }
                 Job::DropBefore { before, ack } => drops.push((before, ack)),
+                Job::Barrier(ack) => acks.push((ack, Ok(()))),
             }
         }
     }

@@ -1,0 +1,585 @@
+//! The data plane, in phase order: authenticate → read the request → allowlist and price → admit
+//! (reserve) → call upstream (retrying only before the first byte) → relay (`relay.rs`) → settle
+//! and record the ledger row → send the response's last byte.
+//!
+//! Invariants: client credentials never reach the upstream; every call ends in exactly one
+//! `finish` (one ledger row, rejected calls included) and one access line; with
+//! `ledger.durability = "commit"` a response's last byte leaves only after its row is durable;
+//! a retry happens only while nothing was sent and the body is replayable, at most 3 attempts.
+
+mod relay;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::clock;
+use crate::config::{Durability, Provider, ProviderKind};
+use crate::core::admission::{self, Ask, Headroom, Refusal};
+use crate::core::credential::{ct_eq, digest, presented, CREDENTIAL_HEADERS};
+use crate::core::keys::{KeyRecord, Limits};
+use crate::core::ledger::LedgerRow;
+use crate::core::openai::{self, Route, StreamPlan, Usage};
+use crate::core::pricing::{self, Price};
+use crate::error::ApiError;
+use crate::http::codec::Framing;
+use crate::http::server::Exchange;
+use crate::state::Shared;
+use crate::store::{Finished, Reservation, Settlement};
+use crate::upstream::{Failure, Payload};
+
+/// Where a call's usage numbers came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UsageSource {
+    Provider,
+    Partial,
+    Estimated,
+    None,
+}
+
+impl UsageSource {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Provider => "provider",
+            Self::Partial => "partial",
+            Self::Estimated => "estimated",
+            Self::None => "none",
+        }
+    }
+}
+
+/// Everything known about one call while it runs.
+pub(crate) struct Call {
+    pub call_id: String,
+    pub key_name: String,
+    pub key: Option<Arc<KeyRecord>>,
+    pub route: &'static str,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub stream: bool,
+    pub status: u16,
+    pub error_code: Option<String>,
+    pub usage: Usage,
+    pub usage_source: UsageSource,
+    pub ttfb: Option<Duration>,
+    pub upstream: Duration,
+    pub client_disconnected: bool,
+    pub price: Option<Price>,
+    pub reservation: Option<Reservation>,
+    pub headroom: Option<Headroom>,
+    /// Estimated input tokens of the request (for reservations and estimated usage).
+    pub input_estimate: u64,
+    /// Bytes of content relayed in a stream, for estimating output when usage never arrived.
+    pub relayed_bytes: u64,
+    /// The upstream answered 2xx (so a missing usage means estimate, not release).
+    pub upstream_ok: bool,
+}
+
+/// What is still to be sent once the call is recorded (the response's last byte).
+pub(crate) enum Tail {
+    /// A whole response.
+    Body { status: u16, headers: Vec<(String, String)>, body: Vec<u8> },
+    /// A started stream whose terminating chunk is still to be written.
+    EndOfStream,
+    /// The client or the upstream is gone: nothing more to send.
+    Nothing,
+}
+
+/// Upstream attempts per call (first try included).
+const MAX_ATTEMPTS: usize = 3;
+/// Output tokens reserved when neither the request nor the catalog bounds the completion.
+const DEFAULT_MAX_OUTPUT: u64 = 4_096;
+
+/// Handles one data-plane request for `route`, forwarding to `suffix` under the provider's base URL.
+pub fn handle(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str) {
+    let mut call = Call {
+        call_id: ex.call_id.clone(),
+        key_name: "_anonymous".into(),
+        key: None,
+        route: route.name(),
+        model: None,
+        provider: None,
+        stream: false,
+        status: 0,
+        error_code: None,
+        usage: Usage::default(),
+        usage_source: UsageSource::None,
+        ttfb: None,
+        upstream: Duration::ZERO,
+        client_disconnected: false,
+        price: None,
+        reservation: None,
+        headroom: None,
+        input_estimate: 0,
+        relayed_bytes: 0,
+        upstream_ok: false,
+    };
+    let tail = match run(shared, ex, route, suffix, &mut call) {
+        Ok(tail) => tail,
+        Err(err) => {
+            call.error_code = Some(err.code.to_string());
+            call.status = err.status;
+            if ex.response_started() {
+                Tail::Nothing
+            } else {
+                let mut headers: Vec<(String, String)> = vec![("content-type".into(), "application/json".into())];
+                headers.extend(err.headers.iter().map(|(k, v)| ((*k).to_string(), v.clone())));
+                headers.extend(ratelimit_headers(&call));
+                Tail::Body { status: err.status, headers, body: err.body() }
+            }
+        }
+    };
+    let durable = shared.config.ledger.durability == Durability::Commit;
+    if durable {
+        record(shared, ex, &mut call, true);
+        deliver(ex, tail, &mut call);
+    } else {
+        deliver(ex, tail, &mut call);
+        record(shared, ex, &mut call, false);
+    }
+}
+
+fn deliver(ex: &mut Exchange<'_>, tail: Tail, call: &mut Call) {
+    let sent = match tail {
+        Tail::Body { status, headers, body } => ex.send(status, &relay::header_refs(&headers), &body),
+        Tail::EndOfStream => ex.finish(),
+        Tail::Nothing => Ok(()),
+    };
+    if sent.is_err() {
+        call.client_disconnected = true;
+    }
+}
+
+/// Settles (or releases) the reservation and appends the ledger row; logs the access line.
+fn record(shared: &Shared, ex: &Exchange<'_>, call: &mut Call, wait_durable: bool) {
+    let now = clock::unix_ms();
+    finalize_usage(call);
+    let cost = call.price.map(|p| pricing::cost(&call.usage, &p));
+    let billable = call.usage_source != UsageSource::None;
+    let settlement = if billable {
+        Settlement::Used {
+            cost_microusd: cost.unwrap_or(0),
+            tokens: call.usage.input_tokens + call.usage.output_tokens,
+        }
+    } else {
+        Settlement::Released
+    };
+    let latency = clock::elapsed(ex.started);
+    let overhead = ex.overhead();
+    let key = call.key.as_deref();
+    let row = LedgerRow {
+        call_id: call.call_id.clone(),
+        created_at: now,
+        key_name: call.key_name.clone(),
+        key_id: key.map(|k| k.id.clone()),
+        tenant_id: key.and_then(|k| k.tenant_id.clone()),
+        team_id: key.and_then(|k| k.team_id.clone()),
+        project_id: key.and_then(|k| k.project_id.clone()),
+        user_id: key.and_then(|k| k.user_id.clone()),
+        budget_id: key.and_then(|k| k.budget_id.clone()),
+        provider: call.provider.clone(),
+        route: call.route.to_string(),
+        model: call.model.clone(),
+        upstream_model: call.model.clone(),
+        stream: call.stream,
+        status: if call.status == 0 { ex.status() } else { call.status },
+        error_code: call.error_code.clone(),
+        input_tokens: call.usage.input_tokens,
+        cached_input_tokens: call.usage.cached_input_tokens,
+        output_tokens: call.usage.output_tokens,
+        reasoning_tokens: call.usage.reasoning_tokens,
+        usage_source: call.usage_source.as_str().to_string(),
+        reserved_microusd: call.reservation.as_ref().map_or(0, |r| r.ask.cost_microusd),
+        cost_microusd: if billable { cost } else { cost.map(|_| 0) },
+        price_version: call.price.map(|_| shared.prices.version.clone()),
+        latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+        ttfb_ms: call.ttfb.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+        upstream_ms: u64::try_from(call.upstream.as_millis()).unwrap_or(u64::MAX),
+        overhead_us: u64::try_from(overhead.as_micros()).unwrap_or(u64::MAX),
+        client_disconnected: call.client_disconnected,
+    };
+    let finished = Finished { reservation: call.reservation.take(), settlement, row, wait_durable, now };
+    if let Err(e) = shared.store.finish(&finished) {
+        log::error!("call {}: recording the ledger row failed: {e}", call.call_id);
+    }
+    log_access(&finished.row, call.usage_source);
+}
+
+/// Decides the usage to bill when the provider did not report it.
+fn finalize_usage(call: &mut Call) {
+    if call.usage_source == UsageSource::Provider {
+        return;
+    }
+    let produced = call.relayed_bytes > 0 || (call.upstream_ok && !call.stream);
+    if call.upstream_ok && produced {
+        // ~4 bytes per token for text; input from the body estimate (itself ~2× generous) halved.
+        call.usage = Usage {
+            input_tokens: call.input_estimate.div_ceil(2),
+            output_tokens: call.relayed_bytes.div_ceil(4),
+            ..Usage::default()
+        };
+        call.usage_source = if call.client_disconnected || call.error_code.is_some() {
+            UsageSource::Partial
+        } else {
+            UsageSource::Estimated
+        };
+    }
+}
+
+/// The principal of a data-plane call: the master token, a virtual key, or nobody.
+fn authenticate(shared: &Shared, ex: &Exchange<'_>, call: &mut Call, now: u64) -> Result<(), ApiError> {
+    let credential = presented(&ex.head.headers);
+    if let Some(c) = credential {
+        let hash = digest(c);
+        if shared.master_digest.as_ref().is_some_and(|m| ct_eq(&hash, m)) {
+            call.key_name = "_gateway".into();
+            return Ok(());
+        }
+        // The map is keyed by digest: the lookup itself is the constant-time-safe comparison
+        // (equal digests are found, no byte-by-byte comparison of secrets happens).
+        if let Some(key) = shared.keyring.get(&hash) {
+            call.key_name = key.name.clone();
+            if !key.usable(now) {
+                call.key = Some(key);
+                return Err(ApiError::invalid_api_key());
+            }
+            call.key = Some(key);
+            return Ok(());
+        }
+        call.key_name = "_unauthenticated".into();
+        return Err(ApiError::invalid_api_key());
+    }
+    if shared.config.require_auth {
+        call.key_name = "_unauthenticated".into();
+        Err(ApiError::invalid_api_key())
+    } else {
+        Ok(())
+    }
+}
+
+fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, call: &mut Call) -> Result<Tail, ApiError> {
+    let now = clock::unix_ms();
+    authenticate(shared, ex, call, now)?;
+    let target = match ex.head.query() {
+        Some(q) => format!("{suffix}?{q}"),
+        None => suffix.to_string(),
+    };
+    match route {
+        Route::ChatCompletions | Route::Responses | Route::Embeddings | Route::Completions => {
+            let body = ex.read_body_to_end().map_err(|e| e.to_api_error())?;
+            let peek = openai::peek_request(&body).map_err(ApiError::invalid_json)?;
+            let Some(model) = peek.model.clone() else {
+                return Err(ApiError::bad_request("missing_parameter", "`model` is required").with_param("model"));
+            };
+            call.model = Some(printable(&model));
+            call.stream = peek.stream;
+            check_model(call, &model)?;
+            call.input_estimate = admission::estimate_input_tokens(body.len());
+            admit(shared, call, &model, peek.max_output_tokens, now)?;
+            let provider = pick_provider(shared, Some(&model), route, call)?;
+            let mut plan = StreamPlan { stream: peek.stream, client_wants_usage: true };
+            let mut bytes = body;
+            if *route == Route::ChatCompletions && peek.stream && peek.include_usage != Some(true) {
+                // Only this case changes the body: ask upstream for usage in the stream.
+                if let Ok(Value::Object(mut json)) = serde_json::from_slice::<Value>(&bytes) {
+                    let (p, changed) = openai::prepare_chat(&mut json);
+                    plan = p;
+                    if changed {
+                        bytes = serde_json::to_vec(&json).unwrap_or(bytes);
+                    }
+                }
+            }
+            let resp = call_upstream(shared, ex, provider, &target, Payload::Bytes(&bytes), call)?;
+            relay::relay(ex, route, resp, plan, call)
+        }
+        Route::Models | Route::Model(_) => {
+            if let (Route::Model(id), Some(key)) = (route, &call.key) {
+                if !key.allows(id) {
+                    return Err(ApiError::model_not_found(id));
+                }
+            }
+            admit(shared, call, "", None, now)?;
+            let provider = pick_provider(shared, None, route, call)?;
+            let resp = call_upstream(shared, ex, provider, &target, Payload::Empty, call)?;
+            relay::relay(ex, route, resp, StreamPlan { stream: false, client_wants_usage: true }, call)
+        }
+        Route::Messages => Err(ApiError::bad_request(
+            "unsupported_route",
+            "POST /v1/messages (Anthropic shape) needs the Anthropic translation, which this build does not include yet",
+        )),
+        Route::Passthrough => {
+            if let Some(key) = &call.key {
+                if !key.allowed_models.is_empty() || key.limits.budget_microusd.is_some() {
+                    return Err(ApiError::permission(
+                        "model_not_allowed",
+                        format!("this key is limited to listed models or a spend budget; {} cannot be checked or priced", ex.head.path()),
+                    ));
+                }
+            }
+            admit(shared, call, "", None, now)?;
+            let provider = pick_provider(shared, None, route, call)?;
+            let resp = if ex.head.framing == Framing::None {
+                call_upstream(shared, ex, provider, &target, Payload::Empty, call)?
+            } else {
+                call_streaming_body(shared, ex, provider, &target, call)?
+            };
+            relay::relay(ex, route, resp, StreamPlan { stream: false, client_wants_usage: true }, call)
+        }
+    }
+}
+
+/// Allowlist (on the requested model, before any alias) and pricing rules.
+fn check_model(call: &mut Call, model: &str) -> Result<(), ApiError> {
+    if let Some(key) = &call.key {
+        if !key.allows(model) {
+            return Err(ApiError::permission(
+                "model_not_allowed",
+                format!("this key may not use model `{}`", printable(model)),
+            )
+            .with_param("model"));
+        }
+    }
+    Ok(())
+}
+
+/// Prices the call and takes its reservation (every principal is metered; limits apply to keys).
+fn admit(shared: &Shared, call: &mut Call, model: &str, max_output: Option<u64>, now: u64) -> Result<(), ApiError> {
+    let limits = call.key.as_ref().map_or_else(Limits::default, |k| k.limits.clone());
+    call.price = if model.is_empty() { None } else { shared.prices.get(model) };
+    if limits.budget_microusd.is_some() && call.price.is_none() && !model.is_empty() {
+        return Err(ApiError::permission(
+            "model_not_priced",
+            format!("model `{}` has no price and this key has a spend budget", printable(model)),
+        )
+        .with_param("model"));
+    }
+    let worst_output =
+        max_output.or(call.price.map(|p| p.max_output_tokens).filter(|m| *m > 0)).unwrap_or(DEFAULT_MAX_OUTPUT);
+    let worst = Usage { input_tokens: call.input_estimate, output_tokens: worst_output, ..Usage::default() };
+    let ask = Ask {
+        cost_microusd: call.price.map_or(0, |p| pricing::cost(&worst, &p)),
+        tokens: call.input_estimate + max_output.unwrap_or(0),
+    };
+    let scope = call.key.as_ref().map_or_else(|| format!("key:{}", call.key_name), |k| k.limit_scope());
+    let reservation = Reservation { call_id: call.call_id.clone(), scope, limits: limits.clone(), ask, at: now };
+    match shared.store.reserve(&reservation) {
+        Ok(Ok(headroom)) => {
+            call.headroom = Some(headroom);
+            call.reservation = Some(reservation);
+            Ok(())
+        }
+        Ok(Err(refusal)) => {
+            call.headroom = shared
+                .store
+                .counters(&reservation.scope, &limits, now)
+                .ok()
+                .map(|c| admission::headroom(&c, &limits, now));
+            Err(refusal_error(refusal))
+        }
+        Err(e) => {
+            log::error!("call {}: admission failed: {e}", call.call_id);
+            Err(ApiError::state_unavailable())
+        }
+    }
+}
+
+fn refusal_error(r: Refusal) -> ApiError {
+    match r {
+        Refusal::RequestBudget => ApiError::quota(r.code(), "this key's request budget is used up"),
+        Refusal::SpendBudget => ApiError::quota(r.code(), "this key's spend budget is used up"),
+        Refusal::Rpm { retry_after_secs } => {
+            ApiError::rate_limited(r.code(), "requests per minute limit reached", retry_after_secs)
+        }
+        Refusal::Tpm { retry_after_secs } => {
+            ApiError::rate_limited(r.code(), "tokens per minute limit reached", retry_after_secs)
+        }
+        Refusal::Parallel => ApiError::rate_limited(r.code(), "too many requests in flight for this key", 1),
+    }
+}
+
+/// OpenAI's `x-ratelimit-*` headers for keys with RPM or TPM limits.
+pub(crate) fn ratelimit_headers(call: &Call) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let Some(h) = call.headroom else { return out };
+    for (kind, window) in [("requests", h.requests), ("tokens", h.tokens)] {
+        if let Some((limit, remaining, reset)) = window {
+            out.push((format!("x-ratelimit-limit-{kind}"), limit.to_string()));
+            out.push((format!("x-ratelimit-remaining-{kind}"), remaining.to_string()));
+            out.push((format!("x-ratelimit-reset-{kind}"), format!("{reset}s")));
+        }
+    }
+    out
+}
+
+fn pick_provider<'s>(
+    shared: &'s Shared,
+    model: Option<&str>,
+    route: &Route,
+    call: &mut Call,
+) -> Result<&'s Provider, ApiError> {
+    let provider = shared.provider_for(model).ok_or_else(|| ApiError::internal("no provider configured"))?;
+    call.provider = Some(provider.name.clone());
+    if provider.kind != ProviderKind::OpenAi {
+        return Err(ApiError::unsupported_route(&format!("/v1/{}", route.name()), provider.kind.as_str()));
+    }
+    Ok(provider)
+}
+
+/// Request headers for the upstream: the client's, minus credentials, hop-by-hop and framing
+/// headers and anything of ours, plus the provider key.
+fn upstream_headers(
+    ex: &Exchange<'_>,
+    provider: &Provider,
+    key_index: usize,
+    keep_length: bool,
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = ex
+        .head
+        .headers
+        .iter()
+        .filter(|(name, _)| {
+            let n = name.as_str();
+            !CREDENTIAL_HEADERS.contains(&n)
+                && !matches!(
+                    n,
+                    "host"
+                        | "connection"
+                        | "keep-alive"
+                        | "transfer-encoding"
+                        | "te"
+                        | "trailer"
+                        | "upgrade"
+                        | "expect"
+                        | "accept-encoding"
+                        | "cookie"
+                        | "proxy-authorization"
+                        | "proxy-connection"
+                )
+                && (keep_length || n != "content-length")
+                && !n.starts_with("x-prodex-")
+                && !n.starts_with("x-forwarded-")
+        })
+        .cloned()
+        .collect();
+    if !provider.api_keys.is_empty() {
+        let key = &provider.api_keys[key_index % provider.api_keys.len()];
+        out.push(("authorization".into(), format!("Bearer {}", key.expose())));
+    }
+    out
+}
+
+fn retryable_status(status: u16) -> bool {
+    status == 429 || status >= 500
+}
+
+fn failure_error(f: Failure) -> ApiError {
+    match f {
+        Failure::Connect(why) => ApiError::upstream_unreachable(why),
+        Failure::Timeout => ApiError::upstream_timeout(),
+        Failure::Broken(why) => ApiError::upstream_invalid_response(why),
+    }
+}
+
+/// Calls upstream with a replayable body, retrying on connect errors, 429 and 5xx.
+fn call_upstream(
+    shared: &Shared,
+    ex: &mut Exchange<'_>,
+    provider: &Provider,
+    target: &str,
+    payload: Payload<'_>,
+    call: &mut Call,
+) -> Result<ureq::http::Response<ureq::Body>, ApiError> {
+    let url = format!("{}{target}", provider.base_url);
+    let method = ex.head.method.clone();
+    let body: Option<&[u8]> = match payload {
+        Payload::Bytes(b) => Some(b),
+        _ => None,
+    };
+    let start = shared.next_key_index();
+    let mut last_err = ApiError::upstream_unreachable("no attempt made");
+    for attempt in 0..MAX_ATTEMPTS {
+        let headers = upstream_headers(ex, provider, start + attempt, false);
+        let t0 = clock::now();
+        let result = shared.upstream.send(&method, &url, &headers, body.map_or(Payload::Empty, Payload::Bytes));
+        let waited = clock::elapsed(t0);
+        ex.add_upstream_time(waited);
+        call.upstream += waited;
+        match result {
+            Ok(resp) if retryable_status(resp.status().as_u16()) && attempt + 1 < MAX_ATTEMPTS => {
+                log::info!(
+                    "call {} attempt {}: upstream {} answered {}; retrying",
+                    call.call_id,
+                    attempt + 1,
+                    provider.name,
+                    resp.status().as_u16()
+                );
+                last_err = ApiError::upstream_unreachable(format!("status {}", resp.status().as_u16()));
+            }
+            Ok(resp) => return Ok(resp),
+            Err(Failure::Connect(why)) => {
+                log::warn!(
+                    "call {} attempt {}: cannot reach upstream {}: {why}",
+                    call.call_id,
+                    attempt + 1,
+                    provider.name
+                );
+                last_err = ApiError::upstream_unreachable(why);
+            }
+            Err(other) => return Err(failure_error(other)),
+        }
+    }
+    Err(last_err)
+}
+
+/// Calls upstream streaming the client's body (not replayable: one attempt).
+fn call_streaming_body(
+    shared: &Shared,
+    ex: &mut Exchange<'_>,
+    provider: &Provider,
+    target: &str,
+    call: &mut Call,
+) -> Result<ureq::http::Response<ureq::Body>, ApiError> {
+    let url = format!("{}{target}", provider.base_url);
+    let keep_length = matches!(ex.head.framing, Framing::Length(_));
+    let headers = upstream_headers(ex, provider, shared.next_key_index(), keep_length);
+    let method = ex.head.method.clone();
+    let t0 = clock::now();
+    let mut reader = ex.body_reader();
+    let result = shared.upstream.send(&method, &url, &headers, Payload::Reader(&mut reader));
+    let waited = clock::elapsed(t0);
+    ex.add_upstream_time(waited);
+    call.upstream += waited;
+    result.map_err(failure_error)
+}
+
+/// Client-supplied text made safe for a log line: bounded, no control characters or spaces.
+fn printable(s: &str) -> String {
+    s.chars().take(128).map(|c| if c.is_control() || c == ' ' { '?' } else { c }).collect()
+}
+
+fn log_access(row: &LedgerRow, source: UsageSource) {
+    log::info!(
+        target: "access",
+        "call={} key={} route={} model={} provider={} stream={} status={} error={} input_tokens={} cached_input_tokens={} output_tokens={} reasoning_tokens={} usage_source={} cost_microusd={} latency_ms={} ttfb_ms={} upstream_ms={} overhead_us={} client_disconnected={}",
+        row.call_id,
+        row.key_name,
+        row.route,
+        row.model.as_deref().unwrap_or("-"),
+        row.provider.as_deref().unwrap_or("-"),
+        row.stream,
+        row.status,
+        row.error_code.as_deref().unwrap_or("-"),
+        row.input_tokens,
+        row.cached_input_tokens,
+        row.output_tokens,
+        row.reasoning_tokens,
+        source.as_str(),
+        row.cost_microusd.map_or_else(|| "-".to_string(), |c| c.to_string()),
+        row.latency_ms,
+        row.ttfb_ms.map_or(-1, |t| i64::try_from(t).unwrap_or(i64::MAX)),
+        row.upstream_ms,
+        row.overhead_us,
+        row.client_disconnected,
+    );
+}

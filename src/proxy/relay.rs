@@ -1,0 +1,222 @@
+//! Relaying the upstream's answer: whole JSON bodies (read for usage), SSE streams event by event
+//! (usage read from the events, injected usage hidden), and anything else byte for byte. Each
+//! returns the `Tail` — what is left to send after the call is recorded.
+
+use std::io::Read;
+
+use serde_json::Value;
+
+use super::{ratelimit_headers, Call, Tail, UsageSource};
+use crate::clock;
+use crate::core::openai::{self, ChatEvent, Route, StreamPlan, Usage};
+use crate::core::pricing;
+use crate::core::sse;
+use crate::error::ApiError;
+use crate::http::server::Exchange;
+use crate::upstream;
+
+/// Largest non-streamed upstream body read whole (for usage, errors and model lists).
+const MAX_WHOLE_BODY: u64 = 256 * 1024 * 1024;
+
+pub(super) fn header_refs(headers: &[(String, String)]) -> Vec<(&str, &str)> {
+    headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+type Response = ureq::http::Response<ureq::Body>;
+
+/// Relays `resp` for `route`.
+pub(super) fn relay(
+    ex: &mut Exchange<'_>,
+    route: &Route,
+    resp: Response,
+    plan: StreamPlan,
+    call: &mut Call,
+) -> Result<Tail, ApiError> {
+    let status = resp.status().as_u16();
+    let mut headers = upstream::relayed_headers(resp.headers());
+    headers.extend(ratelimit_headers(call));
+    let is_sse = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+    call.status = status;
+    if !(200..300).contains(&status) {
+        call.error_code = Some("upstream_error".into());
+        let body = read_whole(ex, resp, call)?;
+        return Ok(Tail::Body { status, headers, body });
+    }
+    call.upstream_ok = true;
+    if is_sse {
+        return relay_sse(ex, route, status, &headers, resp, plan, call);
+    }
+    if route.meters_usage() {
+        let body = read_whole(ex, resp, call)?;
+        let usage =
+            openai::body_usage(&body).map_err(|_| ApiError::upstream_invalid_response("the body is not JSON"))?;
+        if let Some(usage) = usage {
+            call.usage = usage;
+            call.usage_source = UsageSource::Provider;
+        }
+        if let Some(price) = call.price {
+            headers.push((
+                "x-prodex-cost-usd".into(),
+                format!("{:.6}", pricing::micros_to_usd(pricing::cost(&call.usage, &price))),
+            ));
+        }
+        call.ttfb = Some(clock::elapsed(ex.started));
+        return Ok(Tail::Body { status, headers, body });
+    }
+    if *route == Route::Models && call.key.as_ref().is_some_and(|k| !k.allowed_models.is_empty()) {
+        let body = read_whole(ex, resp, call)?;
+        let filtered = filter_models(&body, |id| call.key.as_ref().is_none_or(|k| k.allows(id)))
+            .ok_or_else(|| ApiError::upstream_invalid_response("the model list is not JSON"))?;
+        call.ttfb = Some(clock::elapsed(ex.started));
+        return Ok(Tail::Body { status, headers, body: filtered });
+    }
+    relay_raw(ex, status, &headers, resp, call)
+}
+
+/// Keeps the entries of an OpenAI model list whose id passes `keep`.
+fn filter_models(body: &[u8], keep: impl Fn(&str) -> bool) -> Option<Vec<u8>> {
+    let mut list: Value = serde_json::from_slice(body).ok()?;
+    let data = list.get_mut("data")?.as_array_mut()?;
+    data.retain(|m| m.get("id").and_then(Value::as_str).is_some_and(&keep));
+    serde_json::to_vec(&list).ok()
+}
+
+fn read_whole(ex: &mut Exchange<'_>, resp: Response, call: &mut Call) -> Result<Vec<u8>, ApiError> {
+    let t0 = clock::now();
+    let read = resp.into_body().into_with_config().limit(MAX_WHOLE_BODY).read_to_vec();
+    let waited = clock::elapsed(t0);
+    ex.add_upstream_time(waited);
+    call.upstream += waited;
+    read.map_err(|e| ApiError::upstream_invalid_response(format!("reading the body failed: {e}")))
+}
+
+/// Streams an upstream body through untouched (chunked to the client).
+fn relay_raw(
+    ex: &mut Exchange<'_>,
+    status: u16,
+    headers: &[(String, String)],
+    resp: Response,
+    call: &mut Call,
+) -> Result<Tail, ApiError> {
+    let mut reader = upstream::body_reader(resp);
+    let mut buf = vec![0u8; 16 * 1024];
+    if ex.start_stream(status, &header_refs(headers)).is_err() {
+        call.client_disconnected = true;
+        return Ok(Tail::Nothing);
+    }
+    call.ttfb = Some(clock::elapsed(ex.started));
+    loop {
+        let t0 = clock::now();
+        let n = reader.read(&mut buf);
+        let waited = clock::elapsed(t0);
+        ex.add_upstream_time(waited);
+        call.upstream += waited;
+        match n {
+            Ok(0) => return Ok(Tail::EndOfStream),
+            Ok(n) => {
+                if ex.send_chunk(&buf[..n]).is_err() {
+                    call.client_disconnected = true;
+                    return Ok(Tail::Nothing);
+                }
+            }
+            Err(e) => {
+                log::warn!("call {}: upstream body broke: {e}", call.call_id);
+                call.error_code = Some("upstream_stream_broken".into());
+                return Ok(Tail::Nothing); // the unfinished chunked body tells the client it was cut
+            }
+        }
+    }
+}
+
+/// Relays an SSE stream event by event, metering usage and hiding injected usage chunks.
+fn relay_sse(
+    ex: &mut Exchange<'_>,
+    route: &Route,
+    status: u16,
+    headers: &[(String, String)],
+    resp: Response,
+    plan: StreamPlan,
+    call: &mut Call,
+) -> Result<Tail, ApiError> {
+    call.stream = true;
+    let mut reader = upstream::body_reader(resp);
+    let mut decoder = sse::Decoder::default();
+    let mut buf = vec![0u8; 16 * 1024];
+    if ex.start_stream(status, &header_refs(headers)).is_err() {
+        call.client_disconnected = true;
+        return Ok(Tail::Nothing);
+    }
+    call.ttfb = Some(clock::elapsed(ex.started));
+    loop {
+        let t0 = clock::now();
+        let read = reader.read(&mut buf);
+        let waited = clock::elapsed(t0);
+        ex.add_upstream_time(waited);
+        call.upstream += waited;
+        let n = match read {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                log::warn!("call {}: upstream stream broke: {e}", call.call_id);
+                call.error_code = Some("upstream_stream_broken".into());
+                return Ok(Tail::Nothing);
+            }
+        };
+        let Ok(events) = decoder.feed(&buf[..n]) else {
+            call.error_code = Some("upstream_invalid_response".into());
+            return Ok(Tail::Nothing);
+        };
+        for event in events {
+            let action = if *route == Route::ChatCompletions {
+                let (usage, action) = openai::chat_event(&event.raw, &event.data, plan.client_wants_usage);
+                note_usage(call, usage);
+                action
+            } else {
+                note_usage(call, openai::stream_event_usage(&event.data));
+                ChatEvent::Forward
+            };
+            let sent = match action {
+                ChatEvent::Forward => ex.send_chunk(&event.raw),
+                ChatEvent::Rewrite(bytes) => ex.send_chunk(&bytes),
+                ChatEvent::Drop => Ok(()),
+            };
+            if sent.is_err() {
+                call.client_disconnected = true;
+                return Ok(Tail::Nothing); // dropping `reader` closes the upstream connection
+            }
+            call.relayed_bytes += event.data.len() as u64;
+        }
+    }
+    if let Some(rest) = decoder.finish() {
+        if ex.send_chunk(&rest.raw).is_err() {
+            call.client_disconnected = true;
+            return Ok(Tail::Nothing);
+        }
+    }
+    Ok(Tail::EndOfStream)
+}
+
+fn note_usage(call: &mut Call, usage: Option<Usage>) {
+    if let Some(u) = usage {
+        call.usage = u;
+        call.usage_source = UsageSource::Provider;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::filter_models;
+
+    #[test]
+    fn model_lists_are_filtered_by_the_allowlist() {
+        let body = br#"{"object":"list","data":[{"id":"gpt-4o-mini"},{"id":"gpt-4o"},{"id":"o3"}]}"#;
+        let out = filter_models(body, |id| id.starts_with("gpt-4o-")).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["data"].as_array().unwrap().len(), 1);
+        assert_eq!(filter_models(b"nope", |_| true), None);
+    }
+}
