@@ -5,6 +5,8 @@
 
 mod support;
 
+/// Virtual keys: admission rules, metering, the ledger.
+mod admission;
 /// Deployment: the container reproduced around the binary.
 mod deploy;
 /// Process lifecycle: health, SIGTERM drain, logs, the CLI.

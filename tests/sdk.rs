@@ -31,3 +31,29 @@ fn openai_python_sdk_works_unchanged() {
     assert!(seen.iter().any(|s| s.header("x-stainless-lang") == Some("python")), "SDK headers were not forwarded");
     assert!(seen.iter().all(|s| s.header("authorization").is_none()), "the master token must not reach the upstream");
 }
+
+#[test]
+fn openai_sdk_does_not_retry_an_exhausted_budget() {
+    let python = std::env::var("PRODEX_TEST_PYTHON")
+        .expect("PRODEX_TEST_PYTHON is not set: run the suite through scripts/test.sh, which installs the openai SDK");
+    let mock = Mock::start();
+    let mut gw = Gateway::start(Opts {
+        base_url: Some(mock.base_url()),
+        policy: Some("[[gateway.virtual_keys]]\nname = \"spent\"\ntoken_env = \"SPENT\"\nrequest_budget = 0\n"),
+        env: vec![("SPENT", "pk-spent".into())],
+        ..Opts::default()
+    });
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/budget_exhausted.py");
+    let out = Command::new(python)
+        .arg(script)
+        .env("PRODEX_BASE_URL", format!("http://{}/v1", gw.addr))
+        .env("PRODEX_KEY", "pk-spent")
+        .output()
+        .expect("run python");
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(mock.count(), 0);
+    gw.signal(libc::SIGTERM);
+    gw.wait_exit(std::time::Duration::from_secs(10));
+    let lines = gw.stderr_text().matches("key=spent").count();
+    assert_eq!(lines, 1, "the SDK must not have retried (one access line per call)");
+}

@@ -172,6 +172,10 @@ impl Gateway {
         client::request(self.addr, "GET", path, &[], b"")
     }
 
+    pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> client::Response {
+        client::request(self.addr, "GET", path, headers, b"")
+    }
+
     pub fn post_json(&self, path: &str, headers: &[(&str, &str)], body: &serde_json::Value) -> client::Response {
         let mut h = vec![("content-type", "application/json")];
         h.extend_from_slice(headers);
