@@ -80,6 +80,13 @@ enum Job {
 
 type Ack = may::sync::mpsc::Sender<Result<()>>;
 
+impl Job {
+    /// Someone is parked until this job is committed.
+    fn is_awaited(&self) -> bool {
+        !matches!(self, Job::Finish { ack: None, .. })
+    }
+}
+
 enum KeyOp {
     Create(Box<KeyRecord>),
     Update(Box<KeyRecord>, u64),
@@ -149,7 +156,8 @@ impl RedbStore {
             std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
         }
         let owner = path.with_extension("redb.owner");
-        let db = match Database::create(path) {
+        // redb's default page cache is 1 GiB; the gateway's hot data (keys, recent rows) is small.
+        let db = match Database::builder().set_cache_size(32 << 20).create(path) {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
                 let holder = std::fs::read_to_string(&owner).unwrap_or_else(|_| "an unknown process".into());
@@ -481,14 +489,27 @@ impl Store for RedbStore {
 
 /// The writer thread: drains queued jobs into one immediate-durability transaction at a time.
 fn writer(db: &Database, rx: &mpsc::Receiver<Job>, deleted: &Mutex<HashMap<String, KeyRecord>>) {
-    const MAX_BATCH: usize = 2048;
+    const MAX_BATCH: usize = 4096;
+    /// Rows nobody waits for (`ledger.durability = "async"`) are gathered this long per commit.
+    const ASYNC_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
+        let mut waiting = batch.iter().any(Job::is_awaited);
+        let window_end = crate::clock::now() + ASYNC_WINDOW;
         while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
+            let next = if waiting {
+                rx.try_recv().ok()
+            } else {
+                let left = window_end.saturating_duration_since(crate::clock::now());
+                if left.is_zero() {
+                    None
+                } else {
+                    rx.recv_timeout(left).ok()
+                }
+            };
+            let Some(job) = next else { break };
+            waiting |= job.is_awaited();
+            batch.push(job);
         }
         let mut drops = Vec::new();
         let mut acks: Vec<(Ack, Result<()>)> = Vec::new();
@@ -516,10 +537,11 @@ fn commit_batch(
     txn.set_durability(redb::Durability::Immediate).map_err(unavailable)?;
     {
         let mut tables = Tables::open(&txn)?;
+        let mut usage_sums: HashMap<String, (u64, u64)> = HashMap::new();
         for job in batch {
             match job {
                 Job::Finish { row, usage, ack } => {
-                    let result = tables.finish(&row, usage.as_ref());
+                    let result = tables.finish(&row, usage.as_ref(), &mut usage_sums);
                     if let Some(ack) = ack {
                         acks.push((ack, result));
                     } else if let Err(e) = result {
@@ -534,6 +556,7 @@ fn commit_batch(
                 Job::Barrier(ack) => acks.push((ack, Ok(()))),
             }
         }
+        tables.add_usage(usage_sums)?;
     }
     txn.commit().map_err(unavailable)
 }
@@ -562,24 +585,37 @@ impl<'t> Tables<'t> {
         })
     }
 
-    fn finish(&mut self, row: &LedgerRow, usage: Option<&UsageDelta>) -> Result<()> {
-        if self.ledger_ids.get(row.call_id.as_str()).map_err(unavailable)?.is_some() {
+    fn finish(
+        &mut self,
+        row: &LedgerRow,
+        usage: Option<&UsageDelta>,
+        sums: &mut HashMap<String, (u64, u64)>,
+    ) -> Result<()> {
+        if self.ledger_ids.insert(row.call_id.as_str(), row.created_at).map_err(unavailable)?.is_some() {
             return Ok(()); // already recorded: exactly one row and one usage update per call
         }
         let bytes = serde_json::to_vec(row).map_err(corrupt)?;
         let lk = ledger_key(row.created_at, &row.call_id);
         self.ledger.insert(lk.as_slice(), bytes.as_slice()).map_err(unavailable)?;
-        self.ledger_ids.insert(row.call_id.as_str(), row.created_at).map_err(unavailable)?;
         let bk = by_key_key(&row.key_name, row.created_at, &row.call_id);
         self.by_key.insert(bk.as_slice(), &[][..]).map_err(unavailable)?;
         if let Some(u) = usage {
-            let key = usage_key(&u.scope, u.period_start);
+            let sum = sums.entry(usage_key(&u.scope, u.period_start)).or_default();
+            sum.0 += u.requests;
+            sum.1 += u.spend_microusd;
+        }
+        Ok(())
+    }
+
+    /// Adds a batch's usage, one read-modify-write per scope and period.
+    fn add_usage(&mut self, sums: HashMap<String, (u64, u64)>) -> Result<()> {
+        for (key, (requests, spend)) in sums {
             let mut current: UsageRow = match self.usage.get(key.as_str()).map_err(unavailable)? {
                 Some(v) => serde_json::from_slice(v.value()).map_err(corrupt)?,
                 None => UsageRow::default(),
             };
-            current.requests += u.requests;
-            current.spend_microusd += u.spend_microusd;
+            current.requests += requests;
+            current.spend_microusd += spend;
             let bytes = serde_json::to_vec(&current).map_err(corrupt)?;
             self.usage.insert(key.as_str(), bytes.as_slice()).map_err(unavailable)?;
         }
