@@ -22,6 +22,13 @@ fi
 PRODEX_TEST_PYTHON="$(cd "$venv" && pwd)/bin/python"
 export PRODEX_TEST_PYTHON
 
+# Throwaway PostgreSQL and Redis for the storage tests (temp dirs, free ports, stopped on exit).
+# shellcheck source=scripts/services.sh
+. scripts/services.sh
+trap stop_services EXIT
+start_postgres || die "PostgreSQL is required for the postgres backend tests"
+start_redis || die "Redis is required for the redis backend tests"
+
 cargo fmt --check || die "code is not formatted: run cargo fmt"
 cargo clippy --all-targets --locked -- -D warnings
 scripts/check-layout.sh

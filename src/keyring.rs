@@ -119,32 +119,44 @@ fn policy_record(k: &StaticKey, id: String, created_at: UnixMs, now: UnixMs, ver
     }
 }
 
+/// Creates or updates one policy key in the store.
+fn sync_one(store: &dyn Store, k: &StaticKey, now: UnixMs) -> Result<(), StoreError> {
+    match store.key(&k.name)? {
+        Some(existing) if existing.source != KeySource::Policy => Err(StoreError::Conflict(format!(
+            "[[gateway.virtual_keys]] `{}` has the name of a key created through the admin API",
+            k.name
+        ))),
+        Some(existing) => {
+            let mut wanted =
+                policy_record(k, existing.id.clone(), existing.created_at, existing.updated_at, existing.version);
+            wanted.last_used_at = existing.last_used_at;
+            if wanted != existing {
+                wanted.updated_at = now;
+                wanted.version = existing.version + 1;
+                store.update_key(&wanted, existing.version)?;
+            }
+            Ok(())
+        }
+        None => store.create_key(&policy_record(k, uuid::Uuid::now_v7().to_string(), now, now, 1)),
+    }
+}
+
 /// Makes the store's policy keys match `[[gateway.virtual_keys]]`: creates new ones, updates
 /// changed ones (keeping their id), deletes ones no longer declared. A policy key may not take the
 /// name of an admin-created key.
 pub fn sync_policy_keys(store: &dyn Store, declared: &[StaticKey], now: UnixMs) -> Result<(), String> {
     let fail = |e: StoreError| format!("syncing policy keys with the {} store: {e}", store.backend());
     for k in declared {
-        match store.key(&k.name).map_err(fail)? {
-            Some(existing) if existing.source != KeySource::Policy => {
-                return Err(format!(
-                    "[[gateway.virtual_keys]] `{}` has the name of a key created through the admin API",
-                    k.name
-                ));
-            }
-            Some(existing) => {
-                let mut wanted =
-                    policy_record(k, existing.id.clone(), existing.created_at, existing.updated_at, existing.version);
-                wanted.last_used_at = existing.last_used_at;
-                if wanted != existing {
-                    wanted.updated_at = now;
-                    wanted.version = existing.version + 1;
-                    store.update_key(&wanted, existing.version).map_err(fail)?;
+        // Several nodes may start at once: a lost creation race is retried as an update.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match sync_one(store, k, now) {
+                Err(StoreError::Conflict(_) | StoreError::VersionMismatch { .. }) if attempts < 5 => {}
+                other => {
+                    other.map_err(fail)?;
+                    break;
                 }
-            }
-            None => {
-                let id = uuid::Uuid::now_v7().to_string();
-                store.create_key(&policy_record(k, id, now, now, 1)).map_err(fail)?;
             }
         }
     }

@@ -18,6 +18,7 @@ use crate::http::Gateway;
 use crate::keyring::{self, Keyring};
 use crate::logs;
 use crate::state::{Parts, Shared};
+use crate::store::postgres::PgStore;
 use crate::store::redb::RedbStore;
 use crate::store::Store;
 use crate::upstream::Upstream;
@@ -86,6 +87,7 @@ pub fn run(config: Config) -> ExitCode {
     let upstream = Upstream::new(&config.upstream);
     let default_provider = config.default_provider.clone();
     keyring.spawn_refresher(Arc::clone(&store));
+    spawn_state_probe(Arc::clone(&store), Arc::clone(&lifecycle));
     let parts = Parts { config, upstream, lifecycle: Arc::clone(&lifecycle), store: Arc::clone(&store), keyring };
     let shared = Arc::new(Shared::new(parts, started_at_ms));
     if let Some(p) = shared.config.provider(&default_provider) {
@@ -121,6 +123,22 @@ pub fn run(config: Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Pings the state backend every second; `/readyz` reports what it last saw.
+fn spawn_state_probe(store: Arc<dyn Store>, lifecycle: Arc<Lifecycle>) {
+    may::go!(move || loop {
+        let down = store.ping().is_err();
+        let was = lifecycle.state_down.swap(down, Ordering::AcqRel);
+        if down != was {
+            if down {
+                log::error!("state backend {} is not answering: /readyz is 503", store.backend());
+            } else {
+                log::info!("state backend {} answers again", store.backend());
+            }
+        }
+        may::coroutine::sleep(Duration::from_secs(1));
+    });
+}
+
 /// Opens the configured state backend.
 fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
     match config.state.backend {
@@ -129,7 +147,13 @@ fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
                 RedbStore::open(&config.state.redb_path).map_err(|e| format!("cannot open the state store: {e}"))?;
             Ok(Arc::new(store))
         }
-        Backend::Postgres | Backend::Redis => Err(format!(
+        Backend::Postgres => {
+            let url = config.state.postgres_url.as_ref().ok_or("postgres backend without a URL")?;
+            let store =
+                PgStore::open(url.expose(), 16).map_err(|e| format!("cannot open the postgres state store: {e}"))?;
+            Ok(Arc::new(store))
+        }
+        Backend::Redis => Err(format!(
             "state backend `{}` is not available in this build yet; use redb (the default)",
             config.state.backend_alias
         )),

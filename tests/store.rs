@@ -6,6 +6,7 @@ use std::sync::Arc;
 use prodex::core::admission::{Ask, Refusal};
 use prodex::core::keys::{KeyRecord, Limits};
 use prodex::core::ledger::{summarize, Dimension, LedgerQuery, LedgerRow, StatusFilter};
+use prodex::store::postgres::PgStore;
 use prodex::store::redb::RedbStore;
 use prodex::store::{Finished, KeyFilter, Reservation, Settlement, Store, StoreError};
 
@@ -15,7 +16,19 @@ use crate::support::TempDir;
 fn backends() -> Vec<(Arc<dyn Store>, TempDir)> {
     let dir = TempDir::new("redb");
     let store = RedbStore::open(&dir.0.join("state.redb")).unwrap();
-    vec![(Arc::new(store), dir)]
+    let pg = PgStore::open(&fresh_postgres_db(), 8).unwrap();
+    vec![(Arc::new(store), dir), (Arc::new(pg), TempDir::new("pg"))]
+}
+
+/// A new, empty database on the throwaway server `scripts/test.sh` started; its URL.
+pub(crate) fn fresh_postgres_db() -> String {
+    let base = std::env::var("PRODEX_TEST_POSTGRES_URL")
+        .expect("PRODEX_TEST_POSTGRES_URL is not set: run the suite through scripts/test.sh, which starts a throwaway PostgreSQL");
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let name = format!("prodex_t_{}_{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+    let mut admin = postgres::Client::connect(&base, postgres::NoTls).unwrap();
+    admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    format!("{}/{name}", base.rsplit_once('/').unwrap().0)
 }
 
 fn key(name: &str, hash_byte: u8) -> KeyRecord {
@@ -251,4 +264,31 @@ fn a_second_process_cannot_open_the_same_redb_file() {
     let _first = RedbStore::open(&path).unwrap();
     let err = RedbStore::open(&path).err().unwrap().to_string();
     assert!(err.contains(&path.display().to_string()) && err.contains(&format!("pid {}", std::process::id())), "{err}");
+}
+
+#[test]
+fn two_postgres_store_instances_race_for_one_budget() {
+    // Two independent stores (as two gateway nodes would have) on one database.
+    let url = fresh_postgres_db();
+    let a: Arc<dyn Store> = Arc::new(PgStore::open(&url, 8).unwrap());
+    let b: Arc<dyn Store> = Arc::new(PgStore::open(&url, 8).unwrap());
+    let limits = Limits { budget_microusd: Some(25_000), ..Limits::default() };
+    let handles: Vec<_> = (0..100)
+        .map(|i| {
+            let store = Arc::clone(if i % 2 == 0 { &a } else { &b });
+            let limits = limits.clone();
+            std::thread::spawn(move || {
+                let r = Reservation {
+                    call_id: format!("x{i}"),
+                    scope: "budget:shared".into(),
+                    limits,
+                    ask: Ask { cost_microusd: 1_000, tokens: 0 },
+                    at: 1,
+                };
+                store.reserve(&r).unwrap().is_ok()
+            })
+        })
+        .collect();
+    let admitted = handles.into_iter().map(|h| h.join().unwrap()).filter(|ok| *ok).count();
+    assert_eq!(admitted, 25);
 }

@@ -70,6 +70,7 @@ impl Window {
 
 /// State of one limit scope.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Counters {
     /// Start of the budget period the period counters belong to.
     pub period_start: UnixMs,

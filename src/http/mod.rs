@@ -79,13 +79,23 @@ fn health(shared: &Shared, ex: &mut Exchange<'_>, kind: Health) {
             }),
         ),
         Health::Ready => {
+            let state_down = lc.state_down.load(Ordering::Acquire);
+            let status = if draining {
+                "draining"
+            } else if state_down {
+                "state_unavailable"
+            } else {
+                "ready"
+            };
             let body = json!({
-                "status": if draining { "draining" } else { "ready" },
+                "status": status,
                 "draining": draining,
+                "state_backend": shared.store.backend(),
+                "state_available": !state_down,
                 "in_flight_requests": lc.in_flight.load(Ordering::Acquire),
                 "open_connections": lc.open_connections.load(Ordering::Acquire),
             });
-            (if draining { 503 } else { 200 }, body)
+            (if draining || state_down { 503 } else { 200 }, body)
         }
     };
     let bytes = serde_json::to_vec(&body).unwrap_or_default();

@@ -63,6 +63,8 @@ pub struct Lifecycle {
     pub open_connections: AtomicUsize,
     /// Requests whose response has not finished yet (streams included).
     pub in_flight: AtomicUsize,
+    /// Cleared while the state backend does not answer (`/readyz` turns 503).
+    pub state_down: AtomicBool,
 }
 
 /// What the server calls for every parsed request.

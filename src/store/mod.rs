@@ -13,6 +13,8 @@
 //! - ledger queries, scans and summaries agree with `core::ledger::LedgerQuery::matches` and
 //!   `core::ledger::summarize` over the same rows.
 
+pub mod pool;
+pub mod postgres;
 pub mod redb;
 
 use std::fmt;

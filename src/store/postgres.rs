@@ -1,0 +1,585 @@
+//! The shared backend on Postgres: several gateway nodes, one database. The sync `postgres` client
+//! runs on a pool of OS threads (`pool.rs`); the schema is created and migrated at startup under an
+//! advisory lock with a `schema_migrations` table.
+//!
+//! - Admission: each scope's `core::admission::Counters` is one row, locked `FOR UPDATE` while the
+//!   pure admission functions run on it, so racing nodes serialize per scope and never overrun a
+//!   limit. Open reservations are rows with an expiry: a node that dies mid-call leaves
+//!   reservations that the next `reserve` on the scope releases once they expire.
+//! - `finish` inserts the ledger row (`ON CONFLICT DO NOTHING` on `(created_at, call_id)`) and, only
+//!   if it was new, settles the reservation, in one transaction: a retried finish counts once.
+//! - The ledger is partitioned by month; retention drops whole partitions (no row-by-row deletes
+//!   except inside the one partition that straddles the cutoff).
+//! - Key mutations take a transaction-scoped advisory lock, so the change-feed sequence is committed
+//!   in order and a node reading the feed never skips a change.
+
+use std::sync::Arc;
+
+use postgres::{Client, NoTls, Transaction};
+
+use crate::core::admission::{self, Ask, Counters, Headroom, Refusal};
+use crate::core::keys::{KeyRecord, Limits, TokenHash};
+use crate::core::ledger::{summarize, Bucket, Dimension, LedgerQuery, LedgerRow};
+use crate::core::time::{format_rfc3339, parse_rfc3339, UnixMs};
+use crate::store::pool::{Broken, Connect, Pool};
+use crate::store::{Finished, KeyChanges, KeyFilter, LedgerPage, Reservation, Result, Settlement, Store, StoreError};
+
+/// How long an open reservation may live before another call may release it (a crashed node's).
+const RESERVATION_TTL_MS: u64 = 60 * 60 * 1000;
+/// Advisory lock ids.
+const MIGRATION_LOCK: i64 = 0x7072_6f64_6578_0001;
+const KEY_LOCK: i64 = 0x7072_6f64_6578_0002;
+const PARTITION_LOCK: i64 = 0x7072_6f64_6578_0003;
+
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE IF NOT EXISTS prodex_keys (
+    name_lower TEXT PRIMARY KEY,
+    token_hash BYTEA NOT NULL UNIQUE,
+    version BIGINT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS prodex_key_feed (seq BIGSERIAL PRIMARY KEY, name_lower TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS prodex_limits (scope TEXT PRIMARY KEY, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS prodex_reservations (
+    call_id TEXT PRIMARY KEY,
+    scope TEXT NOT NULL,
+    ask_cost BIGINT NOT NULL,
+    ask_tokens BIGINT NOT NULL,
+    at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    limits TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS prodex_reservations_scope ON prodex_reservations (scope, expires_at);
+CREATE TABLE IF NOT EXISTS prodex_ledger (
+    call_id TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    key_name TEXT NOT NULL,
+    tenant_id TEXT,
+    model TEXT,
+    provider TEXT,
+    status INT NOT NULL,
+    row_json TEXT NOT NULL,
+    PRIMARY KEY (created_at, call_id)
+) PARTITION BY RANGE (created_at);
+CREATE INDEX IF NOT EXISTS prodex_ledger_key ON prodex_ledger (key_name, created_at DESC);
+CREATE INDEX IF NOT EXISTS prodex_ledger_tenant ON prodex_ledger (tenant_id, created_at DESC);
+"];
+
+/// A postgres error or one of ours, inside a pool job.
+enum Fail {
+    Pg(postgres::Error),
+    Store(StoreError),
+}
+
+impl From<postgres::Error> for Fail {
+    fn from(e: postgres::Error) -> Self {
+        Self::Pg(e)
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<Fail> for StoreError {
+    fn from(f: Fail) -> Self {
+        match f {
+            Fail::Store(e) => e,
+            Fail::Pg(e) => match e.as_db_error() {
+                Some(db) => StoreError::Unavailable(format!("postgres: {} ({})", db.message(), db.code().code())),
+                None => StoreError::Unavailable(format!("postgres: {e}")),
+            },
+        }
+    }
+}
+
+impl Broken for Fail {
+    fn is_broken(&self) -> bool {
+        match self {
+            Fail::Pg(e) => e.is_closed() || e.as_db_error().is_none(),
+            Fail::Store(_) => false,
+        }
+    }
+}
+
+type Job<R> = Result<R>;
+
+fn json<T: serde::Serialize>(v: &T) -> std::result::Result<String, Fail> {
+    serde_json::to_string(v).map_err(|e| Fail::Store(StoreError::Corrupt(e.to_string())))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(s: &str) -> std::result::Result<T, Fail> {
+    serde_json::from_str(s).map_err(|e| Fail::Store(StoreError::Corrupt(e.to_string())))
+}
+
+fn i(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn u(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// The Postgres store.
+pub struct PgStore {
+    pool: Pool<Client>,
+    /// Ledger partitions known to exist (checked before each insert, created once).
+    partitions: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+impl PgStore {
+    /// Connects, migrates the schema, and starts `threads` pool threads.
+    pub fn open(url: &str, threads: usize) -> Result<Self> {
+        let url = url.to_string();
+        let connect: Connect<Client> = Arc::new(move || {
+            let mut config: postgres::Config = url.parse().map_err(|e| format!("invalid postgres URL: {e}"))?;
+            config.connect_timeout(std::time::Duration::from_secs(3));
+            config.keepalives(true);
+            config.application_name("prodex-gateway");
+            let mut client = config.connect(NoTls).map_err(|e| format!("cannot connect to postgres: {e}"))?;
+            client.batch_execute("SET statement_timeout = '8s'").map_err(|e| e.to_string())?;
+            Ok(client)
+        });
+        let pool = Pool::start(threads, "prodex-pg", connect)?;
+        let store = Self { pool, partitions: Arc::default() };
+        store.pool.call(|c: &mut Client| migrate(c))?;
+        Ok(store)
+    }
+
+    fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Client) -> std::result::Result<R, Fail> + Send + 'static,
+    ) -> Job<R> {
+        self.pool.call(f)
+    }
+}
+
+fn migrate(c: &mut Client) -> std::result::Result<(), Fail> {
+    c.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])?;
+    let result = (|| -> std::result::Result<(), Fail> {
+        c.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )?;
+        let done: i32 = c.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])?.get(0);
+        for (n, sql) in MIGRATIONS.iter().enumerate() {
+            let version = i32::try_from(n + 1).unwrap_or(i32::MAX);
+            if version <= done {
+                continue;
+            }
+            let mut tx = c.transaction()?;
+            tx.batch_execute(sql)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                &[&version, &i(crate::clock::unix_ms())],
+            )?;
+            tx.commit()?;
+            log::info!("postgres: applied schema migration {version}");
+        }
+        Ok(())
+    })();
+    c.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])?;
+    result
+}
+
+/// The name of the monthly partition holding `at`.
+fn partition_name(at: UnixMs) -> String {
+    let date = format_rfc3339(at);
+    format!("prodex_ledger_{}{}", &date[..4], &date[5..7])
+}
+
+/// Creates the monthly partition holding `at` if it is missing. Concurrent creators (other pool
+/// threads, other nodes) are serialized by an advisory lock, since `CREATE TABLE IF NOT EXISTS`
+/// alone races in the catalog.
+fn ensure_partition(c: &mut Client, at: UnixMs) -> std::result::Result<(), Fail> {
+    let date = format_rfc3339(at);
+    let start = parse_rfc3339(&format!("{}-01T00:00:00Z", &date[..7])).unwrap_or(0);
+    let end = admission::period_end(crate::core::keys::BudgetPeriod::Monthly, at).unwrap_or(u64::MAX);
+    let mut tx = c.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])?;
+    let name = partition_name(at);
+    tx.batch_execute(&format!(
+        "CREATE TABLE IF NOT EXISTS {name} PARTITION OF prodex_ledger FOR VALUES FROM ({start}) TO ({end})"
+    ))?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn lock_counters(tx: &mut Transaction<'_>, scope: &str) -> std::result::Result<Counters, Fail> {
+    tx.execute("INSERT INTO prodex_limits (scope, state) VALUES ($1, '{}') ON CONFLICT DO NOTHING", &[&scope])?;
+    let state: String = tx.query_one("SELECT state FROM prodex_limits WHERE scope = $1 FOR UPDATE", &[&scope])?.get(0);
+    parse(&state)
+}
+
+fn save_counters(tx: &mut Transaction<'_>, scope: &str, c: &Counters) -> std::result::Result<(), Fail> {
+    tx.execute("UPDATE prodex_limits SET state = $2 WHERE scope = $1", &[&scope, &json(c)?])?;
+    Ok(())
+}
+
+/// Releases reservations of `scope` that outlived their holder.
+fn expire_reservations(
+    tx: &mut Transaction<'_>,
+    scope: &str,
+    c: &mut Counters,
+    now: UnixMs,
+) -> std::result::Result<(), Fail> {
+    let rows = tx.query(
+        "DELETE FROM prodex_reservations WHERE scope = $1 AND expires_at < $2 RETURNING ask_cost, ask_tokens, at, limits",
+        &[&scope, &i(now)],
+    )?;
+    for r in rows {
+        let limits: Limits = parse(&r.get::<_, String>(3))?;
+        let ask = Ask { cost_microusd: u(r.get(0)), tokens: u(r.get(1)) };
+        admission::release(c, &limits, ask, u(r.get(2)), now);
+    }
+    Ok(())
+}
+
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn ping(&self) -> Result<()> {
+        self.call(|c| c.simple_query("SELECT 1").map(|_| ()).map_err(Fail::from))
+    }
+
+    fn key_by_hash(&self, hash: &TokenHash) -> Result<Option<KeyRecord>> {
+        let hash = hash.to_vec();
+        self.call(move |c| {
+            let row = c.query_opt("SELECT record FROM prodex_keys WHERE token_hash = $1", &[&hash])?;
+            row.map(|r| parse(&r.get::<_, String>(0))).transpose()
+        })
+    }
+
+    fn key(&self, name: &str) -> Result<Option<KeyRecord>> {
+        let lower = name.to_ascii_lowercase();
+        self.call(move |c| {
+            let row = c.query_opt("SELECT record FROM prodex_keys WHERE name_lower = $1", &[&lower])?;
+            row.map(|r| parse(&r.get::<_, String>(0))).transpose()
+        })
+    }
+
+    fn keys(&self, filter: &KeyFilter, after: Option<&str>, limit: usize) -> Result<Vec<KeyRecord>> {
+        let (filter, after) = (filter.clone(), after.unwrap_or("").to_string());
+        self.call(move |c| {
+            let mut out = Vec::new();
+            let mut cursor = after;
+            loop {
+                let rows = c.query(
+                    "SELECT name_lower, record FROM prodex_keys WHERE name_lower > $1 ORDER BY name_lower LIMIT 500",
+                    &[&cursor],
+                )?;
+                let n = rows.len();
+                for r in rows {
+                    cursor = r.get(0);
+                    let k: KeyRecord = parse(&r.get::<_, String>(1))?;
+                    if filter.matches(&k) {
+                        out.push(k);
+                        if out.len() >= limit {
+                            return Ok(out);
+                        }
+                    }
+                }
+                if n < 500 {
+                    return Ok(out);
+                }
+            }
+        })
+    }
+
+    fn create_key(&self, key: &KeyRecord) -> Result<()> {
+        let key = key.clone();
+        self.call(move |c| {
+            let mut tx = c.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&KEY_LOCK])?;
+            let lower = key.name.to_ascii_lowercase();
+            let taken = tx.query_opt(
+                "SELECT 1 FROM prodex_keys WHERE name_lower = $1 OR token_hash = $2",
+                &[&lower, &key.token_hash.to_vec()],
+            )?;
+            if taken.is_some() {
+                return Err(Fail::Store(StoreError::Conflict(format!("key `{}` or its token", key.name))));
+            }
+            tx.execute(
+                "INSERT INTO prodex_keys (name_lower, token_hash, version, record) VALUES ($1, $2, $3, $4)",
+                &[&lower, &key.token_hash.to_vec(), &i(key.version), &json(&key)?],
+            )?;
+            tx.execute("INSERT INTO prodex_key_feed (name_lower) VALUES ($1)", &[&lower])?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn update_key(&self, key: &KeyRecord, expected_version: u64) -> Result<()> {
+        let key = key.clone();
+        self.call(move |c| {
+            let mut tx = c.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&KEY_LOCK])?;
+            let lower = key.name.to_ascii_lowercase();
+            let Some(current) = tx
+                .query_opt("SELECT version, token_hash FROM prodex_keys WHERE name_lower = $1 FOR UPDATE", &[&lower])?
+            else {
+                return Err(Fail::Store(StoreError::NotFound));
+            };
+            let version = u(current.get(0));
+            if version != expected_version {
+                return Err(Fail::Store(StoreError::VersionMismatch { current: version }));
+            }
+            if current.get::<_, Vec<u8>>(1) != key.token_hash.to_vec()
+                && tx
+                    .query_opt("SELECT 1 FROM prodex_keys WHERE token_hash = $1", &[&key.token_hash.to_vec()])?
+                    .is_some()
+            {
+                return Err(Fail::Store(StoreError::Conflict("token".into())));
+            }
+            tx.execute(
+                "UPDATE prodex_keys SET token_hash = $2, version = $3, record = $4 WHERE name_lower = $1",
+                &[&lower, &key.token_hash.to_vec(), &i(key.version), &json(&key)?],
+            )?;
+            tx.execute("INSERT INTO prodex_key_feed (name_lower) VALUES ($1)", &[&lower])?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn delete_key(&self, name: &str, expected_version: Option<u64>) -> Result<KeyRecord> {
+        let lower = name.to_ascii_lowercase();
+        self.call(move |c| {
+            let mut tx = c.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&KEY_LOCK])?;
+            let Some(row) =
+                tx.query_opt("SELECT version, record FROM prodex_keys WHERE name_lower = $1 FOR UPDATE", &[&lower])?
+            else {
+                return Err(Fail::Store(StoreError::NotFound));
+            };
+            let version = u(row.get(0));
+            if expected_version.is_some_and(|v| v != version) {
+                return Err(Fail::Store(StoreError::VersionMismatch { current: version }));
+            }
+            let record: KeyRecord = parse(&row.get::<_, String>(1))?;
+            tx.execute("DELETE FROM prodex_keys WHERE name_lower = $1", &[&lower])?;
+            tx.execute("INSERT INTO prodex_key_feed (name_lower) VALUES ($1)", &[&lower])?;
+            tx.commit()?;
+            Ok(record)
+        })
+    }
+
+    fn key_changes(&self, since: u64) -> Result<KeyChanges> {
+        self.call(move |c| {
+            let feed =
+                c.query("SELECT seq, name_lower FROM prodex_key_feed WHERE seq > $1 ORDER BY seq", &[&i(since)])?;
+            let mut changes = KeyChanges { seq: since, ..KeyChanges::default() };
+            let mut names: Vec<String> = Vec::new();
+            for r in feed {
+                changes.seq = u(r.get(0));
+                let name: String = r.get(1);
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+            for name in names {
+                match c.query_opt("SELECT record FROM prodex_keys WHERE name_lower = $1", &[&name])? {
+                    Some(r) => changes.upserted.push(parse(&r.get::<_, String>(0))?),
+                    None => changes.deleted.push(name),
+                }
+            }
+            Ok(changes)
+        })
+    }
+
+    fn reserve(&self, r: &Reservation) -> Result<std::result::Result<Headroom, Refusal>> {
+        let r = r.clone();
+        self.call(move |c| {
+            let mut tx = c.transaction()?;
+            let mut counters = lock_counters(&mut tx, &r.scope)?;
+            expire_reservations(&mut tx, &r.scope, &mut counters, r.at)?;
+            let outcome = admission::admit(&mut counters, &r.limits, r.ask, r.at);
+            if outcome.is_ok() {
+                tx.execute(
+                    "INSERT INTO prodex_reservations (call_id, scope, ask_cost, ask_tokens, at, expires_at, limits) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                    &[&r.call_id, &r.scope, &i(r.ask.cost_microusd), &i(r.ask.tokens), &i(r.at), &i(r.at + RESERVATION_TTL_MS), &json(&r.limits)?],
+                )?;
+            }
+            save_counters(&mut tx, &r.scope, &counters)?;
+            tx.commit()?;
+            Ok(outcome.map(|()| admission::headroom(&counters, &r.limits, r.at)))
+        })
+    }
+
+    fn finish(&self, call: &Finished) -> Result<()> {
+        let call = call.clone();
+        let partition = partition_name(call.row.created_at);
+        let known = self.partitions.lock().map(|p| p.contains(&partition)).unwrap_or(false);
+        if !known {
+            let at = call.row.created_at;
+            self.call(move |c| ensure_partition(c, at))?;
+            if let Ok(mut p) = self.partitions.lock() {
+                p.insert(partition);
+            }
+        }
+        self.call(move |c| {
+            let mut tx = c.transaction()?;
+            let row = &call.row;
+            let inserted = tx.execute(
+                "INSERT INTO prodex_ledger (call_id, created_at, key_name, tenant_id, model, provider, status, row_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+                &[&row.call_id, &i(row.created_at), &row.key_name, &row.tenant_id, &row.model, &row.provider, &i32::from(row.status), &json(row)?],
+            )?;
+            if inserted == 1 {
+                if let Some(r) = &call.reservation {
+                    let held = tx.execute("DELETE FROM prodex_reservations WHERE call_id = $1", &[&r.call_id])? == 1;
+                    let mut counters = lock_counters(&mut tx, &r.scope)?;
+                    match (call.settlement, held) {
+                        (Settlement::Used { cost_microusd, tokens }, true) => admission::settle(&mut counters, &r.limits, r.ask, r.at, cost_microusd, tokens, call.now),
+                        (Settlement::Released, true) => admission::release(&mut counters, &r.limits, r.ask, r.at, call.now),
+                        (Settlement::Used { cost_microusd, .. }, false) => {
+                            // The reservation already expired and was released: bill the spend.
+                            admission::roll_period(&mut counters, r.limits.budget_period, call.now);
+                            counters.spend_microusd += cost_microusd;
+                            counters.requests += 1;
+                        }
+                        (Settlement::Released, false) => {}
+                    }
+                    save_counters(&mut tx, &r.scope, &counters)?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn counters(&self, scope: &str, limits: &Limits, now: UnixMs) -> Result<Counters> {
+        let (scope, limits) = (scope.to_string(), limits.clone());
+        self.call(move |c| {
+            let row = c.query_opt("SELECT state FROM prodex_limits WHERE scope = $1", &[&scope])?;
+            let mut counters: Counters = match row {
+                Some(r) => parse(&r.get::<_, String>(0))?,
+                None => Counters::default(),
+            };
+            admission::roll_period(&mut counters, limits.budget_period, now);
+            Ok(counters)
+        })
+    }
+
+    fn ledger_page(&self, q: &LedgerQuery, after: Option<&(UnixMs, String)>, limit: usize) -> Result<LedgerPage> {
+        let mut rows = Vec::new();
+        self.scan(q, after.cloned(), limit + 1, &mut |row| {
+            rows.push(row);
+            true
+        })?;
+        let next = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(|r| (r.created_at, r.call_id.clone()))
+        } else {
+            None
+        };
+        Ok(LedgerPage { rows, next })
+    }
+
+    fn ledger_scan(&self, q: &LedgerQuery, f: &mut dyn FnMut(&LedgerRow) -> bool) -> Result<()> {
+        self.scan(q, None, usize::MAX, &mut |row| f(&row))
+    }
+
+    fn ledger_summary(&self, q: &LedgerQuery, dims: &[Dimension]) -> Result<(Vec<Bucket>, Bucket)> {
+        let mut rows = Vec::new();
+        self.scan(q, None, usize::MAX, &mut |row| {
+            rows.push(row);
+            true
+        })?;
+        Ok(summarize(rows.iter(), dims))
+    }
+
+    fn drop_ledger_before(&self, before: UnixMs) -> Result<u64> {
+        let (total, dropped) = self.call(move |c| {
+            let mut total = 0u64;
+            let mut dropped: Vec<String> = Vec::new();
+            // Whole partitions that end at or before the cutoff are dropped outright.
+            let parts = c.query(
+                "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'prodex_ledger'",
+                &[],
+            )?;
+            for p in parts {
+                let name: String = p.get(0);
+                let bound: String = p.get(1);
+                let end: Option<u64> = bound.rsplit("TO ('").next().and_then(|s| s.split('\'').next()).and_then(|s| s.parse().ok());
+                if end.is_some_and(|e| e <= before) {
+                    let n: i64 = c.query_one(&format!("SELECT COUNT(*) FROM {name}"), &[])?.get(0);
+                    c.batch_execute(&format!("DROP TABLE {name}"))?;
+                    total += u(n);
+                    dropped.push(name);
+                }
+            }
+            // The partition straddling the cutoff: bounded deletes.
+            loop {
+                let n = c.execute(
+                    "DELETE FROM prodex_ledger WHERE (created_at, call_id) IN (SELECT created_at, call_id FROM prodex_ledger WHERE created_at < $1 LIMIT 10000)",
+                    &[&i(before)],
+                )?;
+                total += n;
+                if n < 10_000 {
+                    return Ok((total, dropped));
+                }
+            }
+        })?;
+        if let Ok(mut known) = self.partitions.lock() {
+            for name in dropped {
+                known.remove(&name);
+            }
+        }
+        Ok(total)
+    }
+
+    fn flush(&self) -> Result<()> {
+        Ok(()) // every write is committed before its call returns
+    }
+}
+
+impl PgStore {
+    /// Streams matching rows newest first in pages of 1,000, stopping when `f` returns false.
+    fn scan(
+        &self,
+        q: &LedgerQuery,
+        after: Option<(UnixMs, String)>,
+        max: usize,
+        f: &mut dyn FnMut(LedgerRow) -> bool,
+    ) -> Result<()> {
+        let has_after = after.is_some();
+        let mut cursor = after.unwrap_or((q.to.unwrap_or(u64::MAX >> 1), String::new()));
+        let mut first = true;
+        let mut taken = 0usize;
+        loop {
+            let (q2, cur, inclusive_hi) = (q.clone(), cursor.clone(), first && q.to.is_none() && !has_after);
+            let page: Vec<LedgerRow> = self.call(move |c| {
+                let from = i(q2.from.unwrap_or(0));
+                let hi = i(cur.0);
+                let rows = if inclusive_hi {
+                    c.query(
+                        "SELECT row_json FROM prodex_ledger WHERE created_at >= $1 AND ($2::text IS NULL OR key_name = $2) AND ($3::text IS NULL OR tenant_id = $3) ORDER BY created_at DESC, call_id DESC LIMIT 1000",
+                        &[&from, &q2.key, &q2.tenant_id.clone().or(q2.tenant_scope.clone())],
+                    )?
+                } else {
+                    c.query(
+                        "SELECT row_json FROM prodex_ledger WHERE created_at >= $1 AND (created_at, call_id) < ($2, $5) AND ($3::text IS NULL OR key_name = $3) AND ($4::text IS NULL OR tenant_id = $4) ORDER BY created_at DESC, call_id DESC LIMIT 1000",
+                        &[&from, &hi, &q2.key, &q2.tenant_id.clone().or(q2.tenant_scope.clone()), &cur.1],
+                    )?
+                };
+                rows.iter().map(|r| parse::<LedgerRow>(&r.get::<_, String>(0))).collect()
+            })?;
+            first = false;
+            let n = page.len();
+            for row in page {
+                cursor = (row.created_at, row.call_id.clone());
+                if q.matches(&row) {
+                    taken += 1;
+                    if !f(row) || taken >= max {
+                        return Ok(());
+                    }
+                }
+            }
+            if n < 1000 {
+                return Ok(());
+            }
+        }
+    }
+}
