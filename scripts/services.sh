@@ -45,7 +45,7 @@ start_redis() {
   fi
   local port; port=$(free_port)
   mkdir -p "$services_dir/redis"
-  redis-server --port "$port" --bind 127.0.0.1 --dir "$services_dir/redis" --save "" --appendonly no \
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$services_dir/redis" --save "" --appendonly no --databases 64 \
     --daemonize no --logfile "$services_dir/redis/redis.log" &
   services_pids+=($!)
   for _ in $(seq 1 100); do

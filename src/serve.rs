@@ -20,6 +20,7 @@ use crate::logs;
 use crate::state::{Parts, Shared};
 use crate::store::postgres::PgStore;
 use crate::store::redb::RedbStore;
+use crate::store::redis::RedisStore;
 use crate::store::Store;
 use crate::upstream::Upstream;
 
@@ -153,10 +154,12 @@ fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
                 PgStore::open(url.expose(), 16).map_err(|e| format!("cannot open the postgres state store: {e}"))?;
             Ok(Arc::new(store))
         }
-        Backend::Redis => Err(format!(
-            "state backend `{}` is not available in this build yet; use redb (the default)",
-            config.state.backend_alias
-        )),
+        Backend::Redis => {
+            let url = config.state.redis_url.as_ref().ok_or("redis backend without a URL")?;
+            let store =
+                RedisStore::open(url.expose(), 16).map_err(|e| format!("cannot open the redis state store: {e}"))?;
+            Ok(Arc::new(store))
+        }
     }
 }
 

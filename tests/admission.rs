@@ -398,22 +398,30 @@ fn kill_9_under_load_loses_no_completed_call() {
 
 #[test]
 fn two_gateways_sharing_postgres_never_overrun_a_budget() {
-    // R2 across processes: two gateway nodes, one Postgres, one budget that fits 10 calls.
-    let url = crate::store::fresh_postgres_db();
+    two_gateways_share_one_budget("postgres", "PRODEX_GATEWAY_POSTGRES_URL", &crate::store::fresh_postgres_db());
+}
+
+#[test]
+fn two_gateways_sharing_redis_never_overrun_a_budget() {
+    two_gateways_share_one_budget("redis", "PRODEX_GATEWAY_REDIS_URL", &crate::store::fresh_redis_db());
+}
+
+fn two_gateways_share_one_budget(backend: &str, url_var: &'static str, url: &str) {
+    // R2 across processes: two gateway nodes, one shared store, one budget that fits 10 calls.
     let mock = Mock::start();
     let policy = "[[gateway.virtual_keys]]\nname = \"b\"\ntoken_env = \"B\"\nbudget_usd = 0.00006\n";
     let env = || {
         vec![
             ("B", "pk-b".to_string()),
-            ("PRODEX_GATEWAY_STATE_BACKEND", "postgres".into()),
-            ("PRODEX_GATEWAY_POSTGRES_URL", url.clone()),
+            ("PRODEX_GATEWAY_STATE_BACKEND", backend.to_string()),
+            (url_var, url.to_string()),
         ]
     };
     let a =
         Gateway::start(Opts { base_url: Some(mock.base_url()), policy: Some(policy), env: env(), ..Opts::default() });
     let b =
         Gateway::start(Opts { base_url: Some(mock.base_url()), policy: Some(policy), env: env(), ..Opts::default() });
-    assert_eq!(a.get("/readyz").json()["state_backend"], "postgres");
+    assert_eq!(a.get("/readyz").json()["state_backend"], backend);
     let body = json!({"model": "gpt-4o-mini", "max_tokens": 7, "messages": []}).to_string();
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(200));
     let handles: Vec<_> = (0..200)
@@ -438,7 +446,11 @@ fn two_gateways_sharing_postgres_never_overrun_a_budget() {
     let refused: Vec<String> = responses.iter().filter(|r| r.status != 200).map(Response::code).collect();
     assert!(refused.iter().all(|c| c == "budget_exceeded"), "{refused:?}");
     assert_eq!(mock.count(), admitted);
-    let store = prodex::store::postgres::PgStore::open(&url, 2).unwrap();
+    let store: Box<dyn Store> = if backend == "postgres" {
+        Box::new(prodex::store::postgres::PgStore::open(url, 2).unwrap())
+    } else {
+        Box::new(prodex::store::redis::RedisStore::open(url, 2).unwrap())
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let rows = store.ledger_page(&LedgerQuery::default(), None, 1_000).unwrap().rows;

@@ -8,6 +8,7 @@ use prodex::core::keys::{KeyRecord, Limits};
 use prodex::core::ledger::{summarize, Dimension, LedgerQuery, LedgerRow, StatusFilter};
 use prodex::store::postgres::PgStore;
 use prodex::store::redb::RedbStore;
+use prodex::store::redis::RedisStore;
 use prodex::store::{Finished, KeyFilter, Reservation, Settlement, Store, StoreError};
 
 use crate::support::TempDir;
@@ -17,7 +18,23 @@ fn backends() -> Vec<(Arc<dyn Store>, TempDir)> {
     let dir = TempDir::new("redb");
     let store = RedbStore::open(&dir.0.join("state.redb")).unwrap();
     let pg = PgStore::open(&fresh_postgres_db(), 8).unwrap();
-    vec![(Arc::new(store), dir), (Arc::new(pg), TempDir::new("pg"))]
+    let redis = RedisStore::open(&fresh_redis_db(), 8).unwrap();
+    vec![(Arc::new(store), dir), (Arc::new(pg), TempDir::new("pg")), (Arc::new(redis), TempDir::new("redis"))]
+}
+
+/// An empty logical database on the throwaway Redis `scripts/test.sh` started; its URL. Tests run
+/// in parallel, so each gets its own of the server's numbered databases (flushed first).
+pub(crate) fn fresh_redis_db() -> String {
+    let base = std::env::var("PRODEX_TEST_REDIS_URL").expect(
+        "PRODEX_TEST_REDIS_URL is not set: run the suite through scripts/test.sh, which starts a throwaway Redis",
+    );
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+    let db = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    assert!(db < 64, "more redis databases needed than the server has (raise --databases)");
+    let url = format!("{}{db}", base.trim_end_matches('/').to_string() + "/");
+    let mut con = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
+    redis::cmd("FLUSHDB").exec(&mut con).unwrap();
+    url
 }
 
 /// A new, empty database on the throwaway server `scripts/test.sh` started; its URL.
@@ -272,6 +289,32 @@ fn two_postgres_store_instances_race_for_one_budget() {
     let url = fresh_postgres_db();
     let a: Arc<dyn Store> = Arc::new(PgStore::open(&url, 8).unwrap());
     let b: Arc<dyn Store> = Arc::new(PgStore::open(&url, 8).unwrap());
+    let limits = Limits { budget_microusd: Some(25_000), ..Limits::default() };
+    let handles: Vec<_> = (0..100)
+        .map(|i| {
+            let store = Arc::clone(if i % 2 == 0 { &a } else { &b });
+            let limits = limits.clone();
+            std::thread::spawn(move || {
+                let r = Reservation {
+                    call_id: format!("x{i}"),
+                    scope: "budget:shared".into(),
+                    limits,
+                    ask: Ask { cost_microusd: 1_000, tokens: 0 },
+                    at: 1,
+                };
+                store.reserve(&r).unwrap().is_ok()
+            })
+        })
+        .collect();
+    let admitted = handles.into_iter().map(|h| h.join().unwrap()).filter(|ok| *ok).count();
+    assert_eq!(admitted, 25);
+}
+
+#[test]
+fn two_redis_store_instances_race_for_one_budget() {
+    let url = fresh_redis_db();
+    let a: Arc<dyn Store> = Arc::new(RedisStore::open(&url, 8).unwrap());
+    let b: Arc<dyn Store> = Arc::new(RedisStore::open(&url, 8).unwrap());
     let limits = Limits { budget_microusd: Some(25_000), ..Limits::default() };
     let handles: Vec<_> = (0..100)
         .map(|i| {

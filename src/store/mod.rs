@@ -16,6 +16,7 @@
 pub mod pool;
 pub mod postgres;
 pub mod redb;
+pub mod redis;
 
 use std::fmt;
 

@@ -1,0 +1,543 @@
+//! The shared backend on Redis: several gateway nodes, one Redis. The sync `redis` client runs on a
+//! pool of OS threads (`pool.rs`).
+//!
+//! Layout (all under `prodex:`): keys in the hash `keys` (lower-cased name → record) with the
+//! token index `keyhash` and the change feed `keyfeed` (sorted by a sequence from `keyseq`); each
+//! limit scope's `core::admission::Counters` in `limit:{scope}` with its open reservations in
+//! `resv:{scope}`; ledger rows in the hash `rows`, ordered by the sorted set `ledger` whose members
+//! are `{created_at:013}:{call_id}` (all scores 0, so lexicographic ranges are time ranges), plus
+//! one such index per key name (`ledger:key:{name}`).
+//!
+//! Atomicity: every read-check-write (reserve, finish, key compare-and-swap) runs as an optimistic
+//! transaction (WATCH the scope's keys, compute with the pure core functions, MULTI/EXEC, retry on
+//! conflict), so racing nodes never overrun a limit and the admission rules stay in one place
+//! (`core::admission`) instead of being re-implemented in Lua.
+//!
+//! Durability is Redis's: with `appendonly yes` and `appendfsync everysec` (the compose file's
+//! setting) a Redis crash can lose up to about a second of ledger rows and usage; without AOF, a
+//! restart of Redis loses everything. Use Postgres where the ledger must survive that.
+
+use std::sync::Arc;
+
+use redis::{Commands, Connection};
+
+use crate::core::admission::{self, Ask, Counters, Headroom, Refusal};
+use crate::core::keys::{KeyRecord, Limits, TokenHash};
+use crate::core::ledger::{summarize, Bucket, Dimension, LedgerQuery, LedgerRow};
+use crate::core::time::UnixMs;
+use crate::store::pool::{Broken, Connect, Pool};
+use crate::store::{Finished, KeyChanges, KeyFilter, LedgerPage, Reservation, Result, Settlement, Store, StoreError};
+
+/// How long an open reservation may live before another call may release it (a crashed node's).
+const RESERVATION_TTL_MS: u64 = 60 * 60 * 1000;
+
+enum Fail {
+    Redis(redis::RedisError),
+    Store(StoreError),
+}
+
+impl From<redis::RedisError> for Fail {
+    fn from(e: redis::RedisError) -> Self {
+        Self::Redis(e)
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<Fail> for StoreError {
+    fn from(f: Fail) -> Self {
+        match f {
+            Fail::Store(e) => e,
+            Fail::Redis(e) => StoreError::Unavailable(format!("redis: {e}")),
+        }
+    }
+}
+
+impl Broken for Fail {
+    fn is_broken(&self) -> bool {
+        match self {
+            Fail::Redis(e) => {
+                e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+            }
+            Fail::Store(_) => false,
+        }
+    }
+}
+
+type Step<T> = std::result::Result<T, Fail>;
+
+fn json<T: serde::Serialize>(v: &T) -> Step<String> {
+    serde_json::to_string(v).map_err(|e| Fail::Store(StoreError::Corrupt(e.to_string())))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(s: &str) -> Step<T> {
+    serde_json::from_str(s).map_err(|e| Fail::Store(StoreError::Corrupt(e.to_string())))
+}
+
+fn hex(hash: &TokenHash) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn member(created_at: UnixMs, call_id: &str) -> String {
+    format!("{created_at:013}:{call_id}")
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Held {
+    ask_cost: u64,
+    ask_tokens: u64,
+    at: UnixMs,
+    expires_at: UnixMs,
+    limits: Limits,
+}
+
+const KEYS: &str = "prodex:keys";
+const KEYHASH: &str = "prodex:keyhash";
+const KEYFEED: &str = "prodex:keyfeed";
+const KEYSEQ: &str = "prodex:keyseq";
+const ROWS: &str = "prodex:rows";
+const LEDGER: &str = "prodex:ledger";
+
+fn limit_key(scope: &str) -> String {
+    format!("prodex:limit:{scope}")
+}
+
+fn resv_key(scope: &str) -> String {
+    format!("prodex:resv:{scope}")
+}
+
+fn key_index(name: &str) -> String {
+    format!("prodex:ledger:key:{name}")
+}
+
+/// The Redis store.
+pub struct RedisStore {
+    pool: Pool<Connection>,
+}
+
+impl RedisStore {
+    /// Connects (lazily, per pool thread) to `url` with `threads` pool threads, and checks it answers.
+    pub fn open(url: &str, threads: usize) -> Result<Self> {
+        let client =
+            redis::Client::open(url).map_err(|e| StoreError::Unavailable(format!("invalid redis URL: {e}")))?;
+        let connect: Connect<Connection> = Arc::new(move || {
+            let con = client
+                .get_connection_with_timeout(std::time::Duration::from_secs(3))
+                .map_err(|e| format!("cannot connect to redis: {e}"))?;
+            con.set_read_timeout(Some(std::time::Duration::from_secs(8))).map_err(|e| e.to_string())?;
+            con.set_write_timeout(Some(std::time::Duration::from_secs(8))).map_err(|e| e.to_string())?;
+            Ok(con)
+        });
+        let store = Self { pool: Pool::start(threads, "prodex-redis", connect)? };
+        store.ping()?;
+        Ok(store)
+    }
+
+    fn call<R: Send + 'static>(&self, f: impl FnOnce(&mut Connection) -> Step<R> + Send + 'static) -> Result<R> {
+        self.pool.call(f)
+    }
+
+    fn scan(
+        &self,
+        q: &LedgerQuery,
+        after: Option<(UnixMs, String)>,
+        max: usize,
+        f: &mut dyn FnMut(LedgerRow) -> bool,
+    ) -> Result<()> {
+        let index = match &q.key {
+            Some(k) => key_index(k),
+            None => LEDGER.to_string(),
+        };
+        let low = format!("[{}", member(q.from.unwrap_or(0), ""));
+        let mut high = match (&after, q.to) {
+            (Some((ms, id)), to) if to.is_none_or(|t| *ms < t) => format!("({}", member(*ms, id)),
+            (_, Some(to)) => format!("({}", member(to, "")),
+            (_, None) => "+".to_string(),
+        };
+        let mut taken = 0usize;
+        loop {
+            let (idx, lo, hi) = (index.clone(), low.clone(), high.clone());
+            let page: Vec<(String, Option<String>)> = self.call(move |c| {
+                let members: Vec<String> =
+                    redis::cmd("ZREVRANGEBYLEX").arg(&idx).arg(&hi).arg(&lo).arg("LIMIT").arg(0).arg(1000).query(c)?;
+                if members.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let rows: Vec<Option<String>> = redis::cmd("HMGET").arg(ROWS).arg(&members).query(c)?;
+                Ok(members.into_iter().zip(rows).collect())
+            })?;
+            let n = page.len();
+            for (m, row) in page {
+                high = format!("({m}");
+                let Some(text) = row else { continue };
+                let row: LedgerRow = parse(&text).map_err(StoreError::from)?;
+                if q.matches(&row) {
+                    taken += 1;
+                    if !f(row) || taken >= max {
+                        return Ok(());
+                    }
+                }
+            }
+            if n < 1000 {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Releases reservations of a scope that outlived their holder (inside a transaction's read phase).
+fn expired(c: &mut Connection, scope: &str, now: UnixMs) -> Step<Vec<(String, Held)>> {
+    let held: Vec<(String, String)> = c.hgetall(resv_key(scope))?;
+    let mut out = Vec::new();
+    for (id, text) in held {
+        let h: Held = parse(&text)?;
+        if h.expires_at < now {
+            out.push((id, h));
+        }
+    }
+    Ok(out)
+}
+
+fn counters_of(c: &mut Connection, scope: &str) -> Step<Counters> {
+    let state: Option<String> = c.get(limit_key(scope))?;
+    state.map_or(Ok(Counters::default()), |s| parse(&s))
+}
+
+impl Store for RedisStore {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    fn ping(&self) -> Result<()> {
+        self.call(|c| redis::cmd("PING").query::<String>(c).map(|_| ()).map_err(Fail::from))
+    }
+
+    fn key_by_hash(&self, hash: &TokenHash) -> Result<Option<KeyRecord>> {
+        let h = hex(hash);
+        self.call(move |c| {
+            let Some(name): Option<String> = c.hget(KEYHASH, &h)? else { return Ok(None) };
+            let record: Option<String> = c.hget(KEYS, &name)?;
+            record.map(|r| parse(&r)).transpose()
+        })
+    }
+
+    fn key(&self, name: &str) -> Result<Option<KeyRecord>> {
+        let lower = name.to_ascii_lowercase();
+        self.call(move |c| {
+            let record: Option<String> = c.hget(KEYS, &lower)?;
+            record.map(|r| parse(&r)).transpose()
+        })
+    }
+
+    fn keys(&self, filter: &KeyFilter, after: Option<&str>, limit: usize) -> Result<Vec<KeyRecord>> {
+        let (filter, after) = (filter.clone(), after.unwrap_or("").to_string());
+        self.call(move |c| {
+            let all: Vec<(String, String)> = c.hgetall(KEYS)?;
+            let mut keys: Vec<(String, KeyRecord)> = Vec::new();
+            for (name, text) in all {
+                if name.as_str() > after.as_str() {
+                    keys.push((name, parse(&text)?));
+                }
+            }
+            keys.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(keys.into_iter().map(|(_, k)| k).filter(|k| filter.matches(k)).take(limit).collect())
+        })
+    }
+
+    fn create_key(&self, key: &KeyRecord) -> Result<()> {
+        let key = key.clone();
+        self.call(move |c| {
+            let lower = key.name.to_ascii_lowercase();
+            let record = json(&key)?;
+            let h = hex(&key.token_hash);
+            let mut outcome: Step<()> = Ok(());
+            redis::transaction(c, &[KEYS, KEYHASH], |c, pipe| {
+                outcome = Ok(());
+                let taken: bool = c.hexists(KEYS, &lower)?;
+                let hash_taken: bool = c.hexists(KEYHASH, &h)?;
+                if taken || hash_taken {
+                    outcome = Err(Fail::Store(StoreError::Conflict(format!("key `{}` or its token", key.name))));
+                    return Ok(Some(()));
+                }
+                let seq: u64 = c.incr(KEYSEQ, 1)?;
+                pipe.hset(KEYS, &lower, &record)
+                    .ignore()
+                    .hset(KEYHASH, &h, &lower)
+                    .ignore()
+                    .zadd(KEYFEED, format!("{seq}:{lower}"), seq)
+                    .ignore();
+                pipe.query::<Option<()>>(c)
+            })?;
+            outcome
+        })
+    }
+
+    fn update_key(&self, key: &KeyRecord, expected_version: u64) -> Result<()> {
+        let key = key.clone();
+        self.call(move |c| {
+            let lower = key.name.to_ascii_lowercase();
+            let record = json(&key)?;
+            let h = hex(&key.token_hash);
+            let mut outcome: Step<()> = Ok(());
+            redis::transaction(c, &[KEYS, KEYHASH], |c, pipe| {
+                outcome = Ok(());
+                let current: Option<String> = c.hget(KEYS, &lower)?;
+                let Some(current) = current else {
+                    outcome = Err(Fail::Store(StoreError::NotFound));
+                    return Ok(Some(()));
+                };
+                let current: KeyRecord = match parse(&current) {
+                    Ok(k) => k,
+                    Err(e) => {
+                        outcome = Err(e);
+                        return Ok(Some(()));
+                    }
+                };
+                if current.version != expected_version {
+                    outcome = Err(Fail::Store(StoreError::VersionMismatch { current: current.version }));
+                    return Ok(Some(()));
+                }
+                if current.token_hash != key.token_hash {
+                    if c.hexists::<_, _, bool>(KEYHASH, &h)? {
+                        outcome = Err(Fail::Store(StoreError::Conflict("token".into())));
+                        return Ok(Some(()));
+                    }
+                    pipe.hdel(KEYHASH, hex(&current.token_hash)).ignore();
+                }
+                let seq: u64 = c.incr(KEYSEQ, 1)?;
+                pipe.hset(KEYS, &lower, &record)
+                    .ignore()
+                    .hset(KEYHASH, &h, &lower)
+                    .ignore()
+                    .zadd(KEYFEED, format!("{seq}:{lower}"), seq)
+                    .ignore();
+                pipe.query::<Option<()>>(c)
+            })?;
+            outcome
+        })
+    }
+
+    fn delete_key(&self, name: &str, expected_version: Option<u64>) -> Result<KeyRecord> {
+        let lower = name.to_ascii_lowercase();
+        self.call(move |c| {
+            let mut outcome: Step<KeyRecord> = Err(Fail::Store(StoreError::NotFound));
+            redis::transaction(c, &[KEYS, KEYHASH], |c, pipe| {
+                let current: Option<String> = c.hget(KEYS, &lower)?;
+                let Some(current) = current else {
+                    outcome = Err(Fail::Store(StoreError::NotFound));
+                    return Ok(Some(()));
+                };
+                let current: KeyRecord = match parse(&current) {
+                    Ok(k) => k,
+                    Err(e) => {
+                        outcome = Err(e);
+                        return Ok(Some(()));
+                    }
+                };
+                if expected_version.is_some_and(|v| v != current.version) {
+                    outcome = Err(Fail::Store(StoreError::VersionMismatch { current: current.version }));
+                    return Ok(Some(()));
+                }
+                let seq: u64 = c.incr(KEYSEQ, 1)?;
+                pipe.hdel(KEYS, &lower)
+                    .ignore()
+                    .hdel(KEYHASH, hex(&current.token_hash))
+                    .ignore()
+                    .zadd(KEYFEED, format!("{seq}:{lower}"), seq)
+                    .ignore();
+                outcome = Ok(current);
+                pipe.query::<Option<()>>(c)
+            })?;
+            outcome
+        })
+    }
+
+    fn key_changes(&self, since: u64) -> Result<KeyChanges> {
+        self.call(move |c| {
+            let feed: Vec<(String, f64)> = c.zrangebyscore_withscores(KEYFEED, format!("({since}"), "+inf")?;
+            let mut changes = KeyChanges { seq: since, ..KeyChanges::default() };
+            let mut names: Vec<String> = Vec::new();
+            for (m, score) in feed {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let seq = score as u64;
+                changes.seq = changes.seq.max(seq);
+                let name = m.split_once(':').map_or(m.clone(), |(_, n)| n.to_string());
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+            for name in names {
+                let record: Option<String> = c.hget(KEYS, &name)?;
+                match record {
+                    Some(r) => changes.upserted.push(parse(&r)?),
+                    None => changes.deleted.push(name),
+                }
+            }
+            Ok(changes)
+        })
+    }
+
+    fn reserve(&self, r: &Reservation) -> Result<std::result::Result<Headroom, Refusal>> {
+        let r = r.clone();
+        self.call(move |c| {
+            let (lk, rk) = (limit_key(&r.scope), resv_key(&r.scope));
+            let held = json(&Held {
+                ask_cost: r.ask.cost_microusd,
+                ask_tokens: r.ask.tokens,
+                at: r.at,
+                expires_at: r.at + RESERVATION_TTL_MS,
+                limits: r.limits.clone(),
+            })?;
+            let outcome = redis::transaction(c, &[lk.as_str(), rk.as_str()], |c, pipe| {
+                let mut counters = counters_of(c, &r.scope).map_err(to_redis)?;
+                for (id, h) in expired(c, &r.scope, r.at).map_err(to_redis)? {
+                    admission::release(
+                        &mut counters,
+                        &h.limits,
+                        Ask { cost_microusd: h.ask_cost, tokens: h.ask_tokens },
+                        h.at,
+                        r.at,
+                    );
+                    pipe.hdel(&rk, id).ignore();
+                }
+                let outcome = admission::admit(&mut counters, &r.limits, r.ask, r.at);
+                if outcome.is_ok() {
+                    pipe.hset(&rk, &r.call_id, &held).ignore();
+                }
+                let state = serde_json::to_string(&counters)
+                    .map_err(|e| redis::RedisError::from((redis::ErrorKind::Client, "encode", e.to_string())))?;
+                pipe.set(&lk, state).ignore();
+                // EXEC answers nil when a watched key changed: `None` makes `transaction` retry.
+                let done: Option<()> = pipe.query(c)?;
+                Ok(done.map(|()| outcome.map(|()| admission::headroom(&counters, &r.limits, r.at))))
+            })?;
+            Ok(outcome)
+        })
+    }
+
+    fn finish(&self, call: &Finished) -> Result<()> {
+        let call = call.clone();
+        self.call(move |c| {
+            let m = member(call.row.created_at, &call.row.call_id);
+            let row = json(&call.row)?;
+            let idx = key_index(&call.row.key_name);
+            let (lk, rk) = call
+                .reservation
+                .as_ref()
+                .map_or((String::new(), String::new()), |r| (limit_key(&r.scope), resv_key(&r.scope)));
+            let watched: Vec<&str> =
+                if call.reservation.is_some() { vec![lk.as_str(), rk.as_str()] } else { vec![ROWS] };
+            redis::transaction(c, &watched, |c, pipe| {
+                if c.hexists::<_, _, bool>(ROWS, &m)? {
+                    return Ok(Some(())); // already recorded: count once
+                }
+                pipe.hset(ROWS, &m, &row).ignore().zadd(LEDGER, &m, 0).ignore().zadd(&idx, &m, 0).ignore();
+                if let Some(r) = &call.reservation {
+                    let mut counters = counters_of(c, &r.scope).map_err(to_redis)?;
+                    let held: bool = c.hexists(&rk, &r.call_id)?;
+                    match (call.settlement, held) {
+                        (Settlement::Used { cost_microusd, tokens }, true) => {
+                            admission::settle(&mut counters, &r.limits, r.ask, r.at, cost_microusd, tokens, call.now)
+                        }
+                        (Settlement::Released, true) => {
+                            admission::release(&mut counters, &r.limits, r.ask, r.at, call.now)
+                        }
+                        (Settlement::Used { cost_microusd, .. }, false) => {
+                            admission::roll_period(&mut counters, r.limits.budget_period, call.now);
+                            counters.spend_microusd += cost_microusd;
+                            counters.requests += 1;
+                        }
+                        (Settlement::Released, false) => {}
+                    }
+                    let state = serde_json::to_string(&counters)
+                        .map_err(|e| redis::RedisError::from((redis::ErrorKind::Client, "encode", e.to_string())))?;
+                    pipe.set(&lk, state).ignore().hdel(&rk, &r.call_id).ignore();
+                }
+                pipe.query::<Option<()>>(c)
+            })?;
+            Ok(())
+        })
+    }
+
+    fn counters(&self, scope: &str, limits: &Limits, now: UnixMs) -> Result<Counters> {
+        let (scope, limits) = (scope.to_string(), limits.clone());
+        self.call(move |c| {
+            let mut counters = counters_of(c, &scope)?;
+            admission::roll_period(&mut counters, limits.budget_period, now);
+            Ok(counters)
+        })
+    }
+
+    fn ledger_page(&self, q: &LedgerQuery, after: Option<&(UnixMs, String)>, limit: usize) -> Result<LedgerPage> {
+        let mut rows = Vec::new();
+        self.scan(q, after.cloned(), limit + 1, &mut |row| {
+            rows.push(row);
+            true
+        })?;
+        let next = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(|r| (r.created_at, r.call_id.clone()))
+        } else {
+            None
+        };
+        Ok(LedgerPage { rows, next })
+    }
+
+    fn ledger_scan(&self, q: &LedgerQuery, f: &mut dyn FnMut(&LedgerRow) -> bool) -> Result<()> {
+        self.scan(q, None, usize::MAX, &mut |row| f(&row))
+    }
+
+    fn ledger_summary(&self, q: &LedgerQuery, dims: &[Dimension]) -> Result<(Vec<Bucket>, Bucket)> {
+        let mut rows = Vec::new();
+        self.scan(q, None, usize::MAX, &mut |row| {
+            rows.push(row);
+            true
+        })?;
+        Ok(summarize(rows.iter(), dims))
+    }
+
+    fn drop_ledger_before(&self, before: UnixMs) -> Result<u64> {
+        self.call(move |c| {
+            let mut total = 0u64;
+            let end = format!("({}", member(before, ""));
+            loop {
+                let members: Vec<String> = redis::cmd("ZRANGEBYLEX")
+                    .arg(LEDGER)
+                    .arg("-")
+                    .arg(&end)
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(10_000)
+                    .query(c)?;
+                if members.is_empty() {
+                    return Ok(total);
+                }
+                let rows: Vec<Option<String>> = redis::cmd("HMGET").arg(ROWS).arg(&members).query(c)?;
+                let mut pipe = redis::pipe();
+                for (m, row) in members.iter().zip(rows) {
+                    if let Some(row) = row.and_then(|r| serde_json::from_str::<LedgerRow>(&r).ok()) {
+                        pipe.zrem(key_index(&row.key_name), m).ignore();
+                    }
+                }
+                pipe.hdel(ROWS, &members).ignore().zrem(LEDGER, &members).ignore();
+                pipe.query::<()>(c)?;
+                total += members.len() as u64;
+            }
+        })
+    }
+
+    fn flush(&self) -> Result<()> {
+        Ok(()) // every write is acknowledged by Redis before its call returns
+    }
+}
+
+fn to_redis(f: Fail) -> redis::RedisError {
+    match f {
+        Fail::Redis(e) => e,
+        Fail::Store(e) => redis::RedisError::from((redis::ErrorKind::Client, "store", e.to_string())),
+    }
+}
