@@ -462,3 +462,76 @@ fn two_gateways_share_one_budget(backend: &str, url_var: &'static str, url: &str
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn redis_outage_gives_503_then_recovers_without_restart() {
+    let mut server = crate::support::servers::RedisServer::start();
+    let url = server.url();
+    backend_outage("redis", "PRODEX_GATEWAY_REDIS_URL", &url, &mut server);
+}
+
+#[test]
+fn postgres_outage_gives_503_then_recovers_without_restart() {
+    let mut server = crate::support::servers::PgServer::start();
+    let url = server.url();
+    backend_outage("postgres", "PRODEX_GATEWAY_POSTGRES_URL", &url, &mut server);
+}
+
+/// R4: with the state backend down, budgeted calls get 503 `state_unavailable` (never admitted
+/// unmetered) and `/readyz` is 503; once it is back, the gateway recovers within seconds, no restart,
+/// and nothing is counted twice.
+fn backend_outage(backend: &str, url_var: &'static str, url: &str, server: &mut dyn crate::support::servers::Outage) {
+    let mock = Mock::start();
+    let policy = "[[gateway.virtual_keys]]\nname = \"o\"\ntoken_env = \"O\"\nbudget_usd = 10.0\n";
+    let gw = Gateway::start(Opts {
+        base_url: Some(mock.base_url()),
+        policy: Some(policy),
+        env: vec![("O", "pk-o".into()), ("PRODEX_GATEWAY_STATE_BACKEND", backend.into()), (url_var, url.to_string())],
+        ..Opts::default()
+    });
+    let mut ok_before = 0;
+    for _ in 0..5 {
+        assert_eq!(call(&gw, "pk-o", "gpt-4o-mini").status, 200);
+        ok_before += 1;
+    }
+    server.stop();
+    let r = call(&gw, "pk-o", "gpt-4o-mini");
+    assert_eq!((r.status, r.code()), (503, "state_unavailable".into()), "{}", r.text());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while gw.get("/readyz").status != 503 {
+        assert!(std::time::Instant::now() < deadline, "/readyz never turned 503");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let upstream_calls = mock.count();
+    for _ in 0..5 {
+        assert_eq!(call(&gw, "pk-o", "gpt-4o-mini").status, 503);
+    }
+    assert_eq!(mock.count(), upstream_calls, "nothing is admitted unmetered while the state is down");
+    server.resume();
+    let back = std::time::Instant::now();
+    loop {
+        if gw.get("/readyz").status == 200 && call(&gw, "pk-o", "gpt-4o-mini").status == 200 {
+            break;
+        }
+        assert!(back.elapsed() < Duration::from_secs(5), "no recovery within 5 s of the backend returning");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ok_after = 1 + (0..3).filter(|_| call(&gw, "pk-o", "gpt-4o-mini").status == 200).count();
+    let store: Box<dyn Store> = if backend == "postgres" {
+        Box::new(prodex::store::postgres::PgStore::open(url, 2).unwrap())
+    } else {
+        Box::new(prodex::store::redis::RedisStore::open(url, 2).unwrap())
+    };
+    let rows = store.ledger_page(&LedgerQuery::default(), None, 1_000).unwrap().rows;
+    let admitted: Vec<&LedgerRow> = rows.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(admitted.len(), ok_before + ok_after, "every admitted call recorded once");
+    let key_id = admitted[0].key_id.clone().unwrap();
+    let limits = prodex::core::keys::Limits { budget_microusd: Some(10_000_000), ..Default::default() };
+    let c = store.counters(&format!("key:{key_id}"), &limits, prodex::clock::unix_ms()).unwrap();
+    assert_eq!(
+        c.spend_microusd,
+        admitted.iter().filter_map(|r| r.cost_microusd).sum::<u64>(),
+        "nothing double-counted"
+    );
+    assert_eq!(c.in_flight, 0);
+}

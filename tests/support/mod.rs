@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod mock;
+pub mod servers;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -1,0 +1,189 @@
+//! Dedicated database servers for tests that stop and restart them (R4): a Redis and a
+//! PostgreSQL of their own, in temp dirs on free ports, so the shared servers other tests use are
+//! never disturbed. A missing server binary fails the test loudly.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::TempDir;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_for_port(port: u16, up: bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() != up {
+        assert!(Instant::now() < deadline, "port {port} never became {}", if up { "open" } else { "closed" });
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A server a test can take down and bring back.
+pub trait Outage {
+    fn stop(&mut self);
+    fn resume(&mut self);
+}
+
+impl Outage for RedisServer {
+    fn stop(&mut self) {
+        RedisServer::stop(self);
+    }
+    fn resume(&mut self) {
+        RedisServer::resume(self);
+    }
+}
+
+impl Outage for PgServer {
+    fn stop(&mut self) {
+        PgServer::stop(self);
+    }
+    fn resume(&mut self) {
+        PgServer::resume(self);
+    }
+}
+
+pub struct RedisServer {
+    pub port: u16,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let mut s = RedisServer { port: free_port(), dir: TempDir::new("redis-own"), child: None };
+        s.resume();
+        s
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Starts (again) on the same port and data dir; AOF keeps the data across restarts.
+    pub fn resume(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(&self.dir.0)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is required (apt-get install redis-server)");
+        self.child = Some(child);
+        wait_for_port(self.port, true);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        wait_for_port(self.port, false);
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub struct PgServer {
+    pub port: u16,
+    dir: TempDir,
+    bin: String,
+    running: bool,
+}
+
+fn as_postgres(program: &str) -> Command {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", program]);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+impl PgServer {
+    pub fn start() -> PgServer {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL server binaries are required (apt-get install postgresql)")
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("bin"))
+            .filter(|p| p.join("initdb").exists())
+            .max()
+            .expect("no initdb under /usr/lib/postgresql")
+            .display()
+            .to_string();
+        let dir = TempDir::new("pg-own");
+        let data = dir.0.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let _ = Command::new("chown").args(["-R", "postgres"]).arg(&dir.0).status();
+        let _ = Command::new("chmod").arg("755").arg(&dir.0).status();
+        let ok = as_postgres(&format!("{bin}/initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "initdb failed");
+        let mut s = PgServer { port: free_port(), dir, bin, running: false };
+        s.resume();
+        s
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    pub fn resume(&mut self) {
+        let data = self.dir.0.join("data");
+        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, data.display());
+        let ok = as_postgres(&format!("{}/pg_ctl", self.bin))
+            .arg("-D")
+            .arg(&data)
+            .args(["-w", "-l"])
+            .arg(data.join("server.log"))
+            .args(["-o", &opts, "start"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "pg_ctl start failed");
+        self.running = true;
+        wait_for_port(self.port, true);
+    }
+
+    pub fn stop(&mut self) {
+        if self.running {
+            let data = self.dir.0.join("data");
+            let _ = as_postgres(&format!("{}/pg_ctl", self.bin))
+                .arg("-D")
+                .arg(&data)
+                .args(["-m", "immediate", "-w", "stop"])
+                .stdout(Stdio::null())
+                .status();
+            self.running = false;
+            wait_for_port(self.port, false);
+        }
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
