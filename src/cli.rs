@@ -69,6 +69,31 @@ enum Action {
         #[arg(long)]
         json: bool,
     },
+    /// Move state between backends and files.
+    State {
+        #[command(subcommand)]
+        action: StateAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum StateAction {
+    /// Copy keys, usage and the ledger from the configured backend to another, then verify counts.
+    Migrate {
+        /// redb | postgres | redis (URLs come from the environment as for the gateway).
+        #[arg(long)]
+        to: String,
+    },
+    /// Write keys, usage (JSON) and the ledger (JSONL) to a directory.
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Read an export, or the seed gateway's JSON state files, into the configured backend.
+    Import {
+        #[arg(long)]
+        from: PathBuf,
+    },
 }
 
 /// Entry point for `main`.
@@ -99,6 +124,55 @@ pub fn run() -> ExitCode {
         }
         Some(Action::Healthcheck { url }) => healthcheck(&config, url.as_deref()),
         Some(Action::Providers { json }) => providers(&config, json),
+        Some(Action::State { action }) => state(&config, &action),
+    }
+}
+
+/// `prodex gateway state …`.
+fn state(config: &Config, action: &StateAction) -> ExitCode {
+    let now = crate::clock::unix_ms();
+    let store = match crate::store::open(config, config.state.backend) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("prodex gateway state: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = match action {
+        StateAction::Export { out } => crate::transfer::export(store.as_ref(), out, now),
+        StateAction::Import { from } => crate::transfer::import(store.as_ref(), from, now),
+        StateAction::Migrate { to } => {
+            let backend = match to.as_str() {
+                "redb" | "file" | "sqlite" | "embedded" => crate::config::Backend::Redb,
+                "postgres" => crate::config::Backend::Postgres,
+                "redis" => crate::config::Backend::Redis,
+                other => {
+                    eprintln!("prodex gateway state migrate: unknown backend `{other}` (redb, postgres or redis)");
+                    return ExitCode::from(2);
+                }
+            };
+            if backend == config.state.backend {
+                eprintln!("prodex gateway state migrate: the configured backend is already {to}");
+                return ExitCode::from(2);
+            }
+            match crate::store::open(config, backend) {
+                Ok(target) => crate::transfer::migrate(store.as_ref(), target.as_ref(), now),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    match result {
+        Ok(m) => {
+            println!(
+                "keys: {} copied, {} already present; usage scopes: {}; ledger rows: {}",
+                m.keys, m.keys_skipped, m.usage, m.ledger_rows
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("prodex gateway state: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

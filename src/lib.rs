@@ -29,4 +29,5 @@ pub mod proxy;
 pub mod serve;
 pub mod state;
 pub mod store;
+pub mod transfer;
 pub mod upstream;

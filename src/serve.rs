@@ -12,15 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock;
-use crate::config::{Backend, Config};
+use crate::config::Config;
 use crate::http::server::{self, Lifecycle, Limits};
 use crate::http::Gateway;
 use crate::keyring::{self, Keyring};
 use crate::logs;
 use crate::state::{Parts, Shared};
-use crate::store::postgres::PgStore;
-use crate::store::redb::RedbStore;
-use crate::store::redis::RedisStore;
 use crate::store::Store;
 use crate::upstream::Upstream;
 
@@ -45,7 +42,7 @@ pub fn run(config: Config) -> ExitCode {
     for notice in &config.notices {
         log::warn!("{notice}");
     }
-    let store = match open_store(&config) {
+    let store = match crate::store::open(&config, config.state.backend) {
         Ok(s) => s,
         Err(e) => {
             log::error!("{e}");
@@ -138,29 +135,6 @@ fn spawn_state_probe(store: Arc<dyn Store>, lifecycle: Arc<Lifecycle>) {
         }
         may::coroutine::sleep(Duration::from_secs(1));
     });
-}
-
-/// Opens the configured state backend.
-fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
-    match config.state.backend {
-        Backend::Redb => {
-            let store =
-                RedbStore::open(&config.state.redb_path).map_err(|e| format!("cannot open the state store: {e}"))?;
-            Ok(Arc::new(store))
-        }
-        Backend::Postgres => {
-            let url = config.state.postgres_url.as_ref().ok_or("postgres backend without a URL")?;
-            let store =
-                PgStore::open(url.expose(), 16).map_err(|e| format!("cannot open the postgres state store: {e}"))?;
-            Ok(Arc::new(store))
-        }
-        Backend::Redis => {
-            let url = config.state.redis_url.as_ref().ok_or("redis backend without a URL")?;
-            let store =
-                RedisStore::open(url.expose(), 16).map_err(|e| format!("cannot open the redis state store: {e}"))?;
-            Ok(Arc::new(store))
-        }
-    }
 }
 
 fn server_head_limits() -> crate::http::codec::HeadLimits {

@@ -21,3 +21,5 @@ mod server;
 mod store;
 /// Streaming: event timing, include_usage handling, disconnects.
 mod streaming;
+/// Moving state: import (seed JSON too), export, migrate.
+mod transfer;

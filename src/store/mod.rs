@@ -167,6 +167,10 @@ pub trait Store: Send + Sync {
     /// The scope's counters at `now` (period rolled over if it ended).
     fn counters(&self, scope: &str, limits: &Limits, now: UnixMs) -> Result<Counters>;
 
+    /// Replaces a scope's period counters (spend and requests of `counters.period_start`); used
+    /// when state is imported or migrated. Open reservations and rate windows are not copied.
+    fn set_counters(&self, scope: &str, counters: &Counters) -> Result<()>;
+
     /// Rows matching `q`, newest first, strictly older than `after` (a previous page's `next`).
     fn ledger_page(&self, q: &LedgerQuery, after: Option<&(UnixMs, String)>, limit: usize) -> Result<LedgerPage>;
 
@@ -181,4 +185,39 @@ pub trait Store: Send + Sync {
 
     /// Returns once every write accepted so far is durable (used at shutdown).
     fn flush(&self) -> Result<()>;
+}
+
+/// Opens `backend` as configured (`[gateway.state]` and its environment variables).
+pub fn open(
+    config: &crate::config::Config,
+    backend: crate::config::Backend,
+) -> std::result::Result<std::sync::Arc<dyn Store>, String> {
+    use crate::config::Backend;
+    match backend {
+        Backend::Redb => {
+            let store = redb::RedbStore::open(&config.state.redb_path)
+                .map_err(|e| format!("cannot open the state store: {e}"))?;
+            Ok(std::sync::Arc::new(store))
+        }
+        Backend::Postgres => {
+            let url = config
+                .state
+                .postgres_url
+                .as_ref()
+                .ok_or("the postgres backend needs PRODEX_GATEWAY_POSTGRES_URL (or postgres_url_env)")?;
+            let store = postgres::PgStore::open(url.expose(), 16)
+                .map_err(|e| format!("cannot open the postgres state store: {e}"))?;
+            Ok(std::sync::Arc::new(store))
+        }
+        Backend::Redis => {
+            let url = config
+                .state
+                .redis_url
+                .as_ref()
+                .ok_or("the redis backend needs PRODEX_GATEWAY_REDIS_URL (or redis_url_env)")?;
+            let store = redis::RedisStore::open(url.expose(), 16)
+                .map_err(|e| format!("cannot open the redis state store: {e}"))?;
+            Ok(std::sync::Arc::new(store))
+        }
+    }
 }

@@ -533,6 +533,20 @@ impl Store for PgStore {
     fn flush(&self) -> Result<()> {
         Ok(()) // every write is committed before its call returns
     }
+
+    fn set_counters(&self, scope: &str, counters: &Counters) -> Result<()> {
+        let (scope, state) = (scope.to_string(), counters.clone());
+        self.call(move |c| {
+            let mut tx = c.transaction()?;
+            let mut current = lock_counters(&mut tx, &scope)?;
+            current.period_start = state.period_start;
+            current.requests = state.requests;
+            current.spend_microusd = state.spend_microusd;
+            save_counters(&mut tx, &scope, &current)?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
 }
 
 impl PgStore {

@@ -76,6 +76,11 @@ enum Job {
     },
     /// Acknowledged once every job queued before it is committed.
     Barrier(Ack),
+    SetUsage {
+        key: String,
+        row: UsageRow,
+        ack: Ack,
+    },
 }
 
 type Ack = may::sync::mpsc::Sender<Result<()>>;
@@ -480,6 +485,15 @@ impl Store for RedbStore {
         self.send_and_wait(Job::Barrier)
     }
 
+    fn set_counters(&self, scope: &str, counters: &Counters) -> Result<()> {
+        let row = UsageRow { requests: counters.requests, spend_microusd: counters.spend_microusd };
+        let key = usage_key(scope, counters.period_start);
+        self.send_and_wait(|ack| Job::SetUsage { key, row, ack })?;
+        let mut map = self.counters.lock().map_err(|_| unavailable("counters poisoned"))?;
+        map.remove(scope); // reloaded from the file on next use
+        Ok(())
+    }
+
     fn drop_ledger_before(&self, before: UnixMs) -> Result<u64> {
         let (tx, rx) = may::sync::mpsc::channel();
         self.send(Job::DropBefore { before, ack: tx })?;
@@ -554,6 +568,12 @@ fn commit_batch(
                 }
                 Job::DropBefore { before, ack } => drops.push((before, ack)),
                 Job::Barrier(ack) => acks.push((ack, Ok(()))),
+                Job::SetUsage { key, row, ack } => {
+                    let result = serde_json::to_vec(&row).map_err(corrupt).and_then(|bytes| {
+                        tables.usage.insert(key.as_str(), bytes.as_slice()).map(|_| ()).map_err(unavailable)
+                    });
+                    acks.push((ack, result));
+                }
             }
         }
         tables.add_usage(usage_sums)?;

@@ -533,6 +533,24 @@ impl Store for RedisStore {
     fn flush(&self) -> Result<()> {
         Ok(()) // every write is acknowledged by Redis before its call returns
     }
+
+    fn set_counters(&self, scope: &str, counters: &Counters) -> Result<()> {
+        let (scope, state) = (scope.to_string(), counters.clone());
+        self.call(move |c| {
+            let lk = limit_key(&scope);
+            redis::transaction(c, &[lk.as_str()], |c, pipe| {
+                let mut current = counters_of(c, &scope).map_err(to_redis)?;
+                current.period_start = state.period_start;
+                current.requests = state.requests;
+                current.spend_microusd = state.spend_microusd;
+                let text = serde_json::to_string(&current)
+                    .map_err(|e| redis::RedisError::from((redis::ErrorKind::Client, "encode", e.to_string())))?;
+                pipe.set(&lk, text).ignore();
+                pipe.query::<Option<()>>(c)
+            })?;
+            Ok(())
+        })
+    }
 }
 
 fn to_redis(f: Fail) -> redis::RedisError {
