@@ -335,3 +335,87 @@ fn two_redis_store_instances_race_for_one_budget() {
     let admitted = handles.into_iter().map(|h| h.join().unwrap()).filter(|ok| *ok).count();
     assert_eq!(admitted, 25);
 }
+
+#[test]
+fn scim_users_idempotency_records_and_audit_entries() {
+    use prodex::core::directory::{AuditEntry, AuditQuery, IdempotencyRecord, ScimUser};
+    for (store, _dir) in backends() {
+        let s = store.as_ref();
+        let user = |id: &str, name: &str, tenant: &str| ScimUser {
+            id: id.into(),
+            user_name: name.into(),
+            active: true,
+            role: Some("viewer".into()),
+            tenant_id: Some(tenant.into()),
+            key_prefixes: vec!["team-a-".into()],
+            version: 1,
+            ..ScimUser::default()
+        };
+        s.scim_create(&user("u1", "Alice@Example.com", "tenant-a")).unwrap();
+        s.scim_create(&user("u2", "bob@example.com", "tenant-b")).unwrap();
+        s.scim_create(&user("u3", "carol@example.com", "tenant-a")).unwrap();
+        assert!(
+            matches!(s.scim_create(&user("u9", "alice@example.com", "x")), Err(StoreError::Conflict(_))),
+            "{}",
+            s.backend()
+        );
+        assert_eq!(s.scim_by_user_name("ALICE@example.com").unwrap().unwrap().id, "u1");
+        assert_eq!(s.scim_get("u2").unwrap().unwrap().user_name, "bob@example.com");
+        let (page, total) = s.scim_list(Some("tenant-a"), 1, 1).unwrap();
+        assert_eq!((page.len(), total, page[0].id.as_str()), (1, 2, "u1"));
+        let (page, total) = s.scim_list(None, 2, 10).unwrap();
+        assert_eq!((page.len(), total), (2, 3));
+        let mut changed = user("u1", "alice2@example.com", "tenant-a");
+        changed.active = false;
+        changed.version = 2;
+        assert_eq!(s.scim_replace(&changed, 7), Err(StoreError::VersionMismatch { current: 1 }));
+        s.scim_replace(&changed, 1).unwrap();
+        assert!(s.scim_by_user_name("alice@example.com").unwrap().is_none(), "renames free the old name");
+        assert!(!s.scim_by_user_name("alice2@example.com").unwrap().unwrap().active);
+        s.scim_delete("u2").unwrap();
+        assert_eq!(s.scim_delete("u2"), Err(StoreError::NotFound));
+        assert!(s.scim_by_user_name("bob@example.com").unwrap().is_none());
+
+        let rec = |fp: &str, expires| IdempotencyRecord {
+            key: "admin:k1".into(),
+            fingerprint: fp.into(),
+            status: 201,
+            body: "{}".into(),
+            expires_at: expires,
+        };
+        assert!(s.idempotency_put(&rec("a", 1_000), 10).unwrap());
+        assert!(!s.idempotency_put(&rec("b", 1_000), 10).unwrap(), "the first record wins while it lives");
+        assert_eq!(s.idempotency_get("admin:k1", 10).unwrap().unwrap().fingerprint, "a");
+        assert_eq!(s.idempotency_get("admin:k1", 1_000).unwrap(), None, "expired");
+        assert_eq!(s.idempotency_get("admin:other", 10).unwrap(), None);
+
+        for i in 0..30u64 {
+            let tenant = if i % 3 == 0 { "tenant-b" } else { "tenant-a" };
+            s.audit_append(&AuditEntry {
+                id: format!("a{i:03}"),
+                at: 1_000 + i,
+                actor: "root".into(),
+                tenant_id: Some(tenant.into()),
+                action: "key.create".into(),
+                target: Some(format!("team-{}-{i}", &tenant[7..])),
+                outcome: "ok".into(),
+                ..AuditEntry::default()
+            })
+            .unwrap();
+        }
+        let q = AuditQuery { tenant_scope: Some("tenant-a".into()), limit: 7, ..AuditQuery::default() };
+        let first = s.audit_list(&q).unwrap();
+        assert_eq!(first.len(), 7);
+        assert_eq!(first[0].id, "a029", "newest first");
+        assert!(first.iter().all(|e| e.tenant_id.as_deref() == Some("tenant-a")));
+        let last = first.last().unwrap();
+        let next =
+            s.audit_list(&AuditQuery { after: Some((last.at, last.id.clone())), limit: 100, ..q.clone() }).unwrap();
+        assert_eq!(first.len() + next.len(), 20);
+        assert!(next.iter().all(|e| e.at < last.at));
+        let by_prefix = s
+            .audit_list(&AuditQuery { prefix_scope: vec!["team-b-".into()], limit: 100, ..AuditQuery::default() })
+            .unwrap();
+        assert_eq!(by_prefix.len(), 10);
+    }
+}

@@ -8,6 +8,7 @@
 
 pub mod admission;
 pub mod credential;
+pub mod directory;
 pub mod keys;
 pub mod ledger;
 pub mod openai;

@@ -10,6 +10,8 @@
 //!   however many calls race;
 //! - `finish` settles (or releases) a reservation and appends the call's ledger row together, once
 //!   per call id: a retried `finish` never double-counts;
+//! - SCIM user names are unique case-insensitively and replaced by compare-and-swap on `version`;
+//!   an idempotency record, once stored, is never overwritten before it expires;
 //! - ledger queries, scans and summaries agree with `core::ledger::LedgerQuery::matches` and
 //!   `core::ledger::summarize` over the same rows.
 
@@ -21,6 +23,7 @@ pub mod redis;
 use std::fmt;
 
 use crate::core::admission::{Ask, Counters, Headroom, Refusal};
+use crate::core::directory::{AuditEntry, AuditQuery, IdempotencyRecord, ScimUser};
 use crate::core::keys::{KeyRecord, Limits, TokenHash};
 use crate::core::ledger::{Bucket, Dimension, LedgerQuery, LedgerRow};
 use crate::core::time::UnixMs;
@@ -185,6 +188,37 @@ pub trait Store: Send + Sync {
 
     /// Returns once every write accepted so far is durable (used at shutdown).
     fn flush(&self) -> Result<()>;
+
+    /// Inserts a SCIM user. `Conflict` when the user name (case-insensitively) or id exists.
+    fn scim_create(&self, user: &ScimUser) -> Result<()>;
+
+    /// The SCIM user with this id.
+    fn scim_get(&self, id: &str) -> Result<Option<ScimUser>>;
+
+    /// The SCIM user with this user name (case-insensitively).
+    fn scim_by_user_name(&self, user_name: &str) -> Result<Option<ScimUser>>;
+
+    /// Users ordered by id, optionally only one tenant's; SCIM paging (1-based `start`); also
+    /// returns how many match in all.
+    fn scim_list(&self, tenant: Option<&str>, start: usize, count: usize) -> Result<(Vec<ScimUser>, usize)>;
+
+    /// Replaces a user (PUT or an applied PATCH) if its stored version is `expected_version`.
+    fn scim_replace(&self, user: &ScimUser, expected_version: u64) -> Result<()>;
+
+    /// Deletes a user.
+    fn scim_delete(&self, id: &str) -> Result<()>;
+
+    /// The record stored under `key`, if it has not expired at `now`.
+    fn idempotency_get(&self, key: &str, now: UnixMs) -> Result<Option<IdempotencyRecord>>;
+
+    /// Stores a record unless a live one exists under its key; false when one did (first wins).
+    fn idempotency_put(&self, record: &IdempotencyRecord, now: UnixMs) -> Result<bool>;
+
+    /// Appends an audit entry.
+    fn audit_append(&self, entry: &AuditEntry) -> Result<()>;
+
+    /// Audit entries matching `q`, newest first, at most `q.limit`.
+    fn audit_list(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>>;
 }
 
 /// Opens `backend` as configured (`[gateway.state]` and its environment variables).

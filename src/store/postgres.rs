@@ -18,6 +18,7 @@ use std::sync::Arc;
 use postgres::{Client, NoTls, Transaction};
 
 use crate::core::admission::{self, Ask, Counters, Headroom, Refusal};
+use crate::core::directory::{AuditEntry, AuditQuery, IdempotencyRecord, ScimUser};
 use crate::core::keys::{KeyRecord, Limits, TokenHash};
 use crate::core::ledger::{summarize, Bucket, Dimension, LedgerQuery, LedgerRow};
 use crate::core::time::{format_rfc3339, parse_rfc3339, UnixMs};
@@ -31,7 +32,8 @@ const MIGRATION_LOCK: i64 = 0x7072_6f64_6578_0001;
 const KEY_LOCK: i64 = 0x7072_6f64_6578_0002;
 const PARTITION_LOCK: i64 = 0x7072_6f64_6578_0003;
 
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE IF NOT EXISTS prodex_keys (
     name_lower TEXT PRIMARY KEY,
     token_hash BYTEA NOT NULL UNIQUE,
@@ -63,7 +65,19 @@ CREATE TABLE IF NOT EXISTS prodex_ledger (
 ) PARTITION BY RANGE (created_at);
 CREATE INDEX IF NOT EXISTS prodex_ledger_key ON prodex_ledger (key_name, created_at DESC);
 CREATE INDEX IF NOT EXISTS prodex_ledger_tenant ON prodex_ledger (tenant_id, created_at DESC);
-"];
+",
+    r"
+CREATE TABLE IF NOT EXISTS prodex_scim_users (
+    id TEXT PRIMARY KEY,
+    user_name_lower TEXT NOT NULL UNIQUE,
+    tenant_id TEXT,
+    version BIGINT NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS prodex_idempotency (key TEXT PRIMARY KEY, expires_at BIGINT NOT NULL, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS prodex_audit (at BIGINT NOT NULL, id TEXT NOT NULL, tenant_id TEXT, doc TEXT NOT NULL, PRIMARY KEY (at, id));
+",
+];
 
 /// A postgres error or one of ours, inside a pool job.
 enum Fail {
@@ -532,6 +546,151 @@ impl Store for PgStore {
 
     fn flush(&self) -> Result<()> {
         Ok(()) // every write is committed before its call returns
+    }
+
+    fn scim_create(&self, user: &ScimUser) -> Result<()> {
+        let user = user.clone();
+        self.call(move |c| {
+            let n = c.execute(
+                "INSERT INTO prodex_scim_users (id, user_name_lower, tenant_id, version, doc) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[&user.id, &user.user_name.to_ascii_lowercase(), &user.tenant_id, &i(user.version), &json(&user)?],
+            )?;
+            if n == 0 {
+                return Err(Fail::Store(StoreError::Conflict(format!("user `{}`", user.user_name))));
+            }
+            Ok(())
+        })
+    }
+
+    fn scim_get(&self, id: &str) -> Result<Option<ScimUser>> {
+        let id = id.to_string();
+        self.call(move |c| {
+            c.query_opt("SELECT doc FROM prodex_scim_users WHERE id = $1", &[&id])?
+                .map(|r| parse(&r.get::<_, String>(0)))
+                .transpose()
+        })
+    }
+
+    fn scim_by_user_name(&self, user_name: &str) -> Result<Option<ScimUser>> {
+        let lower = user_name.to_ascii_lowercase();
+        self.call(move |c| {
+            c.query_opt("SELECT doc FROM prodex_scim_users WHERE user_name_lower = $1", &[&lower])?
+                .map(|r| parse(&r.get::<_, String>(0)))
+                .transpose()
+        })
+    }
+
+    fn scim_list(&self, tenant: Option<&str>, start: usize, count: usize) -> Result<(Vec<ScimUser>, usize)> {
+        let tenant = tenant.map(String::from);
+        self.call(move |c| {
+            let total: i64 = c.query_one("SELECT COUNT(*) FROM prodex_scim_users WHERE ($1::text IS NULL OR tenant_id = $1)", &[&tenant])?.get(0);
+            let rows = c.query(
+                "SELECT doc FROM prodex_scim_users WHERE ($1::text IS NULL OR tenant_id = $1) ORDER BY id OFFSET $2 LIMIT $3",
+                &[&tenant, &i(start.saturating_sub(1) as u64), &i(count as u64)],
+            )?;
+            let users = rows.iter().map(|r| parse(&r.get::<_, String>(0))).collect::<std::result::Result<Vec<ScimUser>, Fail>>()?;
+            Ok((users, usize::try_from(total).unwrap_or(0)))
+        })
+    }
+
+    fn scim_replace(&self, user: &ScimUser, expected_version: u64) -> Result<()> {
+        let user = user.clone();
+        self.call(move |c| {
+            let mut tx = c.transaction()?;
+            let Some(row) = tx.query_opt("SELECT version FROM prodex_scim_users WHERE id = $1 FOR UPDATE", &[&user.id])? else {
+                return Err(Fail::Store(StoreError::NotFound));
+            };
+            let current = u(row.get(0));
+            if current != expected_version {
+                return Err(Fail::Store(StoreError::VersionMismatch { current }));
+            }
+            let lower = user.user_name.to_ascii_lowercase();
+            if tx.query_opt("SELECT 1 FROM prodex_scim_users WHERE user_name_lower = $1 AND id <> $2", &[&lower, &user.id])?.is_some() {
+                return Err(Fail::Store(StoreError::Conflict(format!("user `{}`", user.user_name))));
+            }
+            tx.execute(
+                "UPDATE prodex_scim_users SET user_name_lower = $2, tenant_id = $3, version = $4, doc = $5 WHERE id = $1",
+                &[&user.id, &lower, &user.tenant_id, &i(user.version), &json(&user)?],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn scim_delete(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.call(move |c| {
+            if c.execute("DELETE FROM prodex_scim_users WHERE id = $1", &[&id])? == 0 {
+                return Err(Fail::Store(StoreError::NotFound));
+            }
+            Ok(())
+        })
+    }
+
+    fn idempotency_get(&self, key: &str, now: UnixMs) -> Result<Option<IdempotencyRecord>> {
+        let key = key.to_string();
+        self.call(move |c| {
+            let row =
+                c.query_opt("SELECT doc FROM prodex_idempotency WHERE key = $1 AND expires_at > $2", &[&key, &i(now)])?;
+            row.map(|r| parse(&r.get::<_, String>(0))).transpose()
+        })
+    }
+
+    fn idempotency_put(&self, record: &IdempotencyRecord, now: UnixMs) -> Result<bool> {
+        let record = record.clone();
+        self.call(move |c| {
+            let n = c.execute(
+                "INSERT INTO prodex_idempotency (key, expires_at, doc) VALUES ($1, $2, $3) ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at, doc = EXCLUDED.doc WHERE prodex_idempotency.expires_at <= $4",
+                &[&record.key, &i(record.expires_at), &json(&record)?, &i(now)],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    fn audit_append(&self, entry: &AuditEntry) -> Result<()> {
+        let entry = entry.clone();
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO prodex_audit (at, id, tenant_id, doc) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                &[&i(entry.at), &entry.id, &entry.tenant_id, &json(&entry)?],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn audit_list(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        let q = q.clone();
+        self.call(move |c| {
+            let (hi_at, hi_id) = q.after.clone().unwrap_or((q.to.unwrap_or(u64::MAX >> 1), String::new()));
+            let mut out = Vec::new();
+            let mut cursor = (i(hi_at), hi_id);
+            let mut first = q.after.is_none() && q.to.is_none();
+            loop {
+                let rows = if first {
+                    c.query("SELECT doc FROM prodex_audit WHERE ($1::text IS NULL OR tenant_id = $1) ORDER BY at DESC, id DESC LIMIT 500", &[&q.tenant_scope])?
+                } else {
+                    c.query(
+                        "SELECT doc FROM prodex_audit WHERE ($1::text IS NULL OR tenant_id = $1) AND (at, id) < ($2, $3) ORDER BY at DESC, id DESC LIMIT 500",
+                        &[&q.tenant_scope, &cursor.0, &cursor.1],
+                    )?
+                };
+                first = false;
+                let n = rows.len();
+                for r in rows {
+                    let e: AuditEntry = parse(&r.get::<_, String>(0))?;
+                    cursor = (i(e.at), e.id.clone());
+                    if q.matches(&e) {
+                        out.push(e);
+                        if out.len() >= q.limit {
+                            return Ok(out);
+                        }
+                    }
+                }
+                if n < 500 {
+                    return Ok(out);
+                }
+            }
+        })
     }
 
     fn set_counters(&self, scope: &str, counters: &Counters) -> Result<()> {

@@ -18,9 +18,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
+mod writer;
+
+use writer::Tables;
+
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::core::admission::{self, Counters, Headroom, Refusal};
+use crate::core::directory::{AuditEntry, AuditQuery, IdempotencyRecord, ScimUser};
 use crate::core::keys::{KeyRecord, Limits, TokenHash};
 use crate::core::ledger::{summarize, Bucket, Dimension, LedgerQuery, LedgerRow};
 use crate::core::time::UnixMs;
@@ -33,6 +38,10 @@ const USAGE: TableDefinition<&str, &[u8]> = TableDefinition::new("usage");
 const LEDGER: TableDefinition<&[u8], &[u8]> = TableDefinition::new("ledger");
 const LEDGER_IDS: TableDefinition<&str, u64> = TableDefinition::new("ledger_ids");
 const LEDGER_BY_KEY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("ledger_by_key");
+const SCIM: TableDefinition<&str, &[u8]> = TableDefinition::new("scim_users");
+const SCIM_NAME: TableDefinition<&str, &str> = TableDefinition::new("scim_user_names");
+const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
+const AUDIT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("audit");
 
 /// A bounded set of recently seen call ids.
 #[derive(Default)]
@@ -81,9 +90,14 @@ enum Job {
         row: UsageRow,
         ack: Ack,
     },
+    /// Any other write: runs inside the batch's transaction.
+    Apply(ApplyFn, Ack),
 }
 
 type Ack = may::sync::mpsc::Sender<Result<()>>;
+
+/// A write run inside the writer's transaction.
+type ApplyFn = Box<dyn FnOnce(&mut Tables<'_>) -> Result<()> + Send>;
 
 impl Job {
     /// Someone is parked until this job is committed.
@@ -184,6 +198,10 @@ impl RedbStore {
             txn.open_table(LEDGER).map_err(unavailable)?;
             txn.open_table(LEDGER_IDS).map_err(unavailable)?;
             txn.open_table(LEDGER_BY_KEY).map_err(unavailable)?;
+            txn.open_table(SCIM).map_err(unavailable)?;
+            txn.open_table(SCIM_NAME).map_err(unavailable)?;
+            txn.open_table(IDEMPOTENCY).map_err(unavailable)?;
+            txn.open_table(AUDIT).map_err(unavailable)?;
         }
         txn.commit().map_err(unavailable)?;
         let db = Arc::new(db);
@@ -192,7 +210,7 @@ impl RedbStore {
         let (writer_db, writer_deleted) = (Arc::clone(&db), Arc::clone(&deleted));
         let writer_thread = std::thread::Builder::new()
             .name("prodex-redb-writer".into())
-            .spawn(move || writer(&writer_db, &rx, &writer_deleted))
+            .spawn(move || writer::run(&writer_db, &rx, &writer_deleted))
             .map_err(|e| unavailable(format!("cannot start the redb writer: {e}")))?;
         Ok(Self {
             db,
@@ -221,6 +239,11 @@ impl RedbStore {
         let (tx, rx) = may::sync::mpsc::channel();
         self.send(make(tx))?;
         rx.recv().map_err(|_| unavailable("the redb writer thread has stopped"))?
+    }
+
+    /// Runs `f` in the writer's next transaction and waits for the commit.
+    fn apply(&self, f: impl FnOnce(&mut Tables<'_>) -> Result<()> + Send + 'static) -> Result<()> {
+        self.send_and_wait(|ack| Job::Apply(Box::new(f), ack))
     }
 
     fn read_usage(&self, scope: &str, period_start: UnixMs) -> Result<UsageRow> {
@@ -485,6 +508,147 @@ impl Store for RedbStore {
         self.send_and_wait(Job::Barrier)
     }
 
+    fn scim_create(&self, user: &ScimUser) -> Result<()> {
+        let user = user.clone();
+        self.apply(move |t| {
+            let lower = user.user_name.to_ascii_lowercase();
+            if t.scim_name.get(lower.as_str()).map_err(unavailable)?.is_some()
+                || t.scim.get(user.id.as_str()).map_err(unavailable)?.is_some()
+            {
+                return Err(StoreError::Conflict(format!("user `{}`", user.user_name)));
+            }
+            let bytes = serde_json::to_vec(&user).map_err(corrupt)?;
+            t.scim.insert(user.id.as_str(), bytes.as_slice()).map_err(unavailable)?;
+            t.scim_name.insert(lower.as_str(), user.id.as_str()).map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn scim_get(&self, id: &str) -> Result<Option<ScimUser>> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(SCIM).map_err(unavailable)?;
+        let found = table.get(id).map_err(unavailable)?;
+        found.map(|v| serde_json::from_slice(v.value()).map_err(corrupt)).transpose()
+    }
+
+    fn scim_by_user_name(&self, user_name: &str) -> Result<Option<ScimUser>> {
+        let id = {
+            let txn = self.db.begin_read().map_err(unavailable)?;
+            let names = txn.open_table(SCIM_NAME).map_err(unavailable)?;
+            let found = names.get(user_name.to_ascii_lowercase().as_str()).map_err(unavailable)?;
+            found.map(|v| v.value().to_string())
+        };
+        match id {
+            Some(id) => self.scim_get(&id),
+            None => Ok(None),
+        }
+    }
+
+    fn scim_list(&self, tenant: Option<&str>, start: usize, count: usize) -> Result<(Vec<ScimUser>, usize)> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(SCIM).map_err(unavailable)?;
+        let mut all = Vec::new();
+        for entry in table.range::<&str>(..).map_err(unavailable)? {
+            let (_, v) = entry.map_err(unavailable)?;
+            let u: ScimUser = serde_json::from_slice(v.value()).map_err(corrupt)?;
+            if tenant.is_none_or(|t| u.tenant_id.as_deref() == Some(t)) {
+                all.push(u);
+            }
+        }
+        let total = all.len();
+        Ok((all.into_iter().skip(start.saturating_sub(1)).take(count).collect(), total))
+    }
+
+    fn scim_replace(&self, user: &ScimUser, expected_version: u64) -> Result<()> {
+        let user = user.clone();
+        self.apply(move |t| {
+            let current: ScimUser = match t.scim.get(user.id.as_str()).map_err(unavailable)? {
+                Some(v) => serde_json::from_slice(v.value()).map_err(corrupt)?,
+                None => return Err(StoreError::NotFound),
+            };
+            if current.version != expected_version {
+                return Err(StoreError::VersionMismatch { current: current.version });
+            }
+            let (old, new) = (current.user_name.to_ascii_lowercase(), user.user_name.to_ascii_lowercase());
+            if old != new {
+                if t.scim_name.get(new.as_str()).map_err(unavailable)?.is_some() {
+                    return Err(StoreError::Conflict(format!("user `{}`", user.user_name)));
+                }
+                t.scim_name.remove(old.as_str()).map_err(unavailable)?;
+                t.scim_name.insert(new.as_str(), user.id.as_str()).map_err(unavailable)?;
+            }
+            let bytes = serde_json::to_vec(&user).map_err(corrupt)?;
+            t.scim.insert(user.id.as_str(), bytes.as_slice()).map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn scim_delete(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.apply(move |t| {
+            let current: ScimUser = match t.scim.remove(id.as_str()).map_err(unavailable)? {
+                Some(v) => serde_json::from_slice(v.value()).map_err(corrupt)?,
+                None => return Err(StoreError::NotFound),
+            };
+            t.scim_name.remove(current.user_name.to_ascii_lowercase().as_str()).map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn idempotency_get(&self, key: &str, now: UnixMs) -> Result<Option<IdempotencyRecord>> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(IDEMPOTENCY).map_err(unavailable)?;
+        let found = table.get(key).map_err(unavailable)?;
+        let record: Option<IdempotencyRecord> =
+            found.map(|v| serde_json::from_slice(v.value()).map_err(corrupt)).transpose()?;
+        Ok(record.filter(|r| r.expires_at > now))
+    }
+
+    fn idempotency_put(&self, record: &IdempotencyRecord, now: UnixMs) -> Result<bool> {
+        let record = record.clone();
+        let stored = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&stored);
+        self.apply(move |t| {
+            let live = match t.idempotency.get(record.key.as_str()).map_err(unavailable)? {
+                Some(v) => serde_json::from_slice::<IdempotencyRecord>(v.value()).map_err(corrupt)?.expires_at > now,
+                None => false,
+            };
+            if !live {
+                let bytes = serde_json::to_vec(&record).map_err(corrupt)?;
+                t.idempotency.insert(record.key.as_str(), bytes.as_slice()).map_err(unavailable)?;
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            Ok(())
+        })?;
+        Ok(stored.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    fn audit_append(&self, entry: &AuditEntry) -> Result<()> {
+        let entry = entry.clone();
+        self.apply(move |t| {
+            let bytes = serde_json::to_vec(&entry).map_err(corrupt)?;
+            t.audit.insert(ledger_key(entry.at, &entry.id).as_slice(), bytes.as_slice()).map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn audit_list(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(AUDIT).map_err(unavailable)?;
+        let mut out = Vec::new();
+        for entry in table.range::<&[u8]>(..).map_err(unavailable)?.rev() {
+            let (_, v) = entry.map_err(unavailable)?;
+            let e: AuditEntry = serde_json::from_slice(v.value()).map_err(corrupt)?;
+            if q.matches(&e) {
+                out.push(e);
+                if out.len() >= q.limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn set_counters(&self, scope: &str, counters: &Counters) -> Result<()> {
         let row = UsageRow { requests: counters.requests, spend_microusd: counters.spend_microusd };
         let key = usage_key(scope, counters.period_start);
@@ -498,239 +662,5 @@ impl Store for RedbStore {
         let (tx, rx) = may::sync::mpsc::channel();
         self.send(Job::DropBefore { before, ack: tx })?;
         rx.recv().map_err(|_| unavailable("the redb writer thread has stopped"))?
-    }
-}
-
-/// The writer thread: drains queued jobs into one immediate-durability transaction at a time.
-fn writer(db: &Database, rx: &mpsc::Receiver<Job>, deleted: &Mutex<HashMap<String, KeyRecord>>) {
-    const MAX_BATCH: usize = 4096;
-    /// Rows nobody waits for (`ledger.durability = "async"`) are gathered this long per commit.
-    const ASYNC_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        let mut waiting = batch.iter().any(Job::is_awaited);
-        let window_end = crate::clock::now() + ASYNC_WINDOW;
-        while batch.len() < MAX_BATCH {
-            let next = if waiting {
-                rx.try_recv().ok()
-            } else {
-                let left = window_end.saturating_duration_since(crate::clock::now());
-                if left.is_zero() {
-                    None
-                } else {
-                    rx.recv_timeout(left).ok()
-                }
-            };
-            let Some(job) = next else { break };
-            waiting |= job.is_awaited();
-            batch.push(job);
-        }
-        let mut drops = Vec::new();
-        let mut acks: Vec<(Ack, Result<()>)> = Vec::new();
-        let outcome = commit_batch(db, batch, &mut drops, &mut acks, deleted);
-        for (ack, result) in acks {
-            let _ = ack.send(match &outcome {
-                Ok(()) => result,
-                Err(e) => Err(e.clone()),
-            });
-        }
-        for (before, ack) in drops {
-            let _ = ack.send(drop_before(db, before));
-        }
-    }
-}
-
-fn commit_batch(
-    db: &Database,
-    batch: Vec<Job>,
-    drops: &mut Vec<(UnixMs, may::sync::mpsc::Sender<Result<u64>>)>,
-    acks: &mut Vec<(Ack, Result<()>)>,
-    deleted: &Mutex<HashMap<String, KeyRecord>>,
-) -> Result<()> {
-    let mut txn = db.begin_write().map_err(unavailable)?;
-    txn.set_durability(redb::Durability::Immediate).map_err(unavailable)?;
-    {
-        let mut tables = Tables::open(&txn)?;
-        let mut usage_sums: HashMap<String, (u64, u64)> = HashMap::new();
-        for job in batch {
-            match job {
-                Job::Finish { row, usage, ack } => {
-                    let result = tables.finish(&row, usage.as_ref(), &mut usage_sums);
-                    if let Some(ack) = ack {
-                        acks.push((ack, result));
-                    } else if let Err(e) = result {
-                        log::error!("ledger write failed for {}: {e}", row.call_id);
-                    }
-                }
-                Job::Key { op, ack } => {
-                    let result = tables.key_op(op, deleted);
-                    acks.push((ack, result));
-                }
-                Job::DropBefore { before, ack } => drops.push((before, ack)),
-                Job::Barrier(ack) => acks.push((ack, Ok(()))),
-                Job::SetUsage { key, row, ack } => {
-                    let result = serde_json::to_vec(&row).map_err(corrupt).and_then(|bytes| {
-                        tables.usage.insert(key.as_str(), bytes.as_slice()).map(|_| ()).map_err(unavailable)
-                    });
-                    acks.push((ack, result));
-                }
-            }
-        }
-        tables.add_usage(usage_sums)?;
-    }
-    txn.commit().map_err(unavailable)
-}
-
-/// The tables of one write transaction.
-struct Tables<'t> {
-    keys: redb::Table<'t, &'static str, &'static [u8]>,
-    key_hash: redb::Table<'t, &'static [u8], &'static str>,
-    key_feed: redb::Table<'t, u64, &'static str>,
-    usage: redb::Table<'t, &'static str, &'static [u8]>,
-    ledger: redb::Table<'t, &'static [u8], &'static [u8]>,
-    ledger_ids: redb::Table<'t, &'static str, u64>,
-    by_key: redb::Table<'t, &'static [u8], &'static [u8]>,
-}
-
-impl<'t> Tables<'t> {
-    fn open(txn: &'t redb::WriteTransaction) -> Result<Self> {
-        Ok(Self {
-            keys: txn.open_table(KEYS).map_err(unavailable)?,
-            key_hash: txn.open_table(KEY_HASH).map_err(unavailable)?,
-            key_feed: txn.open_table(KEY_FEED).map_err(unavailable)?,
-            usage: txn.open_table(USAGE).map_err(unavailable)?,
-            ledger: txn.open_table(LEDGER).map_err(unavailable)?,
-            ledger_ids: txn.open_table(LEDGER_IDS).map_err(unavailable)?,
-            by_key: txn.open_table(LEDGER_BY_KEY).map_err(unavailable)?,
-        })
-    }
-
-    fn finish(
-        &mut self,
-        row: &LedgerRow,
-        usage: Option<&UsageDelta>,
-        sums: &mut HashMap<String, (u64, u64)>,
-    ) -> Result<()> {
-        if self.ledger_ids.insert(row.call_id.as_str(), row.created_at).map_err(unavailable)?.is_some() {
-            return Ok(()); // already recorded: exactly one row and one usage update per call
-        }
-        let bytes = serde_json::to_vec(row).map_err(corrupt)?;
-        let lk = ledger_key(row.created_at, &row.call_id);
-        self.ledger.insert(lk.as_slice(), bytes.as_slice()).map_err(unavailable)?;
-        let bk = by_key_key(&row.key_name, row.created_at, &row.call_id);
-        self.by_key.insert(bk.as_slice(), &[][..]).map_err(unavailable)?;
-        if let Some(u) = usage {
-            let sum = sums.entry(usage_key(&u.scope, u.period_start)).or_default();
-            sum.0 += u.requests;
-            sum.1 += u.spend_microusd;
-        }
-        Ok(())
-    }
-
-    /// Adds a batch's usage, one read-modify-write per scope and period.
-    fn add_usage(&mut self, sums: HashMap<String, (u64, u64)>) -> Result<()> {
-        for (key, (requests, spend)) in sums {
-            let mut current: UsageRow = match self.usage.get(key.as_str()).map_err(unavailable)? {
-                Some(v) => serde_json::from_slice(v.value()).map_err(corrupt)?,
-                None => UsageRow::default(),
-            };
-            current.requests += requests;
-            current.spend_microusd += spend;
-            let bytes = serde_json::to_vec(&current).map_err(corrupt)?;
-            self.usage.insert(key.as_str(), bytes.as_slice()).map_err(unavailable)?;
-        }
-        Ok(())
-    }
-
-    fn next_seq(&self) -> Result<u64> {
-        Ok(self.key_feed.last().map_err(unavailable)?.map_or(0, |(k, _)| k.value()) + 1)
-    }
-
-    fn current(&self, lower: &str) -> Result<Option<KeyRecord>> {
-        let found = self.keys.get(lower).map_err(unavailable)?;
-        found.map(|v| serde_json::from_slice(v.value()).map_err(corrupt)).transpose()
-    }
-
-    fn key_op(&mut self, op: KeyOp, deleted: &Mutex<HashMap<String, KeyRecord>>) -> Result<()> {
-        match op {
-            KeyOp::Create(key) => {
-                let lower = key.name.to_ascii_lowercase();
-                if self.current(&lower)?.is_some() {
-                    return Err(StoreError::Conflict(format!("key `{}`", key.name)));
-                }
-                if self.key_hash.get(key.token_hash.as_slice()).map_err(unavailable)?.is_some() {
-                    return Err(StoreError::Conflict("token".into()));
-                }
-                self.put_key(&lower, &key)
-            }
-            KeyOp::Update(key, expected) => {
-                let lower = key.name.to_ascii_lowercase();
-                let Some(current) = self.current(&lower)? else { return Err(StoreError::NotFound) };
-                if current.version != expected {
-                    return Err(StoreError::VersionMismatch { current: current.version });
-                }
-                if current.token_hash != key.token_hash {
-                    if self.key_hash.get(key.token_hash.as_slice()).map_err(unavailable)?.is_some() {
-                        return Err(StoreError::Conflict("token".into()));
-                    }
-                    self.key_hash.remove(current.token_hash.as_slice()).map_err(unavailable)?;
-                }
-                self.put_key(&lower, &key)
-            }
-            KeyOp::Delete(lower, expected) => {
-                let Some(current) = self.current(&lower)? else { return Err(StoreError::NotFound) };
-                if expected.is_some_and(|v| v != current.version) {
-                    return Err(StoreError::VersionMismatch { current: current.version });
-                }
-                self.keys.remove(lower.as_str()).map_err(unavailable)?;
-                self.key_hash.remove(current.token_hash.as_slice()).map_err(unavailable)?;
-                let seq = self.next_seq()?;
-                self.key_feed.insert(seq, lower.as_str()).map_err(unavailable)?;
-                if let Ok(mut d) = deleted.lock() {
-                    d.insert(lower, current);
-                }
-                Ok(())
-            }
-        }
-    }
-
-    fn put_key(&mut self, lower: &str, key: &KeyRecord) -> Result<()> {
-        let bytes = serde_json::to_vec(key).map_err(corrupt)?;
-        self.keys.insert(lower, bytes.as_slice()).map_err(unavailable)?;
-        self.key_hash.insert(key.token_hash.as_slice(), lower).map_err(unavailable)?;
-        let seq = self.next_seq()?;
-        self.key_feed.insert(seq, lower).map_err(unavailable)?;
-        Ok(())
-    }
-}
-
-/// Deletes ledger rows older than `before` in chunks of their own transactions.
-fn drop_before(db: &Database, before: UnixMs) -> Result<u64> {
-    const CHUNK: usize = 10_000;
-    let end = ledger_key(before, "");
-    let mut total = 0u64;
-    loop {
-        let txn = db.begin_write().map_err(unavailable)?;
-        let removed;
-        {
-            let mut tables = Tables::open(&txn)?;
-            let mut victims = Vec::new();
-            for entry in tables.ledger.range(..end.as_slice()).map_err(unavailable)?.take(CHUNK) {
-                let (_, v) = entry.map_err(unavailable)?;
-                let row: LedgerRow = serde_json::from_slice(v.value()).map_err(corrupt)?;
-                victims.push((row.created_at, row.call_id, row.key_name));
-            }
-            for (at, id, key) in &victims {
-                tables.ledger.remove(ledger_key(*at, id).as_slice()).map_err(unavailable)?;
-                tables.ledger_ids.remove(id.as_str()).map_err(unavailable)?;
-                tables.by_key.remove(by_key_key(key, *at, id).as_slice()).map_err(unavailable)?;
-            }
-            removed = victims.len();
-        }
-        txn.commit().map_err(unavailable)?;
-        total += removed as u64;
-        if removed < CHUNK {
-            return Ok(total);
-        }
     }
 }

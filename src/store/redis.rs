@@ -22,6 +22,7 @@ use std::sync::Arc;
 use redis::{Commands, Connection};
 
 use crate::core::admission::{self, Ask, Counters, Headroom, Refusal};
+use crate::core::directory::{AuditEntry, AuditQuery, IdempotencyRecord, ScimUser};
 use crate::core::keys::{KeyRecord, Limits, TokenHash};
 use crate::core::ledger::{summarize, Bucket, Dimension, LedgerQuery, LedgerRow};
 use crate::core::time::UnixMs;
@@ -101,6 +102,10 @@ const KEYFEED: &str = "prodex:keyfeed";
 const KEYSEQ: &str = "prodex:keyseq";
 const ROWS: &str = "prodex:rows";
 const LEDGER: &str = "prodex:ledger";
+const SCIM: &str = "prodex:scim";
+const SCIM_NAMES: &str = "prodex:scimname";
+const AUDIT: &str = "prodex:audit";
+const AUDIT_ROWS: &str = "prodex:auditrows";
 
 fn limit_key(scope: &str) -> String {
     format!("prodex:limit:{scope}")
@@ -532,6 +537,187 @@ impl Store for RedisStore {
 
     fn flush(&self) -> Result<()> {
         Ok(()) // every write is acknowledged by Redis before its call returns
+    }
+
+    fn scim_create(&self, user: &ScimUser) -> Result<()> {
+        let user = user.clone();
+        self.call(move |c| {
+            let doc = json(&user)?;
+            let lower = user.user_name.to_ascii_lowercase();
+            let mut outcome: Step<()> = Ok(());
+            redis::transaction(c, &[SCIM, SCIM_NAMES], |c, pipe| {
+                outcome = Ok(());
+                if c.hexists::<_, _, bool>(SCIM_NAMES, &lower)? || c.hexists::<_, _, bool>(SCIM, &user.id)? {
+                    outcome = Err(Fail::Store(StoreError::Conflict(format!("user `{}`", user.user_name))));
+                    return Ok(Some(()));
+                }
+                pipe.hset(SCIM, &user.id, &doc).ignore().hset(SCIM_NAMES, &lower, &user.id).ignore();
+                pipe.query::<Option<()>>(c)
+            })?;
+            outcome
+        })
+    }
+
+    fn scim_get(&self, id: &str) -> Result<Option<ScimUser>> {
+        let id = id.to_string();
+        self.call(move |c| {
+            let doc: Option<String> = c.hget(SCIM, &id)?;
+            doc.map(|d| parse(&d)).transpose()
+        })
+    }
+
+    fn scim_by_user_name(&self, user_name: &str) -> Result<Option<ScimUser>> {
+        let lower = user_name.to_ascii_lowercase();
+        self.call(move |c| {
+            let Some(id): Option<String> = c.hget(SCIM_NAMES, &lower)? else { return Ok(None) };
+            let doc: Option<String> = c.hget(SCIM, &id)?;
+            doc.map(|d| parse(&d)).transpose()
+        })
+    }
+
+    fn scim_list(&self, tenant: Option<&str>, start: usize, count: usize) -> Result<(Vec<ScimUser>, usize)> {
+        let tenant = tenant.map(String::from);
+        self.call(move |c| {
+            let all: Vec<(String, String)> = c.hgetall(SCIM)?;
+            let mut users = Vec::new();
+            for (_, doc) in all {
+                let u: ScimUser = parse(&doc)?;
+                if tenant.as_ref().is_none_or(|t| u.tenant_id.as_ref() == Some(t)) {
+                    users.push(u);
+                }
+            }
+            users.sort_by(|a, b| a.id.cmp(&b.id));
+            let total = users.len();
+            Ok((users.into_iter().skip(start.saturating_sub(1)).take(count).collect(), total))
+        })
+    }
+
+    fn scim_replace(&self, user: &ScimUser, expected_version: u64) -> Result<()> {
+        let user = user.clone();
+        self.call(move |c| {
+            let doc = json(&user)?;
+            let lower = user.user_name.to_ascii_lowercase();
+            let mut outcome: Step<()> = Ok(());
+            redis::transaction(c, &[SCIM, SCIM_NAMES], |c, pipe| {
+                outcome = Ok(());
+                let current: Option<String> = c.hget(SCIM, &user.id)?;
+                let Some(current) = current.and_then(|d| serde_json::from_str::<ScimUser>(&d).ok()) else {
+                    outcome = Err(Fail::Store(StoreError::NotFound));
+                    return Ok(Some(()));
+                };
+                if current.version != expected_version {
+                    outcome = Err(Fail::Store(StoreError::VersionMismatch { current: current.version }));
+                    return Ok(Some(()));
+                }
+                let old = current.user_name.to_ascii_lowercase();
+                if old != lower {
+                    if c.hexists::<_, _, bool>(SCIM_NAMES, &lower)? {
+                        outcome = Err(Fail::Store(StoreError::Conflict(format!("user `{}`", user.user_name))));
+                        return Ok(Some(()));
+                    }
+                    pipe.hdel(SCIM_NAMES, &old).ignore();
+                }
+                pipe.hset(SCIM, &user.id, &doc).ignore().hset(SCIM_NAMES, &lower, &user.id).ignore();
+                pipe.query::<Option<()>>(c)
+            })?;
+            outcome
+        })
+    }
+
+    fn scim_delete(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.call(move |c| {
+            let doc: Option<String> = c.hget(SCIM, &id)?;
+            let Some(user) = doc.map(|d| parse::<ScimUser>(&d)).transpose()? else {
+                return Err(Fail::Store(StoreError::NotFound));
+            };
+            redis::pipe()
+                .atomic()
+                .hdel(SCIM, &id)
+                .ignore()
+                .hdel(SCIM_NAMES, user.user_name.to_ascii_lowercase())
+                .ignore()
+                .query::<()>(c)?;
+            Ok(())
+        })
+    }
+
+    fn idempotency_get(&self, key: &str, now: UnixMs) -> Result<Option<IdempotencyRecord>> {
+        let key = format!("prodex:idem:{key}");
+        self.call(move |c| {
+            let doc: Option<String> = c.get(&key)?;
+            Ok(doc.map(|d| parse::<IdempotencyRecord>(&d)).transpose()?.filter(|r| r.expires_at > now))
+        })
+    }
+
+    fn idempotency_put(&self, record: &IdempotencyRecord, now: UnixMs) -> Result<bool> {
+        let record = record.clone();
+        self.call(move |c| {
+            let ttl = record.expires_at.saturating_sub(now).max(1);
+            let stored: Option<String> = redis::cmd("SET")
+                .arg(format!("prodex:idem:{}", record.key))
+                .arg(json(&record)?)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl)
+                .query(c)?;
+            Ok(stored.is_some())
+        })
+    }
+
+    fn audit_append(&self, entry: &AuditEntry) -> Result<()> {
+        let entry = entry.clone();
+        self.call(move |c| {
+            let m = member(entry.at, &entry.id);
+            redis::pipe()
+                .atomic()
+                .hset(AUDIT_ROWS, &m, json(&entry)?)
+                .ignore()
+                .zadd(AUDIT, &m, 0)
+                .ignore()
+                .query::<()>(c)?;
+            Ok(())
+        })
+    }
+
+    fn audit_list(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        let q = q.clone();
+        self.call(move |c| {
+            let mut high = match &q.after {
+                Some((at, id)) => format!("({}", member(*at, id)),
+                None => "+".to_string(),
+            };
+            let mut out = Vec::new();
+            loop {
+                let members: Vec<String> = redis::cmd("ZREVRANGEBYLEX")
+                    .arg(AUDIT)
+                    .arg(&high)
+                    .arg("-")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(500)
+                    .query(c)?;
+                if members.is_empty() {
+                    return Ok(out);
+                }
+                let docs: Vec<Option<String>> = redis::cmd("HMGET").arg(AUDIT_ROWS).arg(&members).query(c)?;
+                let n = members.len();
+                for (m, doc) in members.into_iter().zip(docs) {
+                    high = format!("({m}");
+                    let Some(doc) = doc else { continue };
+                    let e: AuditEntry = parse(&doc)?;
+                    if q.matches(&e) {
+                        out.push(e);
+                        if out.len() >= q.limit {
+                            return Ok(out);
+                        }
+                    }
+                }
+                if n < 500 {
+                    return Ok(out);
+                }
+            }
+        })
     }
 
     fn set_counters(&self, scope: &str, counters: &Counters) -> Result<()> {

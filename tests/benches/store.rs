@@ -5,6 +5,7 @@
 //!    PRODEX_TEST_REDIS_URL point at servers).
 //! 2. The ledger on redb with N rows (default 1,000,000): one key's one-day summary, a JSON page,
 //!    and a full scan (the work a CSV export does per row, minus CSV encoding).
+//!
 //! Prints a markdown table.
 
 #![allow(clippy::disallowed_methods, clippy::unwrap_used, clippy::cast_precision_loss)]

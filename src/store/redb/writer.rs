@@ -1,0 +1,263 @@
+//! The redb writer thread: the only code that opens write transactions on the file. It drains
+//! queued jobs into one `Durability::Immediate` transaction at a time (group commit) and
+//! acknowledges each job once its transaction is durable.
+
+use std::collections::HashMap;
+use std::sync::{mpsc, Mutex};
+
+use redb::{Database, ReadableTable};
+
+use super::{
+    by_key_key, corrupt, ledger_key, unavailable, usage_key, Ack, Job, KeyOp, UsageDelta, UsageRow, AUDIT, IDEMPOTENCY,
+    KEYS, KEY_FEED, KEY_HASH, LEDGER, LEDGER_BY_KEY, LEDGER_IDS, SCIM, SCIM_NAME, USAGE,
+};
+use crate::core::keys::KeyRecord;
+use crate::core::ledger::LedgerRow;
+use crate::core::time::UnixMs;
+use crate::store::{Result, StoreError};
+
+/// The writer thread: drains queued jobs into one immediate-durability transaction at a time.
+pub(super) fn run(db: &Database, rx: &mpsc::Receiver<Job>, deleted: &Mutex<HashMap<String, KeyRecord>>) {
+    const MAX_BATCH: usize = 4096;
+    /// Rows nobody waits for (`ledger.durability = "async"`) are gathered this long per commit.
+    const ASYNC_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        let mut waiting = batch.iter().any(Job::is_awaited);
+        let window_end = crate::clock::now() + ASYNC_WINDOW;
+        while batch.len() < MAX_BATCH {
+            let next = if waiting {
+                rx.try_recv().ok()
+            } else {
+                let left = window_end.saturating_duration_since(crate::clock::now());
+                if left.is_zero() {
+                    None
+                } else {
+                    rx.recv_timeout(left).ok()
+                }
+            };
+            let Some(job) = next else { break };
+            waiting |= job.is_awaited();
+            batch.push(job);
+        }
+        let mut drops = Vec::new();
+        let mut acks: Vec<(Ack, Result<()>)> = Vec::new();
+        let outcome = commit_batch(db, batch, &mut drops, &mut acks, deleted);
+        for (ack, result) in acks {
+            let _ = ack.send(match &outcome {
+                Ok(()) => result,
+                Err(e) => Err(e.clone()),
+            });
+        }
+        for (before, ack) in drops {
+            let _ = ack.send(drop_before(db, before));
+        }
+    }
+}
+
+fn commit_batch(
+    db: &Database,
+    batch: Vec<Job>,
+    drops: &mut Vec<(UnixMs, may::sync::mpsc::Sender<Result<u64>>)>,
+    acks: &mut Vec<(Ack, Result<()>)>,
+    deleted: &Mutex<HashMap<String, KeyRecord>>,
+) -> Result<()> {
+    let mut txn = db.begin_write().map_err(unavailable)?;
+    txn.set_durability(redb::Durability::Immediate).map_err(unavailable)?;
+    {
+        let mut tables = Tables::open(&txn)?;
+        let mut usage_sums: HashMap<String, (u64, u64)> = HashMap::new();
+        for job in batch {
+            match job {
+                Job::Finish { row, usage, ack } => {
+                    let result = tables.finish(&row, usage.as_ref(), &mut usage_sums);
+                    if let Some(ack) = ack {
+                        acks.push((ack, result));
+                    } else if let Err(e) = result {
+                        log::error!("ledger write failed for {}: {e}", row.call_id);
+                    }
+                }
+                Job::Key { op, ack } => {
+                    let result = tables.key_op(op, deleted);
+                    acks.push((ack, result));
+                }
+                Job::DropBefore { before, ack } => drops.push((before, ack)),
+                Job::Barrier(ack) => acks.push((ack, Ok(()))),
+                Job::Apply(f, ack) => {
+                    let result = f(&mut tables);
+                    acks.push((ack, result));
+                }
+                Job::SetUsage { key, row, ack } => {
+                    let result = serde_json::to_vec(&row).map_err(corrupt).and_then(|bytes| {
+                        tables.usage.insert(key.as_str(), bytes.as_slice()).map(|_| ()).map_err(unavailable)
+                    });
+                    acks.push((ack, result));
+                }
+            }
+        }
+        tables.add_usage(usage_sums)?;
+    }
+    txn.commit().map_err(unavailable)
+}
+
+/// The tables of one write transaction.
+pub(crate) struct Tables<'t> {
+    pub(super) keys: redb::Table<'t, &'static str, &'static [u8]>,
+    pub(super) key_hash: redb::Table<'t, &'static [u8], &'static str>,
+    pub(super) key_feed: redb::Table<'t, u64, &'static str>,
+    pub(super) usage: redb::Table<'t, &'static str, &'static [u8]>,
+    pub(super) ledger: redb::Table<'t, &'static [u8], &'static [u8]>,
+    pub(super) ledger_ids: redb::Table<'t, &'static str, u64>,
+    pub(super) by_key: redb::Table<'t, &'static [u8], &'static [u8]>,
+    pub(super) scim: redb::Table<'t, &'static str, &'static [u8]>,
+    pub(super) scim_name: redb::Table<'t, &'static str, &'static str>,
+    pub(super) idempotency: redb::Table<'t, &'static str, &'static [u8]>,
+    pub(super) audit: redb::Table<'t, &'static [u8], &'static [u8]>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(txn: &'t redb::WriteTransaction) -> Result<Self> {
+        Ok(Self {
+            keys: txn.open_table(KEYS).map_err(unavailable)?,
+            key_hash: txn.open_table(KEY_HASH).map_err(unavailable)?,
+            key_feed: txn.open_table(KEY_FEED).map_err(unavailable)?,
+            usage: txn.open_table(USAGE).map_err(unavailable)?,
+            ledger: txn.open_table(LEDGER).map_err(unavailable)?,
+            ledger_ids: txn.open_table(LEDGER_IDS).map_err(unavailable)?,
+            by_key: txn.open_table(LEDGER_BY_KEY).map_err(unavailable)?,
+            scim: txn.open_table(SCIM).map_err(unavailable)?,
+            scim_name: txn.open_table(SCIM_NAME).map_err(unavailable)?,
+            idempotency: txn.open_table(IDEMPOTENCY).map_err(unavailable)?,
+            audit: txn.open_table(AUDIT).map_err(unavailable)?,
+        })
+    }
+
+    fn finish(
+        &mut self,
+        row: &LedgerRow,
+        usage: Option<&UsageDelta>,
+        sums: &mut HashMap<String, (u64, u64)>,
+    ) -> Result<()> {
+        if self.ledger_ids.insert(row.call_id.as_str(), row.created_at).map_err(unavailable)?.is_some() {
+            return Ok(()); // already recorded: exactly one row and one usage update per call
+        }
+        let bytes = serde_json::to_vec(row).map_err(corrupt)?;
+        let lk = ledger_key(row.created_at, &row.call_id);
+        self.ledger.insert(lk.as_slice(), bytes.as_slice()).map_err(unavailable)?;
+        let bk = by_key_key(&row.key_name, row.created_at, &row.call_id);
+        self.by_key.insert(bk.as_slice(), &[][..]).map_err(unavailable)?;
+        if let Some(u) = usage {
+            let sum = sums.entry(usage_key(&u.scope, u.period_start)).or_default();
+            sum.0 += u.requests;
+            sum.1 += u.spend_microusd;
+        }
+        Ok(())
+    }
+
+    /// Adds a batch's usage, one read-modify-write per scope and period.
+    fn add_usage(&mut self, sums: HashMap<String, (u64, u64)>) -> Result<()> {
+        for (key, (requests, spend)) in sums {
+            let mut current: UsageRow = match self.usage.get(key.as_str()).map_err(unavailable)? {
+                Some(v) => serde_json::from_slice(v.value()).map_err(corrupt)?,
+                None => UsageRow::default(),
+            };
+            current.requests += requests;
+            current.spend_microusd += spend;
+            let bytes = serde_json::to_vec(&current).map_err(corrupt)?;
+            self.usage.insert(key.as_str(), bytes.as_slice()).map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    fn next_seq(&self) -> Result<u64> {
+        Ok(self.key_feed.last().map_err(unavailable)?.map_or(0, |(k, _)| k.value()) + 1)
+    }
+
+    fn current(&self, lower: &str) -> Result<Option<KeyRecord>> {
+        let found = self.keys.get(lower).map_err(unavailable)?;
+        found.map(|v| serde_json::from_slice(v.value()).map_err(corrupt)).transpose()
+    }
+
+    fn key_op(&mut self, op: KeyOp, deleted: &Mutex<HashMap<String, KeyRecord>>) -> Result<()> {
+        match op {
+            KeyOp::Create(key) => {
+                let lower = key.name.to_ascii_lowercase();
+                if self.current(&lower)?.is_some() {
+                    return Err(StoreError::Conflict(format!("key `{}`", key.name)));
+                }
+                if self.key_hash.get(key.token_hash.as_slice()).map_err(unavailable)?.is_some() {
+                    return Err(StoreError::Conflict("token".into()));
+                }
+                self.put_key(&lower, &key)
+            }
+            KeyOp::Update(key, expected) => {
+                let lower = key.name.to_ascii_lowercase();
+                let Some(current) = self.current(&lower)? else { return Err(StoreError::NotFound) };
+                if current.version != expected {
+                    return Err(StoreError::VersionMismatch { current: current.version });
+                }
+                if current.token_hash != key.token_hash {
+                    if self.key_hash.get(key.token_hash.as_slice()).map_err(unavailable)?.is_some() {
+                        return Err(StoreError::Conflict("token".into()));
+                    }
+                    self.key_hash.remove(current.token_hash.as_slice()).map_err(unavailable)?;
+                }
+                self.put_key(&lower, &key)
+            }
+            KeyOp::Delete(lower, expected) => {
+                let Some(current) = self.current(&lower)? else { return Err(StoreError::NotFound) };
+                if expected.is_some_and(|v| v != current.version) {
+                    return Err(StoreError::VersionMismatch { current: current.version });
+                }
+                self.keys.remove(lower.as_str()).map_err(unavailable)?;
+                self.key_hash.remove(current.token_hash.as_slice()).map_err(unavailable)?;
+                let seq = self.next_seq()?;
+                self.key_feed.insert(seq, lower.as_str()).map_err(unavailable)?;
+                if let Ok(mut d) = deleted.lock() {
+                    d.insert(lower, current);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn put_key(&mut self, lower: &str, key: &KeyRecord) -> Result<()> {
+        let bytes = serde_json::to_vec(key).map_err(corrupt)?;
+        self.keys.insert(lower, bytes.as_slice()).map_err(unavailable)?;
+        self.key_hash.insert(key.token_hash.as_slice(), lower).map_err(unavailable)?;
+        let seq = self.next_seq()?;
+        self.key_feed.insert(seq, lower).map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+/// Deletes ledger rows older than `before` in chunks of their own transactions.
+fn drop_before(db: &Database, before: UnixMs) -> Result<u64> {
+    const CHUNK: usize = 10_000;
+    let end = ledger_key(before, "");
+    let mut total = 0u64;
+    loop {
+        let txn = db.begin_write().map_err(unavailable)?;
+        let removed;
+        {
+            let mut tables = Tables::open(&txn)?;
+            let mut victims = Vec::new();
+            for entry in tables.ledger.range(..end.as_slice()).map_err(unavailable)?.take(CHUNK) {
+                let (_, v) = entry.map_err(unavailable)?;
+                let row: LedgerRow = serde_json::from_slice(v.value()).map_err(corrupt)?;
+                victims.push((row.created_at, row.call_id, row.key_name));
+            }
+            for (at, id, key) in &victims {
+                tables.ledger.remove(ledger_key(*at, id).as_slice()).map_err(unavailable)?;
+                tables.ledger_ids.remove(id.as_str()).map_err(unavailable)?;
+                tables.by_key.remove(by_key_key(key, *at, id).as_slice()).map_err(unavailable)?;
+            }
+            removed = victims.len();
+        }
+        txn.commit().map_err(unavailable)?;
+        total += removed as u64;
+        if removed < CHUNK {
+            return Ok(total);
+        }
+    }
+}
