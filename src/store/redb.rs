@@ -96,6 +96,9 @@ enum Job {
 
 type Ack = may::sync::mpsc::Sender<Result<()>>;
 
+/// Async rows allowed in the writer's queue before callers wait for commits.
+const MAX_BACKLOG: usize = 50_000;
+
 /// A write run inside the writer's transaction.
 type ApplyFn = Box<dyn FnOnce(&mut Tables<'_>) -> Result<()> + Send>;
 
@@ -132,6 +135,8 @@ pub struct RedbStore {
     path: PathBuf,
     /// `None` once closing; dropping the sender stops the writer after it drains the queue.
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Async ledger rows queued but not yet committed.
+    backlog: Arc<std::sync::atomic::AtomicUsize>,
     writer: Option<std::thread::JoinHandle<()>>,
     counters: Mutex<HashMap<String, Counters>>,
     /// Call ids finished recently, so a retried `finish` is not applied twice (older ones are
@@ -207,15 +212,17 @@ impl RedbStore {
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel();
         let deleted: Arc<Mutex<HashMap<String, KeyRecord>>> = Arc::default();
-        let (writer_db, writer_deleted) = (Arc::clone(&db), Arc::clone(&deleted));
+        let backlog = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (writer_db, writer_deleted, writer_backlog) = (Arc::clone(&db), Arc::clone(&deleted), Arc::clone(&backlog));
         let writer_thread = std::thread::Builder::new()
             .name("prodex-redb-writer".into())
-            .spawn(move || writer::run(&writer_db, &rx, &writer_deleted))
+            .spawn(move || writer::run(&writer_db, &rx, &writer_deleted, &writer_backlog))
             .map_err(|e| unavailable(format!("cannot start the redb writer: {e}")))?;
         Ok(Self {
             db,
             path: path.to_path_buf(),
             jobs: Mutex::new(Some(tx)),
+            backlog,
             writer: Some(writer_thread),
             counters: Mutex::default(),
             finished: Mutex::default(),
@@ -465,9 +472,13 @@ impl Store for RedbStore {
             })?;
         }
         let row = Box::new(call.row.clone());
-        if call.wait_durable {
+        // Backpressure: when the writer falls behind, async rows wait like durable ones instead of
+        // queueing without bound (the caller parks; no worker thread blocks).
+        let behind = self.backlog.load(std::sync::atomic::Ordering::Relaxed) >= MAX_BACKLOG;
+        if call.wait_durable || behind {
             self.send_and_wait(|ack| Job::Finish { row, usage, ack: Some(ack) })
         } else {
+            self.backlog.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.send(Job::Finish { row, usage, ack: None })
         }
     }

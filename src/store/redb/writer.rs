@@ -3,6 +3,7 @@
 //! acknowledges each job once its transaction is durable.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 
 use redb::{Database, ReadableTable};
@@ -17,7 +18,12 @@ use crate::core::time::UnixMs;
 use crate::store::{Result, StoreError};
 
 /// The writer thread: drains queued jobs into one immediate-durability transaction at a time.
-pub(super) fn run(db: &Database, rx: &mpsc::Receiver<Job>, deleted: &Mutex<HashMap<String, KeyRecord>>) {
+pub(super) fn run(
+    db: &Database,
+    rx: &mpsc::Receiver<Job>,
+    deleted: &Mutex<HashMap<String, KeyRecord>>,
+    backlog: &AtomicUsize,
+) {
     const MAX_BATCH: usize = 4096;
     /// Rows nobody waits for (`ledger.durability = "async"`) are gathered this long per commit.
     const ASYNC_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
@@ -40,9 +46,11 @@ pub(super) fn run(db: &Database, rx: &mpsc::Receiver<Job>, deleted: &Mutex<HashM
             waiting |= job.is_awaited();
             batch.push(job);
         }
+        let unawaited = batch.iter().filter(|j| !j.is_awaited()).count();
         let mut drops = Vec::new();
         let mut acks: Vec<(Ack, Result<()>)> = Vec::new();
         let outcome = commit_batch(db, batch, &mut drops, &mut acks, deleted);
+        backlog.fetch_sub(unawaited, Ordering::Relaxed);
         for (ack, result) in acks {
             let _ = ack.send(match &outcome {
                 Ok(()) => result,
