@@ -220,9 +220,14 @@ fn ensure_partition(c: &mut Client, at: UnixMs) -> std::result::Result<(), Fail>
     Ok(())
 }
 
+/// Creates the scope's row if needed and locks it, in one round trip.
 fn lock_counters(tx: &mut Transaction<'_>, scope: &str) -> std::result::Result<Counters, Fail> {
-    tx.execute("INSERT INTO prodex_limits (scope, state) VALUES ($1, '{}') ON CONFLICT DO NOTHING", &[&scope])?;
-    let state: String = tx.query_one("SELECT state FROM prodex_limits WHERE scope = $1 FOR UPDATE", &[&scope])?.get(0);
+    let state: String = tx
+        .query_one(
+            "INSERT INTO prodex_limits (scope, state) VALUES ($1, '{}') ON CONFLICT (scope) DO UPDATE SET scope = EXCLUDED.scope RETURNING state",
+            &[&scope],
+        )?
+        .get(0);
     parse(&state)
 }
 
@@ -408,15 +413,19 @@ impl Store for PgStore {
         self.call(move |c| {
             let mut tx = c.transaction()?;
             let mut counters = lock_counters(&mut tx, &r.scope)?;
-            expire_reservations(&mut tx, &r.scope, &mut counters, r.at)?;
+            // Abandoned reservations are looked for now and then (they live an hour), not on every call.
+            if counters.in_flight > 0 && r.at % 16 == 0 {
+                expire_reservations(&mut tx, &r.scope, &mut counters, r.at)?;
+            }
             let outcome = admission::admit(&mut counters, &r.limits, r.ask, r.at);
             if outcome.is_ok() {
                 tx.execute(
-                    "INSERT INTO prodex_reservations (call_id, scope, ask_cost, ask_tokens, at, expires_at, limits) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-                    &[&r.call_id, &r.scope, &i(r.ask.cost_microusd), &i(r.ask.tokens), &i(r.at), &i(r.at + RESERVATION_TTL_MS), &json(&r.limits)?],
+                    "WITH held AS (INSERT INTO prodex_reservations (call_id, scope, ask_cost, ask_tokens, at, expires_at, limits) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING) UPDATE prodex_limits SET state = $8 WHERE scope = $2",
+                    &[&r.call_id, &r.scope, &i(r.ask.cost_microusd), &i(r.ask.tokens), &i(r.at), &i(r.at + RESERVATION_TTL_MS), &json(&r.limits)?, &json(&counters)?],
                 )?;
+            } else {
+                save_counters(&mut tx, &r.scope, &counters)?;
             }
-            save_counters(&mut tx, &r.scope, &counters)?;
             tx.commit()?;
             Ok(outcome.map(|()| admission::headroom(&counters, &r.limits, r.at)))
         })
@@ -436,13 +445,18 @@ impl Store for PgStore {
         self.call(move |c| {
             let mut tx = c.transaction()?;
             let row = &call.row;
-            let inserted = tx.execute(
-                "INSERT INTO prodex_ledger (call_id, created_at, key_name, tenant_id, model, provider, status, row_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+            // The row and the reservation's removal in one round trip; the reservation is only
+            // removed when the row is new, so a retried finish changes nothing.
+            let counts = tx.query_one(
+                "WITH l AS (INSERT INTO prodex_ledger (call_id, created_at, key_name, tenant_id, model, provider, status, row_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING 1), \
+                 d AS (DELETE FROM prodex_reservations WHERE call_id = $1 AND EXISTS (SELECT 1 FROM l) RETURNING 1) \
+                 SELECT (SELECT COUNT(*) FROM l), (SELECT COUNT(*) FROM d)",
                 &[&row.call_id, &i(row.created_at), &row.key_name, &row.tenant_id, &row.model, &row.provider, &i32::from(row.status), &json(row)?],
             )?;
+            let (inserted, held): (i64, i64) = (counts.get(0), counts.get(1));
             if inserted == 1 {
                 if let Some(r) = &call.reservation {
-                    let held = tx.execute("DELETE FROM prodex_reservations WHERE call_id = $1", &[&r.call_id])? == 1;
+                    let held = held == 1;
                     let mut counters = lock_counters(&mut tx, &r.scope)?;
                     match (call.settlement, held) {
                         (Settlement::Used { cost_microusd, tokens }, true) => admission::settle(&mut counters, &r.limits, r.ask, r.at, cost_microusd, tokens, call.now),

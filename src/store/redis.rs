@@ -122,6 +122,9 @@ fn key_index(name: &str) -> String {
 /// The Redis store.
 pub struct RedisStore {
     pool: Pool<Connection>,
+    /// One lock per limit scope: this node's pool threads take turns on a scope instead of
+    /// failing each other's WATCH transactions (only other nodes can still make one retry).
+    scopes: std::sync::Mutex<std::collections::HashMap<String, Arc<std::sync::Mutex<()>>>>,
 }
 
 impl RedisStore {
@@ -137,13 +140,18 @@ impl RedisStore {
             con.set_write_timeout(Some(std::time::Duration::from_secs(8))).map_err(|e| e.to_string())?;
             Ok(con)
         });
-        let store = Self { pool: Pool::start(threads, "prodex-redis", connect)? };
+        let store = Self { pool: Pool::start(threads, "prodex-redis", connect)?, scopes: std::sync::Mutex::default() };
         store.ping()?;
         Ok(store)
     }
 
     fn call<R: Send + 'static>(&self, f: impl FnOnce(&mut Connection) -> Step<R> + Send + 'static) -> Result<R> {
         self.pool.call(f)
+    }
+
+    fn scope_lock(&self, scope: &str) -> Arc<std::sync::Mutex<()>> {
+        let mut map = self.scopes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(map.entry(scope.to_string()).or_default())
     }
 
     fn scan(
@@ -388,7 +396,10 @@ impl Store for RedisStore {
 
     fn reserve(&self, r: &Reservation) -> Result<std::result::Result<Headroom, Refusal>> {
         let r = r.clone();
+        let lock = self.scope_lock(&r.scope);
         self.call(move |c| {
+            // Held on this pool thread only (an OS thread), never on a may worker.
+            let _turn = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let (lk, rk) = (limit_key(&r.scope), resv_key(&r.scope));
             let held = json(&Held {
                 ask_cost: r.ask.cost_microusd,
@@ -426,7 +437,9 @@ impl Store for RedisStore {
 
     fn finish(&self, call: &Finished) -> Result<()> {
         let call = call.clone();
+        let lock = call.reservation.as_ref().map(|r| self.scope_lock(&r.scope));
         self.call(move |c| {
+            let _turn = lock.as_ref().map(|l| l.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
             let m = member(call.row.created_at, &call.row.call_id);
             let row = json(&call.row)?;
             let idx = key_index(&call.row.key_name);
