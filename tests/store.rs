@@ -419,3 +419,29 @@ fn scim_users_idempotency_records_and_audit_entries() {
         assert_eq!(by_prefix.len(), 10);
     }
 }
+
+#[test]
+fn reservations_of_a_crashed_node_expire_on_shared_backends() {
+    // On redb, reservations live in the process and vanish with it; on Postgres and Redis another
+    // node releases them once they are an hour old.
+    for (store, _dir) in backends().into_iter().filter(|(s, _)| s.backend() != "redb") {
+        let limits = Limits { max_parallel_requests: Some(1), ..Limits::default() };
+        let r = |id: &str, at| Reservation {
+            call_id: id.into(),
+            scope: "key:crashy".into(),
+            limits: limits.clone(),
+            ask: Ask { cost_microusd: 5, tokens: 1 },
+            at,
+        };
+        assert!(store.reserve(&r("lost", 16)).unwrap().is_ok());
+        assert_eq!(store.reserve(&r("blocked", 32)).unwrap(), Err(Refusal::Parallel), "{}", store.backend());
+        let later = 2 * 3_600_000 + 16;
+        assert!(
+            store.reserve(&r("after", later)).unwrap().is_ok(),
+            "{}: the abandoned reservation expired",
+            store.backend()
+        );
+        let c = store.counters("key:crashy", &limits, later).unwrap();
+        assert_eq!((c.in_flight, c.reserved_microusd), (1, 5));
+    }
+}

@@ -8,10 +8,10 @@
 //! are `{created_at:013}:{call_id}` (all scores 0, so lexicographic ranges are time ranges), plus
 //! one such index per key name (`ledger:key:{name}`).
 //!
-//! Atomicity: every read-check-write (reserve, finish, key compare-and-swap) runs as an optimistic
-//! transaction (WATCH the scope's keys, compute with the pure core functions, MULTI/EXEC, retry on
-//! conflict), so racing nodes never overrun a limit and the admission rules stay in one place
-//! (`core::admission`) instead of being re-implemented in Lua.
+//! Atomicity: `reserve` and `finish` are Lua scripts (`redis.lua`), one atomic round trip each, so
+//! racing nodes never overrun a limit and a hot key costs one round trip per call; the script is a
+//! port of `core::admission` over the same JSON state, held to the same results by the conformance
+//! suite. Key and SCIM compare-and-swaps are optimistic WATCH/MULTI/EXEC transactions.
 //!
 //! Durability is Redis's: with `appendonly yes` and `appendfsync everysec` (the compose file's
 //! setting) a Redis crash can lose up to about a second of ledger rows and usage; without AOF, a
@@ -21,13 +21,18 @@ use std::sync::Arc;
 
 use redis::{Commands, Connection};
 
-use crate::core::admission::{self, Ask, Counters, Headroom, Refusal};
+use crate::core::admission::{self, Counters, Headroom, Refusal};
 use crate::core::directory::{AuditEntry, AuditQuery, IdempotencyRecord, ScimUser};
 use crate::core::keys::{KeyRecord, Limits, TokenHash};
 use crate::core::ledger::{summarize, Bucket, Dimension, LedgerQuery, LedgerRow};
 use crate::core::time::UnixMs;
 use crate::store::pool::{Broken, Connect, Pool};
 use crate::store::{Finished, KeyChanges, KeyFilter, LedgerPage, Reservation, Result, Settlement, Store, StoreError};
+
+/// Admission and settlement as one atomic round trip each (`redis.lua`, a port of
+/// `core::admission`; the conformance suite holds it to the same results as the other backends).
+static SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("redis.lua")));
 
 /// How long an open reservation may live before another call may release it (a crashed node's).
 const RESERVATION_TTL_MS: u64 = 60 * 60 * 1000;
@@ -122,9 +127,6 @@ fn key_index(name: &str) -> String {
 /// The Redis store.
 pub struct RedisStore {
     pool: Pool<Connection>,
-    /// One lock per limit scope: this node's pool threads take turns on a scope instead of
-    /// failing each other's WATCH transactions (only other nodes can still make one retry).
-    scopes: std::sync::Mutex<std::collections::HashMap<String, Arc<std::sync::Mutex<()>>>>,
 }
 
 impl RedisStore {
@@ -140,18 +142,13 @@ impl RedisStore {
             con.set_write_timeout(Some(std::time::Duration::from_secs(8))).map_err(|e| e.to_string())?;
             Ok(con)
         });
-        let store = Self { pool: Pool::start(threads, "prodex-redis", connect)?, scopes: std::sync::Mutex::default() };
+        let store = Self { pool: Pool::start(threads, "prodex-redis", connect)? };
         store.ping()?;
         Ok(store)
     }
 
     fn call<R: Send + 'static>(&self, f: impl FnOnce(&mut Connection) -> Step<R> + Send + 'static) -> Result<R> {
         self.pool.call(f)
-    }
-
-    fn scope_lock(&self, scope: &str) -> Arc<std::sync::Mutex<()>> {
-        let mut map = self.scopes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        Arc::clone(map.entry(scope.to_string()).or_default())
     }
 
     fn scan(
@@ -200,19 +197,6 @@ impl RedisStore {
             }
         }
     }
-}
-
-/// Releases reservations of a scope that outlived their holder (inside a transaction's read phase).
-fn expired(c: &mut Connection, scope: &str, now: UnixMs) -> Step<Vec<(String, Held)>> {
-    let held: Vec<(String, String)> = c.hgetall(resv_key(scope))?;
-    let mut out = Vec::new();
-    for (id, text) in held {
-        let h: Held = parse(&text)?;
-        if h.expires_at < now {
-            out.push((id, h));
-        }
-    }
-    Ok(out)
 }
 
 fn counters_of(c: &mut Connection, scope: &str) -> Step<Counters> {
@@ -396,11 +380,7 @@ impl Store for RedisStore {
 
     fn reserve(&self, r: &Reservation) -> Result<std::result::Result<Headroom, Refusal>> {
         let r = r.clone();
-        let lock = self.scope_lock(&r.scope);
         self.call(move |c| {
-            // Held on this pool thread only (an OS thread), never on a may worker.
-            let _turn = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let (lk, rk) = (limit_key(&r.scope), resv_key(&r.scope));
             let held = json(&Held {
                 ask_cost: r.ask.cost_microusd,
                 ask_tokens: r.ask.tokens,
@@ -408,75 +388,82 @@ impl Store for RedisStore {
                 expires_at: r.at + RESERVATION_TTL_MS,
                 limits: r.limits.clone(),
             })?;
-            let outcome = redis::transaction(c, &[lk.as_str(), rk.as_str()], |c, pipe| {
-                let mut counters = counters_of(c, &r.scope).map_err(to_redis)?;
-                for (id, h) in expired(c, &r.scope, r.at).map_err(to_redis)? {
-                    admission::release(
-                        &mut counters,
-                        &h.limits,
-                        Ask { cost_microusd: h.ask_cost, tokens: h.ask_tokens },
-                        h.at,
-                        r.at,
-                    );
-                    pipe.hdel(&rk, id).ignore();
+            let limit = |v: Option<u64>| v.map_or(-1i128, i128::from).to_string();
+            // Abandoned reservations (they live an hour) are swept now and then, not on every call.
+            let sweep = if r.at % 16 == 0 { r.at } else { 0 };
+            let (refusal, state): (i64, String) = SCRIPT
+                .key(limit_key(&r.scope))
+                .key(resv_key(&r.scope))
+                .arg("reserve")
+                .arg(r.at)
+                .arg(admission::period_start(r.limits.budget_period, r.at))
+                .arg(limit(r.limits.budget_microusd))
+                .arg(limit(r.limits.request_budget))
+                .arg(limit(r.limits.rpm_limit))
+                .arg(limit(r.limits.tpm_limit))
+                .arg(limit(r.limits.max_parallel_requests))
+                .arg(r.ask.cost_microusd)
+                .arg(r.ask.tokens)
+                .arg(&r.call_id)
+                .arg(held)
+                .arg(sweep)
+                .invoke(c)?;
+            let counters: Counters = parse(&state)?;
+            let sec = r.at / 1000;
+            Ok(match refusal {
+                0 => Ok(admission::headroom(&counters, &r.limits, r.at)),
+                1 => Err(Refusal::RequestBudget),
+                2 => Err(Refusal::SpendBudget),
+                3 => Err(Refusal::Rpm {
+                    retry_after_secs: counters
+                        .minute_requests
+                        .seconds_until_at_most(r.limits.rpm_limit.unwrap_or(1).saturating_sub(1), sec),
+                }),
+                4 => {
+                    let tpm = r.limits.tpm_limit.unwrap_or(0);
+                    Err(Refusal::Tpm {
+                        retry_after_secs: counters
+                            .minute_tokens
+                            .seconds_until_at_most(tpm.saturating_sub(r.ask.tokens.min(tpm)), sec),
+                    })
                 }
-                let outcome = admission::admit(&mut counters, &r.limits, r.ask, r.at);
-                if outcome.is_ok() {
-                    pipe.hset(&rk, &r.call_id, &held).ignore();
-                }
-                let state = serde_json::to_string(&counters)
-                    .map_err(|e| redis::RedisError::from((redis::ErrorKind::Client, "encode", e.to_string())))?;
-                pipe.set(&lk, state).ignore();
-                // EXEC answers nil when a watched key changed: `None` makes `transaction` retry.
-                let done: Option<()> = pipe.query(c)?;
-                Ok(done.map(|()| outcome.map(|()| admission::headroom(&counters, &r.limits, r.at))))
-            })?;
-            Ok(outcome)
+                _ => Err(Refusal::Parallel),
+            })
         })
     }
 
     fn finish(&self, call: &Finished) -> Result<()> {
         let call = call.clone();
-        let lock = call.reservation.as_ref().map(|r| self.scope_lock(&r.scope));
         self.call(move |c| {
-            let _turn = lock.as_ref().map(|l| l.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-            let m = member(call.row.created_at, &call.row.call_id);
-            let row = json(&call.row)?;
-            let idx = key_index(&call.row.key_name);
-            let (lk, rk) = call
-                .reservation
-                .as_ref()
-                .map_or((String::new(), String::new()), |r| (limit_key(&r.scope), resv_key(&r.scope)));
-            let watched: Vec<&str> =
-                if call.reservation.is_some() { vec![lk.as_str(), rk.as_str()] } else { vec![ROWS] };
-            redis::transaction(c, &watched, |c, pipe| {
-                if c.hexists::<_, _, bool>(ROWS, &m)? {
-                    return Ok(Some(())); // already recorded: count once
-                }
-                pipe.hset(ROWS, &m, &row).ignore().zadd(LEDGER, &m, 0).ignore().zadd(&idx, &m, 0).ignore();
-                if let Some(r) = &call.reservation {
-                    let mut counters = counters_of(c, &r.scope).map_err(to_redis)?;
-                    let held: bool = c.hexists(&rk, &r.call_id)?;
-                    match (call.settlement, held) {
-                        (Settlement::Used { cost_microusd, tokens }, true) => {
-                            admission::settle(&mut counters, &r.limits, r.ask, r.at, cost_microusd, tokens, call.now)
-                        }
-                        (Settlement::Released, true) => {
-                            admission::release(&mut counters, &r.limits, r.ask, r.at, call.now)
-                        }
-                        (Settlement::Used { cost_microusd, .. }, false) => {
-                            admission::roll_period(&mut counters, r.limits.budget_period, call.now);
-                            counters.spend_microusd += cost_microusd;
-                            counters.requests += 1;
-                        }
-                        (Settlement::Released, false) => {}
-                    }
-                    let state = serde_json::to_string(&counters)
-                        .map_err(|e| redis::RedisError::from((redis::ErrorKind::Client, "encode", e.to_string())))?;
-                    pipe.set(&lk, state).ignore().hdel(&rk, &r.call_id).ignore();
-                }
-                pipe.query::<Option<()>>(c)
-            })?;
+            let row = &call.row;
+            let (scope, limits, at, ask) = match &call.reservation {
+                Some(r) => (r.scope.clone(), r.limits.clone(), r.at, r.ask),
+                None => (String::new(), Limits::default(), 0, admission::Ask::default()),
+            };
+            let (used, cost, tokens) = match call.settlement {
+                Settlement::Used { cost_microusd, tokens } => (1, cost_microusd, tokens),
+                Settlement::Released => (0, 0, 0),
+            };
+            let _: i64 = SCRIPT
+                .key(ROWS)
+                .key(LEDGER)
+                .key(key_index(&row.key_name))
+                .key(limit_key(&scope))
+                .key(resv_key(&scope))
+                .arg("finish")
+                .arg(member(row.created_at, &row.call_id))
+                .arg(json(row)?)
+                .arg(&row.call_id)
+                .arg(i32::from(call.reservation.is_some()))
+                .arg(used)
+                .arg(cost)
+                .arg(tokens)
+                .arg(call.now)
+                .arg(admission::period_start(limits.budget_period, call.now))
+                .arg(at)
+                .arg(ask.cost_microusd)
+                .arg(ask.tokens)
+                .invoke(c)?;
             Ok(())
         })
     }
