@@ -324,10 +324,14 @@ impl RedbStore {
             end.truncate(key.len() + 1);
             end.extend_from_slice(&hi_key);
             for entry in index.range(start.as_slice()..end.as_slice()).map_err(unavailable)?.rev() {
-                let (k, _) = entry.map_err(unavailable)?;
-                let row_key = &k.value()[key.len() + 1..];
-                let Some(v) = ledger.get(row_key).map_err(unavailable)? else { continue };
-                let row: LedgerRow = serde_json::from_slice(v.value()).map_err(corrupt)?;
+                let (k, v) = entry.map_err(unavailable)?;
+                let row: LedgerRow = if v.value().is_empty() {
+                    // Written before the index carried rows: look the row up.
+                    let Some(v) = ledger.get(&k.value()[key.len() + 1..]).map_err(unavailable)? else { continue };
+                    serde_json::from_slice(v.value()).map_err(corrupt)?
+                } else {
+                    serde_json::from_slice(v.value()).map_err(corrupt)?
+                };
                 if q.matches(&row) && !f(row) {
                     return Ok(());
                 }

@@ -153,7 +153,8 @@ impl<'t> Tables<'t> {
         let lk = ledger_key(row.created_at, &row.call_id);
         self.ledger.insert(lk.as_slice(), bytes.as_slice()).map_err(unavailable)?;
         let bk = by_key_key(&row.key_name, row.created_at, &row.call_id);
-        self.by_key.insert(bk.as_slice(), &[][..]).map_err(unavailable)?;
+        // The key index carries the row itself: a one-key query is one sequential range read.
+        self.by_key.insert(bk.as_slice(), bytes.as_slice()).map_err(unavailable)?;
         if let Some(u) = usage {
             let sum = sums.entry(usage_key(&u.scope, u.period_start)).or_default();
             sum.0 += u.requests;
