@@ -33,6 +33,6 @@ cargo fmt --check || die "code is not formatted: run cargo fmt"
 cargo clippy --all-targets --locked -- -D warnings
 scripts/check-layout.sh
 scripts/check-deploy.sh
-cargo test --all-targets --locked
+cargo test --locked --lib --bins --tests   # not --benches: benchmarks run from scripts/bench
 # Fuzz smoke: every target for a short while (scripts/fuzz for longer runs).
 FUZZ_SECONDS="${FUZZ_SECONDS:-10}" scripts/fuzz
