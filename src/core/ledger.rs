@@ -254,16 +254,40 @@ impl Bucket {
     }
 }
 
+/// Folds rows into summary buckets one at a time (no need to hold the rows).
+#[derive(Clone, Debug, Default)]
+pub struct Summarizer {
+    dims: Vec<Dimension>,
+    groups: BTreeMap<Vec<Option<String>>, Bucket>,
+    totals: Bucket,
+}
+
+impl Summarizer {
+    #[must_use]
+    pub fn new(dims: &[Dimension]) -> Self {
+        Self { dims: dims.to_vec(), ..Self::default() }
+    }
+
+    pub fn add(&mut self, row: &LedgerRow) {
+        let key: Vec<Option<String>> = self.dims.iter().map(|d| d.value(row)).collect();
+        self.groups.entry(key.clone()).or_insert_with(|| Bucket { group: key, ..Bucket::default() }).add(row);
+        self.totals.add(row);
+    }
+
+    /// The buckets (sorted by group) and the totals bucket.
+    #[must_use]
+    pub fn finish(self) -> (Vec<Bucket>, Bucket) {
+        (self.groups.into_values().collect(), self.totals)
+    }
+}
+
 /// Groups `rows` by `dims`; returns the buckets (sorted by group) and the totals bucket.
 pub fn summarize<'a>(rows: impl IntoIterator<Item = &'a LedgerRow>, dims: &[Dimension]) -> (Vec<Bucket>, Bucket) {
-    let mut groups: BTreeMap<Vec<Option<String>>, Bucket> = BTreeMap::new();
-    let mut totals = Bucket::default();
+    let mut s = Summarizer::new(dims);
     for row in rows {
-        let key: Vec<Option<String>> = dims.iter().map(|d| d.value(row)).collect();
-        groups.entry(key.clone()).or_insert_with(|| Bucket { group: key, ..Bucket::default() }).add(row);
-        totals.add(row);
+        s.add(row);
     }
-    (groups.into_values().collect(), totals)
+    s.finish()
 }
 
 /// Opaque paging cursor: the last row returned (rows are listed newest first).

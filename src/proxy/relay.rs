@@ -104,18 +104,11 @@ fn relay_raw(
 ) -> Result<Tail, ApiError> {
     let mut reader = upstream::body_reader(resp);
     let mut buf = vec![0u8; 16 * 1024];
-    if ex.start_stream(status, &header_refs(headers)).is_err() {
-        call.client_disconnected = true;
+    if !start(ex, status, headers, call) {
         return Ok(Tail::Nothing);
     }
-    call.ttfb = Some(clock::elapsed(ex.started));
     loop {
-        let t0 = clock::now();
-        let n = reader.read(&mut buf);
-        let waited = clock::elapsed(t0);
-        ex.add_upstream_time(waited);
-        call.upstream += waited;
-        match n {
+        match timed_read(ex, call, &mut reader, &mut buf) {
             Ok(0) => return Ok(Tail::EndOfStream),
             Ok(n) => {
                 if ex.send_chunk(&buf[..n]).is_err() {
@@ -132,6 +125,31 @@ fn relay_raw(
     }
 }
 
+/// Starts the streamed response; false when the client is already gone.
+fn start(ex: &mut Exchange<'_>, status: u16, headers: &[(String, String)], call: &mut Call) -> bool {
+    if ex.start_stream(status, &header_refs(headers)).is_err() {
+        call.client_disconnected = true;
+        return false;
+    }
+    call.ttfb = Some(clock::elapsed(ex.started));
+    true
+}
+
+/// One read from the upstream body, its wait counted as upstream time (not gateway overhead).
+fn timed_read(
+    ex: &mut Exchange<'_>,
+    call: &mut Call,
+    reader: &mut impl Read,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    let t0 = clock::now();
+    let n = reader.read(buf);
+    let waited = clock::elapsed(t0);
+    ex.add_upstream_time(waited);
+    call.upstream += waited;
+    n
+}
+
 /// Relays an SSE stream event by event, metering usage and hiding injected usage chunks.
 fn relay_sse(
     ex: &mut Exchange<'_>,
@@ -146,17 +164,11 @@ fn relay_sse(
     let mut reader = upstream::body_reader(resp);
     let mut decoder = sse::Decoder::default();
     let mut buf = vec![0u8; 16 * 1024];
-    if ex.start_stream(status, &header_refs(headers)).is_err() {
-        call.client_disconnected = true;
+    if !start(ex, status, headers, call) {
         return Ok(Tail::Nothing);
     }
-    call.ttfb = Some(clock::elapsed(ex.started));
     loop {
-        let t0 = clock::now();
-        let read = reader.read(&mut buf);
-        let waited = clock::elapsed(t0);
-        ex.add_upstream_time(waited);
-        call.upstream += waited;
+        let read = timed_read(ex, call, &mut reader, &mut buf);
         let n = match read {
             Ok(0) => break,
             Ok(n) => n,

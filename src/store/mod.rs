@@ -25,7 +25,7 @@ use std::fmt;
 use crate::core::admission::{Ask, Counters, Headroom, Refusal};
 use crate::core::directory::{AuditEntry, AuditQuery, IdempotencyRecord, ScimUser};
 use crate::core::keys::{KeyRecord, Limits, TokenHash};
-use crate::core::ledger::{Bucket, Dimension, LedgerQuery, LedgerRow};
+use crate::core::ledger::{Bucket, Dimension, LedgerQuery, LedgerRow, Summarizer};
 use crate::core::time::UnixMs;
 
 /// A storage failure.
@@ -174,14 +174,45 @@ pub trait Store: Send + Sync {
     /// when state is imported or migrated. Open reservations and rate windows are not copied.
     fn set_counters(&self, scope: &str, counters: &Counters) -> Result<()>;
 
-    /// Rows matching `q`, newest first, strictly older than `after` (a previous page's `next`).
-    fn ledger_page(&self, q: &LedgerQuery, after: Option<&(UnixMs, String)>, limit: usize) -> Result<LedgerPage>;
+    /// Calls `f` with every row matching `q`, newest first, strictly older than `after` (a
+    /// previous page's `next`), until `f` returns false. The one ledger read each backend implements.
+    fn ledger_walk(
+        &self,
+        q: &LedgerQuery,
+        after: Option<&(UnixMs, String)>,
+        f: &mut dyn FnMut(LedgerRow) -> bool,
+    ) -> Result<()>;
+
+    /// Rows matching `q`, newest first, strictly older than `after`, at most `limit`.
+    fn ledger_page(&self, q: &LedgerQuery, after: Option<&(UnixMs, String)>, limit: usize) -> Result<LedgerPage> {
+        let mut rows = Vec::with_capacity(limit.min(1024) + 1);
+        self.ledger_walk(q, after, &mut |row| {
+            rows.push(row);
+            rows.len() <= limit
+        })?;
+        let next = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(|r| (r.created_at, r.call_id.clone()))
+        } else {
+            None
+        };
+        Ok(LedgerPage { rows, next })
+    }
 
     /// Calls `f` with every matching row, newest first, until it returns false (streamed exports).
-    fn ledger_scan(&self, q: &LedgerQuery, f: &mut dyn FnMut(&LedgerRow) -> bool) -> Result<()>;
+    fn ledger_scan(&self, q: &LedgerQuery, f: &mut dyn FnMut(&LedgerRow) -> bool) -> Result<()> {
+        self.ledger_walk(q, None, &mut |row| f(&row))
+    }
 
     /// Matching rows grouped by `dims`, plus the totals.
-    fn ledger_summary(&self, q: &LedgerQuery, dims: &[Dimension]) -> Result<(Vec<Bucket>, Bucket)>;
+    fn ledger_summary(&self, q: &LedgerQuery, dims: &[Dimension]) -> Result<(Vec<Bucket>, Bucket)> {
+        let mut summary = Summarizer::new(dims);
+        self.ledger_walk(q, None, &mut |row| {
+            summary.add(&row);
+            true
+        })?;
+        Ok(summary.finish())
+    }
 
     /// Drops rows created before `before`, in bulk; returns how many.
     fn drop_ledger_before(&self, before: UnixMs) -> Result<u64>;

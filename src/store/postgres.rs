@@ -20,10 +20,10 @@ use postgres::{Client, NoTls, Transaction};
 use crate::core::admission::{self, Ask, Counters, Headroom, Refusal};
 use crate::core::directory::{AuditEntry, AuditQuery, IdempotencyRecord, ScimUser};
 use crate::core::keys::{KeyRecord, Limits, TokenHash};
-use crate::core::ledger::{summarize, Bucket, Dimension, LedgerQuery, LedgerRow};
+use crate::core::ledger::{LedgerQuery, LedgerRow};
 use crate::core::time::{format_rfc3339, parse_rfc3339, UnixMs};
 use crate::store::pool::{Broken, Connect, Pool};
-use crate::store::{Finished, KeyChanges, KeyFilter, LedgerPage, Reservation, Result, Settlement, Store, StoreError};
+use crate::store::{Finished, KeyChanges, KeyFilter, Reservation, Result, Settlement, Store, StoreError};
 
 /// How long an open reservation may live before another call may release it (a crashed node's).
 const RESERVATION_TTL_MS: u64 = 60 * 60 * 1000;
@@ -490,32 +490,13 @@ impl Store for PgStore {
         })
     }
 
-    fn ledger_page(&self, q: &LedgerQuery, after: Option<&(UnixMs, String)>, limit: usize) -> Result<LedgerPage> {
-        let mut rows = Vec::new();
-        self.scan(q, after.cloned(), limit + 1, &mut |row| {
-            rows.push(row);
-            true
-        })?;
-        let next = if rows.len() > limit {
-            rows.truncate(limit);
-            rows.last().map(|r| (r.created_at, r.call_id.clone()))
-        } else {
-            None
-        };
-        Ok(LedgerPage { rows, next })
-    }
-
-    fn ledger_scan(&self, q: &LedgerQuery, f: &mut dyn FnMut(&LedgerRow) -> bool) -> Result<()> {
-        self.scan(q, None, usize::MAX, &mut |row| f(&row))
-    }
-
-    fn ledger_summary(&self, q: &LedgerQuery, dims: &[Dimension]) -> Result<(Vec<Bucket>, Bucket)> {
-        let mut rows = Vec::new();
-        self.scan(q, None, usize::MAX, &mut |row| {
-            rows.push(row);
-            true
-        })?;
-        Ok(summarize(rows.iter(), dims))
+    fn ledger_walk(
+        &self,
+        q: &LedgerQuery,
+        after: Option<&(UnixMs, String)>,
+        f: &mut dyn FnMut(LedgerRow) -> bool,
+    ) -> Result<()> {
+        self.scan(q, after.cloned(), usize::MAX, f)
     }
 
     fn drop_ledger_before(&self, before: UnixMs) -> Result<u64> {

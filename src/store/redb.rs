@@ -27,9 +27,9 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use crate::core::admission::{self, Counters, Headroom, Refusal};
 use crate::core::directory::{AuditEntry, AuditQuery, IdempotencyRecord, ScimUser};
 use crate::core::keys::{KeyRecord, Limits, TokenHash};
-use crate::core::ledger::{summarize, Bucket, Dimension, LedgerQuery, LedgerRow};
+use crate::core::ledger::{LedgerQuery, LedgerRow};
 use crate::core::time::UnixMs;
-use crate::store::{Finished, KeyChanges, KeyFilter, LedgerPage, Reservation, Result, Settlement, Store, StoreError};
+use crate::store::{Finished, KeyChanges, KeyFilter, Reservation, Result, Settlement, Store, StoreError};
 
 const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
 const KEY_HASH: TableDefinition<&[u8], &str> = TableDefinition::new("key_hash");
@@ -491,32 +491,13 @@ impl Store for RedbStore {
         self.with_counters(scope, limits, now, |c| c.clone())
     }
 
-    fn ledger_page(&self, q: &LedgerQuery, after: Option<&(UnixMs, String)>, limit: usize) -> Result<LedgerPage> {
-        let mut rows = Vec::with_capacity(limit.min(1024) + 1);
-        self.scan(q, after, &mut |row| {
-            rows.push(row);
-            rows.len() <= limit
-        })?;
-        let next = if rows.len() > limit {
-            rows.truncate(limit);
-            rows.last().map(|r| (r.created_at, r.call_id.clone()))
-        } else {
-            None
-        };
-        Ok(LedgerPage { rows, next })
-    }
-
-    fn ledger_scan(&self, q: &LedgerQuery, f: &mut dyn FnMut(&LedgerRow) -> bool) -> Result<()> {
-        self.scan(q, None, &mut |row| f(&row))
-    }
-
-    fn ledger_summary(&self, q: &LedgerQuery, dims: &[Dimension]) -> Result<(Vec<Bucket>, Bucket)> {
-        let mut rows = Vec::new();
-        self.scan(q, None, &mut |row| {
-            rows.push(row);
-            true
-        })?;
-        Ok(summarize(rows.iter(), dims))
+    fn ledger_walk(
+        &self,
+        q: &LedgerQuery,
+        after: Option<&(UnixMs, String)>,
+        f: &mut dyn FnMut(LedgerRow) -> bool,
+    ) -> Result<()> {
+        self.scan(q, after, f)
     }
 
     fn flush(&self) -> Result<()> {

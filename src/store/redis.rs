@@ -24,10 +24,10 @@ use redis::{Commands, Connection};
 use crate::core::admission::{self, Counters, Headroom, Refusal};
 use crate::core::directory::{AuditEntry, AuditQuery, IdempotencyRecord, ScimUser};
 use crate::core::keys::{KeyRecord, Limits, TokenHash};
-use crate::core::ledger::{summarize, Bucket, Dimension, LedgerQuery, LedgerRow};
+use crate::core::ledger::{LedgerQuery, LedgerRow};
 use crate::core::time::UnixMs;
 use crate::store::pool::{Broken, Connect, Pool};
-use crate::store::{Finished, KeyChanges, KeyFilter, LedgerPage, Reservation, Result, Settlement, Store, StoreError};
+use crate::store::{Finished, KeyChanges, KeyFilter, Reservation, Result, Settlement, Store, StoreError};
 
 /// Admission and settlement as one atomic round trip each (`redis.lua`, a port of
 /// `core::admission`; the conformance suite holds it to the same results as the other backends).
@@ -477,32 +477,13 @@ impl Store for RedisStore {
         })
     }
 
-    fn ledger_page(&self, q: &LedgerQuery, after: Option<&(UnixMs, String)>, limit: usize) -> Result<LedgerPage> {
-        let mut rows = Vec::new();
-        self.scan(q, after.cloned(), limit + 1, &mut |row| {
-            rows.push(row);
-            true
-        })?;
-        let next = if rows.len() > limit {
-            rows.truncate(limit);
-            rows.last().map(|r| (r.created_at, r.call_id.clone()))
-        } else {
-            None
-        };
-        Ok(LedgerPage { rows, next })
-    }
-
-    fn ledger_scan(&self, q: &LedgerQuery, f: &mut dyn FnMut(&LedgerRow) -> bool) -> Result<()> {
-        self.scan(q, None, usize::MAX, &mut |row| f(&row))
-    }
-
-    fn ledger_summary(&self, q: &LedgerQuery, dims: &[Dimension]) -> Result<(Vec<Bucket>, Bucket)> {
-        let mut rows = Vec::new();
-        self.scan(q, None, usize::MAX, &mut |row| {
-            rows.push(row);
-            true
-        })?;
-        Ok(summarize(rows.iter(), dims))
+    fn ledger_walk(
+        &self,
+        q: &LedgerQuery,
+        after: Option<&(UnixMs, String)>,
+        f: &mut dyn FnMut(LedgerRow) -> bool,
+    ) -> Result<()> {
+        self.scan(q, after.cloned(), usize::MAX, f)
     }
 
     fn drop_ledger_before(&self, before: UnixMs) -> Result<u64> {
