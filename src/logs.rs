@@ -21,7 +21,7 @@ use crate::clock;
 use crate::config::{LogConfig, LogFormat};
 
 /// Lines that may wait for the writer thread before new ones are dropped.
-const QUEUE_LINES: usize = 65_536;
+const QUEUE_LINES: usize = 8_192;
 
 enum Msg {
     Line(Vec<u8>),
