@@ -166,6 +166,35 @@ impl ApiError {
         Self::new(503, "draining", Side::Internal, "the gateway is shutting down; retry on another instance")
             .with_header("retry-after", "1")
     }
+    /// Admin plane: no credential, or one that is not an admin secret.
+    pub fn invalid_admin_credential(missing: bool) -> Self {
+        let message = if missing {
+            "this route needs an admin credential (Authorization: Bearer …)"
+        } else {
+            "the credential is not a valid admin credential"
+        };
+        Self::new(401, "invalid_api_key", Side::Downstream, message).with_header("www-authenticate", "Bearer")
+    }
+    /// A query parameter or body field that is wrong; names it.
+    pub fn invalid_parameter(param: &str, message: impl Into<String>) -> Self {
+        Self::new(400, "invalid_parameter", Side::Downstream, message).with_param(printable(param))
+    }
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(404, code, Side::Downstream, message)
+    }
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(409, code, Side::Downstream, message)
+    }
+    /// `If-Match` did not match the current version.
+    pub fn version_mismatch(current: u64) -> Self {
+        Self::new(
+            412,
+            "version_mismatch",
+            Side::Downstream,
+            format!("If-Match does not match; the current version is {current}"),
+        )
+        .with_header("etag", format!("\"{current}\""))
+    }
     pub fn internal(detail: &str) -> Self {
         Self::new(500, "internal_error", Side::Internal, format!("internal error: {detail}"))
     }

@@ -12,11 +12,14 @@
 //! - [`http`]: our HTTP/1.1 server on may coroutines (`server`), its pure codec (`codec`) and the
 //!   route table (`mod.rs`).
 //! - [`proxy`]: the data plane in phase order; [`upstream`]: ureq on may sockets.
+//! - [`admin`]: the admin plane (`/v1/prodex/gateway/…`): principals, keys, usage, ledger, CSV,
+//!   metrics, OpenAPI, audit.
 //! - [`state`]: what every request shares; [`error`]: the edge's OpenAI error objects.
 //! - [`serve`], [`cli`], [`logs`], [`clock`]: process lifecycle, command line, logging, time.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::dbg_macro, clippy::disallowed_methods)]
 
+pub mod admin;
 pub mod cli;
 pub mod clock;
 pub mod config;

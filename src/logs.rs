@@ -1,7 +1,8 @@
 //! Logging: simplelog formats records (text) or a small JSON formatter does (json); a dedicated
 //! writer thread puts every line on stderr and in the run's file
 //! `$PRODEX_RUNTIME_LOG_DIR/prodex-runtime-<pid>-<unix_ms>.log`, whose path is kept in
-//! `prodex-runtime-latest.path`. Old run logs beyond `keep_runs` are removed at startup.
+//! `prodex-runtime-latest.path`; audit entries also go, as JSON lines, to `prodex-audit.log` there.
+//! Old run logs beyond `keep_runs` are removed at startup.
 //!
 //! Invariants: logging never blocks a may worker (lines go through a bounded channel; when it is
 //! full, lines are dropped and counted rather than stalling requests); callers never log secrets,
@@ -25,6 +26,8 @@ const QUEUE_LINES: usize = 8_192;
 
 enum Msg {
     Line(Vec<u8>),
+    /// A JSON line for `prodex-audit.log` only (not stderr).
+    Audit(Vec<u8>),
     Flush(std::sync::mpsc::Sender<()>),
 }
 
@@ -38,6 +41,16 @@ fn enqueue(line: Vec<u8>) {
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 DROPPED.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+}
+
+/// Appends one audit entry (a JSON object, no newline) to `prodex-audit.log`.
+pub fn audit(mut json: Vec<u8>) {
+    json.push(b'\n');
+    if let Some(tx) = QUEUE.get() {
+        if tx.try_send(Msg::Audit(json)).is_err() {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -122,11 +135,18 @@ pub fn init(cfg: &LogConfig) -> Result<PathBuf, String> {
         .and_then(|()| fs::rename(&tmp, &latest))
         .map_err(|e| format!("cannot write {}: {e}", latest.display()))?;
 
+    let audit_path = cfg.dir.join("prodex-audit.log");
+    let audit = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&audit_path)
+        .map_err(|e| format!("cannot open audit log {}: {e}", audit_path.display()))?;
+
     let (tx, rx) = sync_channel(QUEUE_LINES);
     let _ = QUEUE.set(tx);
     std::thread::Builder::new()
         .name("prodex-log".into())
-        .spawn(move || writer(&rx, file))
+        .spawn(move || writer(&rx, file, audit))
         .map_err(|e| format!("cannot start the log thread: {e}"))?;
 
     // may logs every epoll registration at info; only its warnings matter to operators.
@@ -148,15 +168,17 @@ pub fn init(cfg: &LogConfig) -> Result<PathBuf, String> {
 /// means a logging coroutine never pays for waking this thread: sending is a lock-free push.
 const WRITE_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
-fn writer(rx: &Receiver<Msg>, mut file: File) {
+fn writer(rx: &Receiver<Msg>, mut file: File, mut audit: File) {
     let stderr = io::stderr();
     let mut batch = Vec::with_capacity(64 * 1024);
+    let mut audit_batch = Vec::new();
     let mut reported = 0u64;
     loop {
         let mut acks = Vec::new();
         loop {
             match rx.try_recv() {
                 Ok(Msg::Line(line)) => batch.extend_from_slice(&line),
+                Ok(Msg::Audit(line)) => audit_batch.extend_from_slice(&line),
                 Ok(Msg::Flush(ack)) => acks.push(ack),
                 Err(std::sync::mpsc::TryRecvError::Empty) => break,
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
@@ -174,6 +196,10 @@ fn writer(rx: &Receiver<Msg>, mut file: File) {
             let _ = stderr.lock().write_all(&batch);
             let _ = file.write_all(&batch);
             batch.clear();
+        }
+        if !audit_batch.is_empty() {
+            let _ = audit.write_all(&audit_batch);
+            audit_batch.clear();
         }
         for ack in acks {
             let _ = ack.send(());

@@ -93,6 +93,7 @@ pub fn run(config: Config) -> ExitCode {
     spawn_state_probe(Arc::clone(&store), Arc::clone(&lifecycle));
     let parts = Parts { config, upstream, lifecycle: Arc::clone(&lifecycle), store: Arc::clone(&store), keyring };
     let shared = Arc::new(Shared::new(parts, started_at_ms));
+    crate::admin::metrics::spawn_restore(&shared, crate::clock::unix_ms());
     if let Some(p) = shared.config.provider(&default_provider) {
         log::info!(
             "default provider {} ({}) at {} with {} key(s)",

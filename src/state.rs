@@ -2,11 +2,14 @@
 //! the lifecycle counters and the credential digests. Built once at startup; the only atomics
 //! outside the server's own counters live here.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::config::{Config, Provider};
+use crate::core::auth::AdminCredential;
 use crate::core::credential::digest;
+use crate::core::ledger::LedgerRow;
+use crate::core::metrics::Registry;
 use crate::core::model_matches;
 use crate::core::pricing::PriceTable;
 use crate::http::server::Lifecycle;
@@ -33,6 +36,15 @@ pub struct Shared {
     pub prices: PriceTable,
     /// SHA-256 of `PRODEX_GATEWAY_TOKEN`; the token itself is not kept beyond the config.
     pub master_digest: Option<[u8; 32]>,
+    /// `[[gateway.admin_tokens]]` as digests (the secrets themselves stay in the config only).
+    pub admin_credentials: Vec<AdminCredential>,
+    /// The OpenAPI document, serialized once.
+    pub openapi: Vec<u8>,
+    /// Live metrics. A std `Mutex`: every critical section is a few map operations with no I/O
+    /// and no coroutine yield, so holding it never parks a may worker for long.
+    metrics: Mutex<Registry>,
+    /// State backend failures seen by request handlers (for `prodex_gateway_state_errors_total`).
+    pub state_errors: AtomicU64,
     /// Round-robin cursor over provider key pools.
     key_cursor: AtomicUsize,
     /// Unix ms at startup, for `/startupz`.
@@ -47,7 +59,24 @@ impl Shared {
         let overrides: Vec<(String, f64, f64, Option<f64>)> =
             config.pricing.iter().map(|p| (p.model.clone(), p.input, p.output, p.cached_input)).collect();
         let prices = PriceTable::new(&overrides);
+        let admin_credentials = config
+            .admin_tokens
+            .iter()
+            .map(|t| AdminCredential {
+                name: t.name.clone(),
+                digest: digest(t.token.expose()),
+                role: t.role,
+                tenant_id: t.tenant_id.clone(),
+                key_prefixes: t.allowed_key_prefixes.clone(),
+            })
+            .collect();
+        let openapi =
+            serde_json::to_vec_pretty(&crate::core::openapi::document(env!("CARGO_PKG_VERSION"))).unwrap_or_default();
         Self {
+            admin_credentials,
+            openapi,
+            metrics: Mutex::new(Registry::new()),
+            state_errors: AtomicU64::new(0),
             config,
             upstream,
             lifecycle,
@@ -66,6 +95,28 @@ impl Shared {
         let by_glob =
             model.and_then(|m| self.config.providers.iter().find(|p| p.models.iter().any(|g| model_matches(g, m))));
         by_glob.or_else(|| self.config.provider(&self.config.default_provider))
+    }
+
+    /// Counts a state backend failure.
+    pub fn note_state_error(&self) {
+        self.state_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Runs `f` on the live metrics registry.
+    pub fn with_metrics<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
+        let mut guard = self.metrics.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut guard)
+    }
+
+    /// Feeds one recorded call into the metrics (and the key's last known budget headroom).
+    pub fn observe(&self, row: &LedgerRow, budget_remaining: Option<Option<u64>>) {
+        let sample = crate::admin::metrics::sample(row);
+        self.with_metrics(|m| {
+            m.observe(&sample);
+            if let Some(left) = budget_remaining {
+                m.set_budget_remaining(row.tenant_id.as_deref(), &row.key_name, left);
+            }
+        });
     }
 
     /// Where to start in a provider's key pool for this call (round-robin across calls).

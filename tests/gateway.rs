@@ -5,14 +5,20 @@
 
 mod support;
 
+/// Admin plane: key lifecycle, safe mutations, seed route/role statements, no leaks (S3).
+mod admin;
 /// Virtual keys: admission rules, metering, the ledger.
 mod admission;
 /// Deployment: the container reproduced around the binary.
 mod deploy;
+/// Ledger queries, paging, summaries, CSV exports and restored metrics over seeded rows.
+mod ledger;
 /// Process lifecycle: health, SIGTERM drain, logs, the CLI.
 mod lifecycle;
 /// Data plane: routes, auth, headers, usage, upstream faults and retries.
 mod proxy;
+/// Tenant and key-prefix isolation on every admin route (S1).
+mod scopes;
 /// Real SDK clients (the official `openai` Python package).
 mod sdk;
 /// The HTTP server: limits, malformed requests, keep-alive, concurrency.

@@ -205,21 +205,7 @@ pub struct LedgerConfig {
     pub durability: Durability,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    Viewer,
-    Admin,
-}
-
-impl Role {
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "viewer" => Some(Self::Viewer),
-            "admin" => Some(Self::Admin),
-            _ => None,
-        }
-    }
-}
+pub use crate::core::auth::Role;
 
 #[derive(Clone, Debug)]
 pub struct AdminToken {

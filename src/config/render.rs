@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::config::{Backend, BudgetPeriod, Config, Durability, LogFormat, Role, RouteStrategy, Secret};
+use crate::config::{Backend, BudgetPeriod, Config, Durability, LogFormat, RouteStrategy, Secret};
 use crate::core::time::format_rfc3339;
 
 fn secret(s: &Secret) -> Value {
@@ -12,13 +12,6 @@ fn secret(s: &Secret) -> Value {
 
 fn opt_secret(s: Option<&Secret>) -> Value {
     s.map_or(Value::String("<unset>".into()), secret)
-}
-
-fn role(r: Role) -> &'static str {
-    match r {
-        Role::Viewer => "viewer",
-        Role::Admin => "admin",
-    }
 }
 
 /// Drops nulls so the TOML stays valid (TOML has no null).
@@ -99,7 +92,7 @@ pub(super) fn redacted(c: &Config) -> String {
         .iter()
         .map(|t| {
             json!({
-                "name": t.name, "token": secret(&t.token), "role": role(t.role),
+                "name": t.name, "token": secret(&t.token), "role": t.role.as_str(),
                 "allowed_key_prefixes": t.allowed_key_prefixes, "tenant_id": t.tenant_id,
             })
         })
@@ -140,7 +133,7 @@ pub(super) fn redacted(c: &Config) -> String {
                 "proxy_token": opt_secret(c.sso.proxy_token.as_ref()),
                 "token_header": c.sso.token_header, "user_header": c.sso.user_header,
                 "role_header": c.sso.role_header, "key_prefixes_header": c.sso.key_prefixes_header,
-                "tenant_header": c.sso.tenant_header, "default_role": role(c.sso.default_role),
+                "tenant_header": c.sso.tenant_header, "default_role": c.sso.default_role.as_str(),
                 "oidc_issuer": c.sso.oidc_issuer, "oidc_audience": c.sso.oidc_audience,
                 "oidc_jwks_url": c.sso.oidc_jwks_url, "oidc_user_claim": c.sso.oidc_user_claim,
                 "oidc_role_claim": c.sso.oidc_role_claim, "oidc_tenant_claim": c.sso.oidc_tenant_claim,

@@ -7,12 +7,18 @@
 //! `std::thread`, `std::fs`, `std::net`, `may::`, `ureq`, `log::`).
 
 pub mod admission;
+pub mod auth;
 pub mod credential;
+pub mod csv;
 pub mod directory;
 pub mod keys;
+pub mod keyspec;
 pub mod ledger;
+pub mod metrics;
 pub mod openai;
+pub mod openapi;
 pub mod pricing;
+pub mod query;
 pub mod sse;
 pub mod time;
 

@@ -1,5 +1,5 @@
-//! The route table: method + path → handler. Health routes, then the data plane (with and
-//! without `/v1`). While draining, everything but health gets 503 `draining`.
+//! The route table: method + path → handler. Health routes, then the admin plane
+//! (`/v1/prodex/gateway/…`, `admin::handle`), then the data plane (with and without `/v1`). While draining, everything but health gets 503 `draining`.
 
 pub mod codec;
 pub mod server;
@@ -35,6 +35,10 @@ impl Handler for Gateway {
         if ex.draining || self.shared.lifecycle.draining.load(Ordering::Acquire) {
             ex.close_after();
             let _ = ex.send_error(&ApiError::draining());
+            return;
+        }
+        if let Some(rest) = crate::admin::admin_path(&path) {
+            crate::admin::handle(&self.shared, ex, rest);
             return;
         }
         match classify(&method, &path) {

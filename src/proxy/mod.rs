@@ -199,10 +199,19 @@ fn record(shared: &Shared, ex: &Exchange<'_>, call: &mut Call, wait_durable: boo
         overhead_us: u64::try_from(overhead.as_micros()).unwrap_or(u64::MAX),
         client_disconnected: call.client_disconnected,
     };
+    // The key's spend headroom after this settlement (from the reservation's view; approximate
+    // while other calls of the same scope run).
+    let budget_remaining = call.key.as_ref().filter(|k| k.limits.budget_microusd.is_some()).map(|_| {
+        let reserved = call.reservation.as_ref().map_or(0, |r| r.ask.cost_microusd);
+        let spent = if let Settlement::Used { cost_microusd, .. } = settlement { cost_microusd } else { 0 };
+        call.headroom.and_then(|h| h.spend_remaining_microusd).map(|r| r.saturating_add(reserved).saturating_sub(spent))
+    });
     let finished = Finished { reservation: call.reservation.take(), settlement, row, wait_durable, now };
     if let Err(e) = shared.store.finish(&finished) {
+        shared.note_state_error();
         log::error!("call {}: recording the ledger row failed: {e}", call.call_id);
     }
+    shared.observe(&finished.row, budget_remaining);
     log_access(&finished.row, call.usage_source);
 }
 
@@ -378,6 +387,7 @@ fn admit(shared: &Shared, call: &mut Call, model: &str, max_output: Option<u64>,
             Err(refusal_error(refusal))
         }
         Err(e) => {
+            shared.note_state_error();
             log::error!("call {}: admission failed: {e}", call.call_id);
             Err(ApiError::state_unavailable())
         }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod client;
 pub mod mock;
 pub mod servers;
@@ -55,6 +56,8 @@ pub struct Opts<'a> {
     pub env: Vec<(&'a str, String)>,
     pub args: Vec<&'a str>,
     pub policy: Option<&'a str>,
+    /// Use this home (e.g. one seeded with state) instead of a fresh one.
+    pub home: Option<TempDir>,
 }
 
 impl Gateway {
@@ -64,7 +67,7 @@ impl Gateway {
     }
 
     pub fn start(opts: Opts<'_>) -> Gateway {
-        let home = TempDir::new("home");
+        let home = opts.home.unwrap_or_else(|| TempDir::new("home"));
         if let Some(policy) = opts.policy {
             std::fs::write(home.0.join("policy.toml"), policy).unwrap();
         }

@@ -1,4 +1,5 @@
-//! The command line: `prodex gateway [flags] [check | healthcheck | providers]` and `--version`.
+//! The command line: `prodex gateway [flags] [check | healthcheck | providers | state | keys]` and
+//! `--version`.
 //! Parses flags with clap, reads the policy file and environment, and hands the validated config
 //! to `serve`. Exit codes: 0 ok, 1 runtime failure, 2 configuration error.
 
@@ -13,6 +14,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Config, Flags, Inputs, ProviderKind};
 use crate::serve;
+
+mod keys;
 
 #[derive(Parser, Debug)]
 #[command(name = "prodex", version, about = "prodex: a self-hosted, OpenAI-compatible LLM gateway")]
@@ -74,6 +77,12 @@ enum Action {
         #[command(subcommand)]
         action: StateAction,
     },
+    /// Manage virtual keys directly in the configured store (no admin token needed; with the
+    /// default redb store, run it while the gateway is stopped: one writer per file).
+    Keys {
+        #[command(subcommand)]
+        action: keys::KeysAction,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -125,6 +134,7 @@ pub fn run() -> ExitCode {
         Some(Action::Healthcheck { url }) => healthcheck(&config, url.as_deref()),
         Some(Action::Providers { json }) => providers(&config, json),
         Some(Action::State { action }) => state(&config, &action),
+        Some(Action::Keys { action }) => keys::run(&config, &action),
     }
 }
 

@@ -1,0 +1,103 @@
+//! `GET metrics` and the live metrics registry's feed: one `observe` per data-plane call (from the
+//! ledger row just recorded), and a one-time restore at startup that folds the stored ledger into
+//! the registry on a background thread, so counters survive restarts without making rendering
+//! depend on the ledger's size.
+//!
+//! Invariants: rendering reads only the in-memory registry (cost proportional to the series, not
+//! the rows); the restore counts only rows created before this process started, so no call is
+//! counted twice; every series is filtered by the caller's scope (core `metrics::render`).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::admin::Reply;
+use crate::core::auth::Principal;
+use crate::core::ledger::{LedgerQuery, LedgerRow};
+use crate::core::metrics::{render as render_text, Process, Registry, Sample, View};
+use crate::core::time::UnixMs;
+use crate::state::Shared;
+
+/// The sample a ledger row contributes.
+#[must_use]
+pub fn sample(row: &LedgerRow) -> Sample<'_> {
+    Sample {
+        at: row.created_at,
+        tenant: row.tenant_id.as_deref(),
+        key: &row.key_name,
+        route: &row.route,
+        provider: row.provider.as_deref(),
+        model: row.model.as_deref(),
+        status: row.status,
+        error_code: row.error_code.as_deref(),
+        rejected: row.rejected(),
+        input_tokens: row.input_tokens,
+        cached_input_tokens: row.cached_input_tokens,
+        output_tokens: row.output_tokens,
+        reasoning_tokens: row.reasoning_tokens,
+        cost_microusd: row.cost_microusd,
+        latency_us: row.latency_ms.saturating_mul(1000),
+        overhead_us: row.overhead_us,
+        ttfb_us: row.ttfb_ms.map(|t| t.saturating_mul(1000)),
+    }
+}
+
+/// `GET metrics`: Prometheus text exposition 0.0.4, in the principal's scope.
+pub(crate) fn render(shared: &Shared, p: &Principal) -> Reply {
+    let now = crate::clock::unix_ms();
+    let process = Process {
+        version: env!("CARGO_PKG_VERSION"),
+        backend: shared.store.backend(),
+        in_flight: shared.lifecycle.in_flight.load(Ordering::Acquire) as u64,
+        state_errors: shared.state_errors.load(Ordering::Relaxed),
+    };
+    let view = View {
+        tenant: p.tenant_id.as_deref(),
+        prefixes: &p.key_prefixes,
+        per_key_labels: shared.config.metrics.per_key_labels,
+        max_label_keys: usize::try_from(shared.config.metrics.max_label_keys).unwrap_or(usize::MAX),
+    };
+    let text = shared.with_metrics(|reg| render_text(reg, &process, &view, now));
+    Reply::Bytes { content_type: "text/plain; version=0.0.4; charset=utf-8", body: text.into_bytes(), headers: vec![] }
+}
+
+/// Starts the background restore of counters from rows stored before `started_at`, and of budget
+/// gauges from the keys' stored counters.
+pub fn spawn_restore(shared: &Arc<Shared>, started_at: UnixMs) {
+    let shared = Arc::clone(shared);
+    let spawned = std::thread::Builder::new().name("prodex-metrics-restore".into()).spawn(move || {
+        let mut base = Registry::new();
+        let q = LedgerQuery { to: Some(started_at), ..LedgerQuery::default() };
+        let mut rows = 0u64;
+        let scanned = shared.store.ledger_scan(&q, &mut |row| {
+            base.observe(&sample(row));
+            rows += 1;
+            true
+        });
+        if let Err(e) = scanned {
+            log::warn!("metrics: restoring counters from the ledger failed after {rows} rows: {e}");
+        }
+        restore_budgets(&shared, &mut base, started_at);
+        shared.with_metrics(|live| live.merge(&base));
+        log::info!("metrics: restored counters from {rows} stored ledger rows");
+    });
+    if let Err(e) = spawned {
+        log::warn!("metrics: cannot start the restore thread: {e}");
+    }
+}
+
+fn restore_budgets(shared: &Shared, reg: &mut Registry, now: UnixMs) {
+    let mut after: Option<String> = None;
+    loop {
+        let Ok(page) = shared.store.keys(&crate::store::KeyFilter::default(), after.as_deref(), 500) else { return };
+        for k in page.iter().filter(|k| k.limits.budget_microusd.is_some()) {
+            if let Ok(c) = shared.store.counters(&k.limit_scope(), &k.limits, now) {
+                let h = crate::core::admission::headroom(&c, &k.limits, now);
+                reg.set_budget_remaining(k.tenant_id.as_deref(), &k.name, h.spend_remaining_microusd);
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == 500 => after = Some(last.name.to_ascii_lowercase()),
+            _ => return,
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! `prodex gateway keys list|create|rotate|disable|enable|delete`: key lifecycle against the
+//! configured store, for bootstrapping keys with no admin token. Validation is the admin API's
+//! (`core::keyspec`), so the CLI and the API accept exactly the same keys.
+//!
+//! Invariants: a token is printed once, on create and rotate, and never stored; policy keys are
+//! read-only here as in the API.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde_json::{json, Map, Value};
+
+use crate::admin::{create_key, delete_key, rotate_key, set_disabled};
+use crate::config::Config;
+use crate::core::keys::{KeyRecord, KeySource};
+use crate::core::keyspec::{key_json, parse_create};
+use crate::store::{KeyFilter, Store};
+
+#[derive(Subcommand, Debug)]
+pub enum KeysAction {
+    /// List keys (name order).
+    List {
+        /// Only names starting with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        #[arg(long = "tenant-id")]
+        tenant_id: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a key; prints its token once.
+    Create(Box<CreateArgs>),
+    /// Give a key a new token (the old one stops working); prints the new token once.
+    Rotate(NameArg),
+    /// Disable a key (its calls get 401 until enabled).
+    Disable(NameArg),
+    /// Enable a disabled key.
+    Enable(NameArg),
+    /// Delete a key (its ledger rows stay).
+    Delete(NameArg),
+}
+
+#[derive(Args, Debug)]
+pub struct NameArg {
+    name: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// 1-128 of A-Z a-z 0-9 . _ -
+    name: String,
+    #[arg(long = "tenant-id")]
+    tenant_id: Option<String>,
+    #[arg(long = "team-id")]
+    team_id: Option<String>,
+    #[arg(long = "project-id")]
+    project_id: Option<String>,
+    #[arg(long = "user-id")]
+    user_id: Option<String>,
+    /// Keys sharing a budget id share budgets and rate limits.
+    #[arg(long = "budget-id")]
+    budget_id: Option<String>,
+    /// Comma-separated model names or trailing-* globs (default: every model).
+    #[arg(long = "allowed-models", value_delimiter = ',')]
+    allowed_models: Vec<String>,
+    #[arg(long = "budget-usd")]
+    budget_usd: Option<f64>,
+    /// total | daily | weekly | monthly
+    #[arg(long = "budget-period")]
+    budget_period: Option<String>,
+    #[arg(long = "request-budget")]
+    request_budget: Option<u64>,
+    #[arg(long = "rpm-limit")]
+    rpm_limit: Option<u64>,
+    #[arg(long = "tpm-limit")]
+    tpm_limit: Option<u64>,
+    #[arg(long = "max-parallel-requests")]
+    max_parallel_requests: Option<u64>,
+    /// RFC 3339 or unix seconds.
+    #[arg(long = "expires-at")]
+    expires_at: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+impl CreateArgs {
+    /// The same JSON body the admin API takes.
+    fn body(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("name".into(), json!(self.name));
+        let mut put = |k: &str, v: Value| {
+            if !v.is_null() {
+                m.insert(k.into(), v);
+            }
+        };
+        put("tenant_id", json!(self.tenant_id));
+        put("team_id", json!(self.team_id));
+        put("project_id", json!(self.project_id));
+        put("user_id", json!(self.user_id));
+        put("budget_id", json!(self.budget_id));
+        if !self.allowed_models.is_empty() {
+            put("allowed_models", json!(self.allowed_models));
+        }
+        put("budget_usd", json!(self.budget_usd));
+        put("budget_period", json!(self.budget_period));
+        put("request_budget", json!(self.request_budget));
+        put("rpm_limit", json!(self.rpm_limit));
+        put("tpm_limit", json!(self.tpm_limit));
+        put("max_parallel_requests", json!(self.max_parallel_requests));
+        put("expires_at", json!(self.expires_at));
+        Value::Object(m)
+    }
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("prodex gateway keys: {msg}");
+    ExitCode::from(1)
+}
+
+/// Runs one `keys` subcommand.
+pub fn run(config: &Config, action: &KeysAction) -> ExitCode {
+    let store = match crate::store::open(config, config.state.backend) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let store = store.as_ref();
+    let now = crate::clock::unix_ms();
+    match action {
+        KeysAction::List { prefix, tenant_id, json } => list(store, prefix.as_deref(), tenant_id.clone(), *json),
+        KeysAction::Create(args) => match parse_create(&args.body()) {
+            Err(e) => {
+                eprintln!("prodex gateway keys create: --{}: {}", e.param.replace('_', "-"), e.message);
+                ExitCode::from(2)
+            }
+            Ok((name, edit)) => match create_key(store, &name, &edit, now) {
+                Ok((key, token)) => show(&key, Some(&token), args.json),
+                Err(e) => fail(e),
+            },
+        },
+        KeysAction::Rotate(a) | KeysAction::Disable(a) | KeysAction::Enable(a) | KeysAction::Delete(a) => {
+            let key = match writable(store, &a.name) {
+                Ok(k) => k,
+                Err(code) => return code,
+            };
+            let done = match action {
+                KeysAction::Rotate(_) => rotate_key(store, &key, now).map(|(k, t)| (k, Some(t))),
+                KeysAction::Disable(_) => set_disabled(store, &key, true, now).map(|k| (k, None)),
+                KeysAction::Enable(_) => set_disabled(store, &key, false, now).map(|k| (k, None)),
+                _ => delete_key(store, &key).map(|k| (k, None)),
+            };
+            match done {
+                Ok((k, token)) if matches!(action, KeysAction::Delete(_)) => {
+                    if a.json {
+                        println!(
+                            "{}",
+                            json!({"object": "gateway.key.deleted", "id": k.id, "name": k.name, "deleted": true})
+                        );
+                    } else {
+                        println!("deleted {}", k.name);
+                    }
+                    drop(token);
+                    ExitCode::SUCCESS
+                }
+                Ok((k, token)) => show(&k, token.as_deref(), a.json),
+                Err(e) => fail(e),
+            }
+        }
+    }
+}
+
+fn writable(store: &dyn Store, name: &str) -> Result<KeyRecord, ExitCode> {
+    match store.key(name) {
+        Ok(Some(k)) if k.source == KeySource::Policy => {
+            Err(fail(format!("`{name}` is declared in policy.toml and is read-only here")))
+        }
+        Ok(Some(k)) => Ok(k),
+        Ok(None) => Err(fail(format!("no key named `{name}`"))),
+        Err(e) => Err(fail(e)),
+    }
+}
+
+fn show(key: &KeyRecord, token: Option<&str>, as_json: bool) -> ExitCode {
+    if as_json {
+        let mut v = key_json(key);
+        if let Some(t) = token {
+            v["token"] = json!(t);
+        }
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        print_table(std::slice::from_ref(key));
+        if let Some(t) = token {
+            println!("\ntoken (shown once; store it now): {t}");
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn list(store: &dyn Store, prefix: Option<&str>, tenant_id: Option<String>, as_json: bool) -> ExitCode {
+    let filter = KeyFilter { prefixes: prefix.map(String::from).into_iter().collect(), tenant_id, disabled: None };
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = match store.keys(&filter, after.as_deref(), 500) {
+            Ok(p) => p,
+            Err(e) => return fail(e),
+        };
+        let full = page.len() == 500;
+        after = page.last().map(|k| k.name.to_ascii_lowercase());
+        all.extend(page);
+        if !full {
+            break;
+        }
+    }
+    if as_json {
+        let data: Vec<Value> = all.iter().map(key_json).collect();
+        println!("{}", serde_json::to_string_pretty(&json!({"object": "list", "data": data})).unwrap_or_default());
+    } else {
+        print_table(&all);
+    }
+    ExitCode::SUCCESS
+}
+
+fn print_table(keys: &[KeyRecord]) {
+    let rows: Vec<[String; 7]> = keys
+        .iter()
+        .map(|k| {
+            [
+                k.name.clone(),
+                k.tenant_id.clone().unwrap_or_else(|| "-".into()),
+                if k.source == KeySource::Policy { "policy" } else { "admin" }.into(),
+                if k.disabled { "yes" } else { "no" }.into(),
+                k.limits
+                    .budget_microusd
+                    .map_or("-".into(), |b| format!("{:.2}", crate::core::pricing::micros_to_usd(b))),
+                k.version.to_string(),
+                k.token_hint.clone(),
+            ]
+        })
+        .collect();
+    let header = ["NAME", "TENANT", "SOURCE", "DISABLED", "BUDGET_USD", "VERSION", "TOKEN"];
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for r in &rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}

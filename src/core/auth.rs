@@ -1,0 +1,277 @@
+//! Admin principals: who is calling the admin plane, with which role and scope, and the pure
+//! decisions made from that (may it write? may it see this key, row or tenant?). The shell resolves
+//! a request's credential into a `Principal` once (master secret, `[[gateway.admin_tokens]]`, and —
+//! through the same type — OIDC and trusted-proxy SSO); every handler receives it and asks it.
+//!
+//! Invariants: an unscoped principal has no tenant and no prefixes; a scoped principal's narrowing
+//! only ever removes visibility (`narrow_*` returns `None` for "nothing visible", never widens);
+//! admin secrets are compared as digests in constant time and every configured secret is compared
+//! (no early exit that would reveal which one matched).
+
+use crate::core::credential::ct_eq;
+
+/// What a principal may do: `viewer` reads, `admin` also writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Viewer,
+    Admin,
+}
+
+impl Role {
+    /// `viewer` or `admin`.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "viewer" => Some(Self::Viewer),
+            "admin" => Some(Self::Admin),
+            _ => None,
+        }
+    }
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// How a principal authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// `PRODEX_GATEWAY_TOKEN`: unscoped admin.
+    Master,
+    /// A `[[gateway.admin_tokens]]` entry.
+    AdminToken,
+    /// A verified OIDC/JWT bearer.
+    Oidc,
+    /// Headers injected by a trusted SSO proxy.
+    SsoProxy,
+}
+
+impl Source {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Master => "master",
+            Self::AdminToken => "admin_token",
+            Self::Oidc => "oidc",
+            Self::SsoProxy => "sso_proxy",
+        }
+    }
+}
+
+/// An authenticated admin caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// Display name (an admin token's `name`, a user's e-mail); never a credential.
+    pub name: String,
+    pub source: Source,
+    pub role: Role,
+    /// `Some`: sees and touches only this tenant's keys, rows, series, users and audit entries.
+    pub tenant_id: Option<String>,
+    /// Non-empty: further narrowed to key names starting with one of these.
+    pub key_prefixes: Vec<String>,
+}
+
+/// One configured admin credential, as the shell hands it to `authenticate`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminCredential {
+    pub name: String,
+    /// SHA-256 of the secret.
+    pub digest: [u8; 32],
+    pub role: Role,
+    pub tenant_id: Option<String>,
+    pub key_prefixes: Vec<String>,
+}
+
+/// Why a request was not let in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Denial {
+    /// No credential at all.
+    Missing,
+    /// A credential that matches nothing configured for the admin plane (virtual keys included).
+    Unknown,
+}
+
+impl Principal {
+    /// The master secret's principal.
+    #[must_use]
+    pub fn master() -> Self {
+        Self {
+            name: "_gateway".into(),
+            source: Source::Master,
+            role: Role::Admin,
+            tenant_id: None,
+            key_prefixes: vec![],
+        }
+    }
+
+    /// Whether anything narrows what this principal sees.
+    #[must_use]
+    pub fn scoped(&self) -> bool {
+        self.tenant_id.is_some() || !self.key_prefixes.is_empty()
+    }
+
+    #[must_use]
+    pub fn can_write(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// Whether a key (or a row or series attributed to it) named `name` in `tenant` is in scope.
+    #[must_use]
+    pub fn sees(&self, name: &str, tenant: Option<&str>) -> bool {
+        self.tenant_id.as_deref().is_none_or(|t| tenant == Some(t)) && name_in(&self.key_prefixes, name)
+    }
+
+    /// The tenant filter to apply given what the caller asked for: `None` = nothing visible.
+    #[must_use]
+    pub fn narrow_tenant(&self, requested: Option<&str>) -> Option<Option<String>> {
+        match (self.tenant_id.as_deref(), requested) {
+            (Some(own), Some(asked)) if own != asked => None,
+            (Some(own), _) => Some(Some(own.to_string())),
+            (None, asked) => Some(asked.map(String::from)),
+        }
+    }
+
+    /// The name prefixes to apply given a requested prefix: `None` = nothing visible; an empty
+    /// list = every name.
+    #[must_use]
+    pub fn narrow_prefixes(&self, requested: Option<&str>) -> Option<Vec<String>> {
+        let Some(asked) = requested else { return Some(self.key_prefixes.clone()) };
+        if self.key_prefixes.is_empty() {
+            return Some(vec![asked.to_string()]);
+        }
+        // Names starting with `asked` and with one of ours: the longer prefix of each compatible pair.
+        let narrowed: Vec<String> = self
+            .key_prefixes
+            .iter()
+            .filter_map(|own| {
+                if asked.starts_with(own.as_str()) {
+                    Some(asked.to_string())
+                } else if own.starts_with(asked) {
+                    Some(own.clone())
+                } else {
+                    None
+                }
+            })
+            .collect();
+        if narrowed.is_empty() {
+            None
+        } else {
+            Some(narrowed)
+        }
+    }
+}
+
+/// Whether `name` starts with one of `prefixes` (an empty list allows every name).
+#[must_use]
+pub fn name_in(prefixes: &[String], name: &str) -> bool {
+    prefixes.is_empty() || prefixes.iter().any(|p| name.starts_with(p.as_str()))
+}
+
+/// Resolves a presented credential's digest against the master secret and the admin tokens.
+/// Every configured digest is compared, in constant time each.
+pub fn authenticate(
+    presented: Option<&[u8; 32]>,
+    master: Option<&[u8; 32]>,
+    tokens: &[AdminCredential],
+) -> Result<Principal, Denial> {
+    let Some(presented) = presented else { return Err(Denial::Missing) };
+    let is_master = master.is_some_and(|m| ct_eq(presented, m));
+    let mut found: Option<&AdminCredential> = None;
+    for t in tokens {
+        if ct_eq(presented, &t.digest) && found.is_none() {
+            found = Some(t);
+        }
+    }
+    if is_master {
+        return Ok(Principal::master());
+    }
+    found
+        .map(|t| Principal {
+            name: t.name.clone(),
+            source: Source::AdminToken,
+            role: t.role,
+            tenant_id: t.tenant_id.clone(),
+            key_prefixes: t.key_prefixes.clone(),
+        })
+        .ok_or(Denial::Unknown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::credential::digest;
+
+    fn principal(tenant: Option<&str>, prefixes: &[&str]) -> Principal {
+        Principal {
+            name: "p".into(),
+            source: Source::AdminToken,
+            role: Role::Viewer,
+            tenant_id: tenant.map(String::from),
+            key_prefixes: prefixes.iter().map(|p| (*p).to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn master_wins_then_tokens_then_denial() {
+        let tokens = vec![AdminCredential {
+            name: "auditor".into(),
+            digest: digest("aud"),
+            role: Role::Viewer,
+            tenant_id: Some("tenant-a".into()),
+            key_prefixes: vec!["team-a-".into()],
+        }];
+        let master = digest("m");
+        assert_eq!(authenticate(Some(&digest("m")), Some(&master), &tokens), Ok(Principal::master()));
+        let p = authenticate(Some(&digest("aud")), Some(&master), &tokens).unwrap();
+        assert_eq!((p.name.as_str(), p.role, p.source), ("auditor", Role::Viewer, Source::AdminToken));
+        assert!(p.scoped() && !p.can_write());
+        assert_eq!(authenticate(Some(&digest("x")), Some(&master), &tokens), Err(Denial::Unknown));
+        assert_eq!(authenticate(None, Some(&master), &tokens), Err(Denial::Missing));
+        assert_eq!(authenticate(Some(&digest("m")), None, &[]), Err(Denial::Unknown));
+    }
+
+    #[test]
+    fn visibility_follows_tenant_and_prefixes() {
+        let cases = [
+            (principal(None, &[]), "b-x", Some("tenant-b"), true),
+            (principal(None, &[]), "k", None, true),
+            (principal(Some("tenant-a"), &[]), "a-1", Some("tenant-a"), true),
+            (principal(Some("tenant-a"), &[]), "a-1", Some("tenant-b"), false),
+            (principal(Some("tenant-a"), &[]), "a-1", None, false),
+            (principal(Some("tenant-a"), &["team-a-"]), "team-a-ci", Some("tenant-a"), true),
+            (principal(Some("tenant-a"), &["team-a-"]), "team-b-ci", Some("tenant-a"), false),
+            (principal(None, &["x-", "y-"]), "y-1", None, true),
+        ];
+        for (p, name, tenant, want) in cases {
+            assert_eq!(p.sees(name, tenant), want, "{p:?} {name} {tenant:?}");
+        }
+    }
+
+    #[test]
+    fn narrowing_never_widens() {
+        let a = principal(Some("tenant-a"), &["team-a-"]);
+        assert_eq!(a.narrow_tenant(None), Some(Some("tenant-a".into())));
+        assert_eq!(a.narrow_tenant(Some("tenant-a")), Some(Some("tenant-a".into())));
+        assert_eq!(a.narrow_tenant(Some("tenant-b")), None);
+        assert_eq!(principal(None, &[]).narrow_tenant(Some("t")), Some(Some("t".into())));
+        assert_eq!(principal(None, &[]).narrow_tenant(None), Some(None));
+        assert_eq!(a.narrow_prefixes(None), Some(vec!["team-a-".into()]));
+        assert_eq!(a.narrow_prefixes(Some("team-a-ci")), Some(vec!["team-a-ci".into()]));
+        assert_eq!(a.narrow_prefixes(Some("team")), Some(vec!["team-a-".into()]));
+        assert_eq!(a.narrow_prefixes(Some("team-b-")), None);
+        assert_eq!(principal(None, &[]).narrow_prefixes(Some("q")), Some(vec!["q".into()]));
+        assert_eq!(principal(None, &[]).narrow_prefixes(None), Some(vec![]));
+    }
+
+    #[test]
+    fn roles_parse_case_insensitively() {
+        assert_eq!(Role::parse(" Admin "), Some(Role::Admin));
+        assert_eq!(Role::parse("viewer"), Some(Role::Viewer));
+        assert_eq!(Role::parse("root"), None);
+        assert!(Role::Admin > Role::Viewer);
+    }
+}
