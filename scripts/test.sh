@@ -19,8 +19,25 @@ fi
 if ! "$venv/bin/python" -c "import openai" 2>/dev/null; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'openai>=1.50,<3' || die "cannot install the openai SDK"
 fi
+# The OpenAPI validator and schemathesis (tests/contract.rs runs them against a live gateway).
+if ! "$venv/bin/python" -c "import openapi_spec_validator, schemathesis" 2>/dev/null; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'openapi-spec-validator>=0.7,<1' 'schemathesis>=4,<5' \
+    || die "cannot install openapi-spec-validator and schemathesis"
+fi
 PRODEX_TEST_PYTHON="$(cd "$venv" && pwd)/bin/python"
 export PRODEX_TEST_PYTHON
+
+# promtool (Debian's prometheus package) checks the metrics exposition.
+if ! command -v promtool >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
+      || die "cannot install promtool (apt-get install prometheus)"
+  else
+    die "promtool is required for the metrics tests (apt-get install prometheus)"
+  fi
+fi
+PRODEX_TEST_PROMTOOL="$(command -v promtool)"
+export PRODEX_TEST_PROMTOOL
 
 # Throwaway PostgreSQL and Redis for the storage tests (temp dirs, free ports, stopped on exit).
 # shellcheck source=scripts/services.sh

@@ -242,3 +242,77 @@ fn no_secret_prompt_or_completion_leaks() {
     }
     assert!(outputs.iter().any(|o| o.contains("\"action\":\"key.rotate\"")), "the audit log file was read");
 }
+
+fn keys_cli(home: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(crate::support::bin())
+        .env_clear()
+        .env("PRODEX_HOME", home)
+        .args(["gateway", "keys"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs a gateway on `home` (redb: one process at a time), checks it, stops it, returns the home.
+fn with_gateway(mock: &Mock, home: crate::support::TempDir, check: &dyn Fn(&Gateway)) -> crate::support::TempDir {
+    let mut gw = Gateway::start(Opts { base_url: Some(mock.base_url()), home: Some(home), ..Opts::default() });
+    check(&gw);
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(std::time::Duration::from_secs(10)).success());
+    std::mem::replace(&mut gw.home, crate::support::TempDir::new("moved"))
+}
+
+/// `prodex gateway keys …` works on the store directly, with no admin token and no running gateway.
+#[test]
+fn keys_cli_bootstraps_keys_without_an_admin_token() {
+    let mock = Mock::start();
+    let home = crate::support::TempDir::new("keys-cli");
+    let args = [
+        "create",
+        "team-a-boot",
+        "--tenant-id",
+        "tenant-a",
+        "--budget-usd",
+        "5",
+        "--allowed-models",
+        "gpt-4o-mini,gemini-*",
+        "--json",
+    ];
+    let (code, out, err) = keys_cli(&home.0, &args);
+    assert_eq!(code, Some(0), "{err}");
+    let created: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let token = created["token"].as_str().unwrap().to_string();
+    assert_eq!(
+        (created["budget_usd"].as_f64(), created["allowed_models"].as_array().map(Vec::len)),
+        (Some(5.0), Some(2))
+    );
+    let (code, out, _) = keys_cli(&home.0, &["list"]);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("NAME") && out.contains("team-a-boot") && out.contains("tenant-a"), "{out}");
+    assert!(!out.contains(&token), "list never shows a token");
+    let (code, _, err) = keys_cli(&home.0, &["create", "bad name"]);
+    assert_eq!(code, Some(2), "invalid input is a usage error: {err}");
+    assert!(err.contains("name"), "{err}");
+    assert_eq!(keys_cli(&home.0, &["create", "team-a-boot"]).0, Some(1), "duplicate");
+
+    let home = with_gateway(&mock, home, &|gw| assert_eq!(chat(gw, &token).status, 200, "created by the CLI"));
+    let (code, out, _) = keys_cli(&home.0, &["rotate", "team-a-boot", "--json"]);
+    assert_eq!(code, Some(0));
+    let rotated = serde_json::from_str::<serde_json::Value>(&out).unwrap()["token"].as_str().unwrap().to_string();
+    assert_eq!(keys_cli(&home.0, &["disable", "team-a-boot"]).0, Some(0));
+    let home = with_gateway(&mock, home, &|gw| {
+        assert_eq!(chat(gw, &token).status, 401, "rotated away");
+        assert_eq!(chat(gw, &rotated).status, 401, "disabled");
+    });
+    assert_eq!(keys_cli(&home.0, &["enable", "team-a-boot"]).0, Some(0));
+    let home = with_gateway(&mock, home, &|gw| assert_eq!(chat(gw, &rotated).status, 200, "enabled"));
+    assert_eq!(keys_cli(&home.0, &["delete", "team-a-boot"]).0, Some(0));
+    let (code, out, _) = keys_cli(&home.0, &["list", "--json"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["data"], serde_json::json!([]));
+}

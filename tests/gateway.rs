@@ -9,6 +9,8 @@ mod support;
 mod admin;
 /// Virtual keys: admission rules, metering, the ledger.
 mod admission;
+/// Third-party checkers: promtool on metrics, the OpenAPI validator and schemathesis.
+mod contract;
 /// Deployment: the container reproduced around the binary.
 mod deploy;
 /// Ledger queries, paging, summaries, CSV exports and restored metrics over seeded rows.

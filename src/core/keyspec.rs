@@ -124,7 +124,7 @@ fn parse_fields(obj: &Map<String, Value>) -> Result<KeyEdit, FieldError> {
 }
 
 fn printable(s: &str, max: usize) -> bool {
-    !s.is_empty() && s.len() <= max && !s.chars().any(char::is_control)
+    !s.is_empty() && s.chars().count() <= max && !s.chars().any(char::is_control)
 }
 
 fn id_value(field: &str, v: &Value) -> Result<Option<String>, FieldError> {
@@ -138,13 +138,22 @@ fn id_value(field: &str, v: &Value) -> Result<Option<String>, FieldError> {
 fn int_value(field: &str, v: &Value) -> Result<Option<u64>, FieldError> {
     match v {
         Value::Null => Ok(None),
-        Value::Number(n) => n
-            .as_u64()
-            .filter(|n| *n <= MAX_INT)
-            .map(Some)
-            .ok_or_else(|| err(field, format!("{field} must be a non-negative integer"))),
+        Value::Number(n) => {
+            whole(n).map(Some).ok_or_else(|| err(field, format!("{field} must be a non-negative integer")))
+        }
         _ => Err(err(field, format!("{field} must be null or a non-negative integer"))),
     }
+}
+
+/// A non-negative whole number up to `MAX_INT`; JSON `1372.0` counts (JSON Schema's `integer`).
+fn whole(n: &serde_json::Number) -> Option<u64> {
+    let v = n.as_u64().or_else(|| {
+        let f = n.as_f64()?;
+        // 2^63 as f64 is exactly representable; anything at or past it is out of range.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        (f.fract() == 0.0 && (0.0..9.223_372_036_854_775e18).contains(&f)).then_some(f as u64)
+    })?;
+    (v <= MAX_INT).then_some(v)
 }
 
 fn usd_value(v: &Value) -> Result<Option<u64>, FieldError> {
@@ -182,8 +191,7 @@ fn period_value(v: &Value) -> Result<BudgetPeriod, FieldError> {
 fn expiry_value(v: &Value) -> Result<Option<UnixMs>, FieldError> {
     match v {
         Value::Null => Ok(None),
-        Value::Number(n) => n
-            .as_u64()
+        Value::Number(n) => whole(n)
             .and_then(|s| s.checked_mul(1000))
             .filter(|ms| *ms <= MAX_INT)
             .map(Some)
@@ -202,7 +210,7 @@ fn metadata_value(v: &Value) -> Result<BTreeMap<String, String>, FieldError> {
         Value::Object(m) if m.len() <= 64 => m
             .iter()
             .map(|(k, v)| match v {
-                Value::String(s) if printable(k, 128) && s.len() <= 1024 => Ok((k.clone(), s.clone())),
+                Value::String(s) if printable(k, 128) && s.chars().count() <= 1024 => Ok((k.clone(), s.clone())),
                 _ => Err(bad()),
             })
             .collect(),
@@ -331,6 +339,8 @@ mod tests {
         assert_eq!(name, "team-a-ci");
         assert_eq!(edit.tenant_id, Some(Some("tenant-a".into())));
         assert_eq!(edit.budget_microusd, Some(Some(1_500_000)));
+        let (_, edit) = parse_create(&json!({"name": "k", "rpm_limit": 1372.0, "expires_at": 60.0})).unwrap();
+        assert_eq!((edit.rpm_limit, edit.expires_at), (Some(Some(1372)), Some(Some(60_000))));
         let cases = [
             (json!({}), "name"),
             (json!({"name": "a b"}), "name"),
@@ -338,6 +348,8 @@ mod tests {
             (json!({"name": "k", "colour": 1}), "colour"),
             (json!({"name": "k", "rpm_limit": -1}), "rpm_limit"),
             (json!({"name": "k", "rpm_limit": 1.5}), "rpm_limit"),
+            (json!({"name": "k", "rpm_limit": -0.5}), "rpm_limit"),
+            (json!({"name": "k", "rpm_limit": 1e30}), "rpm_limit"),
             (json!({"name": "k", "tpm_limit": u64::MAX}), "tpm_limit"),
             (json!({"name": "k", "budget_usd": 1, "budget_microusd": 1}), "budget_usd"),
             (json!({"name": "k", "budget_usd": -1}), "budget_usd"),

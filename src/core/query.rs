@@ -37,11 +37,15 @@ impl Params {
         Ok(Self(out))
     }
 
-    /// Refuses any parameter not in `known` and any repeated one not in `repeatable`.
+    /// Refuses any parameter not in `known`, any empty value, and any repeated parameter not in
+    /// `repeatable`.
     pub fn only(&self, known: &[&str], repeatable: &[&str]) -> Result<(), ParamError> {
-        for (i, (name, _)) in self.0.iter().enumerate() {
+        for (i, (name, value)) in self.0.iter().enumerate() {
             if !known.contains(&name.as_str()) {
                 return Err(ParamError::new(name, format!("unknown query parameter `{name}`")));
+            }
+            if value.is_empty() {
+                return Err(ParamError::new(name, format!("`{name}` has an empty value")));
             }
             if !repeatable.contains(&name.as_str()) && self.0[..i].iter().any(|(n, _)| n == name) {
                 return Err(ParamError::new(name, format!("`{name}` given more than once")));
@@ -139,7 +143,7 @@ pub fn ledger_query(p: &Params) -> Result<LedgerQuery, ParamError> {
 /// `group_by`: comma-separated and/or repeated dimension names, deduplicated in order.
 pub fn group_by(p: &Params) -> Result<Vec<Dimension>, ParamError> {
     let mut dims = Vec::new();
-    for name in p.all("group_by").flat_map(|v| v.split(',')).map(str::trim).filter(|s| !s.is_empty()) {
+    for name in p.all("group_by").flat_map(|v| v.split(',')).map(str::trim) {
         let d = Dimension::parse(name).ok_or_else(|| {
             let all: Vec<&str> = Dimension::ALL.iter().map(|d| d.name()).collect();
             ParamError::new("group_by", format!("unknown dimension `{name}`; use any of {}", all.join(", ")))
@@ -191,7 +195,8 @@ mod tests {
         assert_eq!(q.get("key"), Some("team-a"));
         assert_eq!(q.get("model"), Some("gpt 4"));
         assert_eq!(q.get("empty"), None);
-        assert_eq!(q.only(&["key", "model", "empty", "flag"], &[]), Ok(()));
+        assert_eq!(q.only(&["key", "model", "empty", "flag"], &[]).unwrap_err().param, "empty");
+        assert_eq!(p("key=a&model=b").only(&["key", "model"], &[]), Ok(()));
         assert_eq!(q.only(&["key"], &[]).unwrap_err().param, "model");
         assert_eq!(p("a=1&a=2").only(&["a"], &[]).unwrap_err().param, "a");
         assert!(p("a=1&a=2").only(&["a"], &["a"]).is_ok());
@@ -227,6 +232,7 @@ mod tests {
         let dims = group_by(&p("group_by=key,model&group_by=day&group_by=key")).unwrap();
         assert_eq!(dims, vec![Dimension::Key, Dimension::Model, Dimension::Day]);
         assert!(group_by(&p("group_by=color")).unwrap_err().message.contains("tenant"));
+        assert_eq!(group_by(&p("group_by=,")).unwrap_err().param, "group_by");
         assert_eq!(group_by(&p("")), Ok(vec![]));
     }
 }

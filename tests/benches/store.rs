@@ -5,6 +5,9 @@
 //!    PRODEX_TEST_REDIS_URL point at servers).
 //! 2. The ledger on redb with N rows (default 1,000,000): one key's one-day summary, a JSON page,
 //!    and a full scan (the work a CSV export does per row, minus CSV encoding).
+//! 3. The admin plane over HTTP on that ledger (the release `prodex` binary started on it): a JSON
+//!    page of 100 rows, and `ledger.csv` exported in full (rows/s, MB/s).
+//! 4. `metrics` rendering with 1,000 keys × 3 models in the registry (what one scrape costs).
 //!
 //! Prints a markdown table.
 
@@ -185,5 +188,123 @@ fn main() {
     );
     println!("| full scan, newest first (what a CSV export reads) | {:.0} rows/s |", n as f64 / scan.as_secs_f64());
     drop(ledger);
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::rename(dir.join("ledger.redb"), home.join("gateway-state.redb")).unwrap();
+    admin_over_http(&home, rows);
+    metrics_render();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Starts the release binary on `home` and measures the ledger routes over HTTP.
+fn admin_over_http(home: &std::path::Path, rows: u64) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_prodex"))
+        .env_clear()
+        .env("PRODEX_HOME", home)
+        .env("PRODEX_GATEWAY_TOKEN", "bench-admin")
+        .args(["gateway", "--listen", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("gateway exited").unwrap();
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let get = |path: &str| -> Vec<u8> {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nhost: b\r\nauthorization: Bearer bench-admin\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        out
+    };
+    let mut page_ms: Vec<f64> = (0..20)
+        .map(|_| {
+            let start = Instant::now();
+            let body = get("/v1/prodex/gateway/ledger?limit=100");
+            assert!(body.starts_with(b"HTTP/1.1 200"));
+            start.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    page_ms.sort_by(f64::total_cmp);
+    let start = Instant::now();
+    let csv = get("/v1/prodex/gateway/ledger.csv");
+    let export = start.elapsed().as_secs_f64();
+    let lines_out = csv.windows(2).filter(|w| w == b"\r\n").count() as u64;
+    let _ = child.kill();
+    let _ = child.wait();
+    println!();
+    println!("| admin API over HTTP, {rows} rows on redb | result |");
+    println!("|---|---|");
+    println!("| `GET ledger?limit=100` (median of 20) | {:.2} ms |", page_ms[page_ms.len() / 2]);
+    println!(
+        "| `GET ledger.csv`, every row streamed ({} lines, {:.0} MB) | {:.0} rows/s, {:.0} MB/s |",
+        lines_out,
+        csv.len() as f64 / 1e6,
+        rows as f64 / export,
+        csv.len() as f64 / 1e6 / export
+    );
+}
+
+/// One scrape's rendering cost with 1,000 keys × 3 models.
+fn metrics_render() {
+    use prodex::core::metrics::{render, Process, Registry, Sample, View};
+    let mut reg = Registry::new();
+    let models = ["gpt-4o-mini", "gpt-4o", "gemini-2.5-flash"];
+    for k in 0..1000u64 {
+        let key = format!("key-{k:04}");
+        let tenant = format!("tenant-{}", k % 10);
+        for (i, m) in models.iter().enumerate() {
+            reg.observe(&Sample {
+                at: 1_800_000_000_000,
+                tenant: Some(&tenant),
+                key: &key,
+                route: "chat.completions",
+                provider: Some("openai"),
+                model: Some(m),
+                status: 200,
+                error_code: None,
+                rejected: false,
+                input_tokens: 100,
+                cached_input_tokens: 0,
+                output_tokens: 20,
+                reasoning_tokens: 0,
+                cost_microusd: Some(42),
+                latency_us: 1_000 * (i as u64 + 1),
+                overhead_us: 80,
+                ttfb_us: Some(500),
+            });
+        }
+        reg.set_budget_remaining(Some(&tenant), &key, Some(1_000_000));
+    }
+    let process = Process { version: "bench", backend: "redb", in_flight: 0, state_errors: 0 };
+    let views = [
+        ("unscoped", View { tenant: None, prefixes: &[], per_key_labels: true, max_label_keys: 1000 }),
+        (
+            "one tenant (100 keys)",
+            View { tenant: Some("tenant-3"), prefixes: &[], per_key_labels: true, max_label_keys: 1000 },
+        ),
+    ];
+    println!();
+    println!("| `metrics` render, 1,000 keys × 3 models | time per scrape | size |");
+    println!("|---|---|---|");
+    for (label, view) in &views {
+        let mut times: Vec<f64> = (0..20)
+            .map(|_| {
+                let start = Instant::now();
+                let text = render(&reg, &process, view, 1_800_000_000_000);
+                std::hint::black_box(&text);
+                start.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        let size = render(&reg, &process, view, 1_800_000_000_000).len();
+        println!("| {label} | {:.2} ms (median of 20) | {:.0} KB |", times[10], size as f64 / 1e3);
+    }
 }
