@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 die() { echo "scripts/test.sh: $*" >&2; exit 1; }
 
 command -v cargo >/dev/null || die "cargo is not installed"
+command -v curl >/dev/null || die "curl is required: the deploy test runs the seed page's curl command (apt-get install curl)"
 command -v python3 >/dev/null || die "python3 is required for the SDK tests (apt-get install python3 python3-venv)"
 
 # The openai Python SDK in a project-local venv.

@@ -75,6 +75,31 @@ fn container_equivalent_run_is_healthy_and_logs_to_the_log_volume() {
     assert!(health.status.success(), "healthcheck failed: {}", String::from_utf8_lossy(&health.stderr));
     assert!(String::from_utf8_lossy(&health.stdout).contains("\"status\":\"ready\""));
 
+    // The seed page's curl for the OpenAPI document, as written (port moved), with the env file's token.
+    let curl = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "curl -sS --fail http://127.0.0.1:{port}/v1/prodex/gateway/openapi.json \\\n-H \"Authorization: Bearer $PRODEX_GATEWAY_TOKEN\""
+        ))
+        .env("PRODEX_GATEWAY_TOKEN", &container_env["PRODEX_GATEWAY_TOKEN"])
+        .output()
+        .expect("curl is needed for the seed page's command (apt-get install curl)");
+    assert!(curl.status.success(), "seed curl failed: {}", String::from_utf8_lossy(&curl.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&curl.stdout).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    // Every admin URL the seed page names answers the same token.
+    let token = format!("Bearer {}", container_env["PRODEX_GATEWAY_TOKEN"]);
+    for path in ["ledger", "ledger/summary", "ledger.csv", "ledger/summary.csv", "metrics", "scim/v2/Users", "admin"] {
+        let r = crate::support::client::request(
+            gw.addr,
+            "GET",
+            &format!("/v1/prodex/gateway/{path}"),
+            &[("authorization", &token)],
+            b"",
+        );
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+    }
+
     let latest = std::fs::read_to_string(log_volume.0.join("prodex-runtime-latest.path")).unwrap();
     assert!(latest.trim().starts_with(&log_volume.0.display().to_string()), "run log outside the log volume: {latest}");
     let run_log = std::fs::read_to_string(latest.trim()).unwrap();

@@ -19,6 +19,8 @@ mod ledger;
 mod lifecycle;
 /// Data plane: routes, auth, headers, usage, upstream faults and retries.
 mod proxy;
+/// SCIM 2.0 provisioning as IdPs drive it, and user isolation by tenant.
+mod scim;
 /// Tenant and key-prefix isolation on every admin route (S1).
 mod scopes;
 /// Real SDK clients (the official `openai` Python package).

@@ -10,6 +10,7 @@ pub mod auth;
 mod keys;
 mod ledger;
 pub mod metrics;
+mod scim;
 
 use serde_json::Value;
 
@@ -37,6 +38,16 @@ pub(crate) enum Reply {
         content_type: &'static str,
         body: Vec<u8>,
         headers: Vec<(&'static str, String)>,
+    },
+    /// A SCIM resource or error (`application/scim+json`).
+    Scim {
+        status: u16,
+        body: Value,
+        headers: Vec<(&'static str, String)>,
+    },
+    /// No body (SCIM DELETE).
+    Empty {
+        status: u16,
     },
     /// The handler wrote the response itself (streams).
     Sent,
@@ -66,12 +77,14 @@ enum Op<'p> {
     SummaryCsv,
     Metrics,
     Audit,
+    Scim(scim::ScimOp<'p>),
 }
 
 impl Op<'_> {
     fn role(&self) -> Role {
         match self {
             Self::CreateKey | Self::PatchKey(_) | Self::DeleteKey(_) | Self::KeyAction(..) | Self::Audit => Role::Admin,
+            Self::Scim(op) if op.writes() => Role::Admin,
             _ => Role::Viewer,
         }
     }
@@ -93,6 +106,7 @@ fn classify<'p>(method: &str, rest: &'p str) -> Result<Op<'p>, Option<&'static s
         ["ledger", "summary.csv"] => get(Op::SummaryCsv),
         ["metrics"] => get(Op::Metrics),
         ["audit"] => get(Op::Audit),
+        ["scim", "v2", rest @ ..] => scim::classify(method, rest).map(Op::Scim),
         ["keys"] => match method {
             "GET" | "HEAD" => Ok(Op::ListKeys),
             "POST" => Ok(Op::CreateKey),
@@ -171,6 +185,7 @@ fn dispatch(shared: &Shared, ex: &mut Exchange<'_>, p: &Principal, op: Op<'_>) -
         Op::SummaryCsv => ledger::summary(shared, ex, p, true),
         Op::Metrics => Ok(metrics::render(shared, p)),
         Op::Audit => ledger::audit(shared, ex, p),
+        Op::Scim(op) => Ok(scim::handle(shared, ex, p, op)),
     }
 }
 
@@ -187,6 +202,14 @@ fn send(ex: &mut Exchange<'_>, reply: Result<Reply, ApiError>) {
             all.extend(headers.iter().map(|(k, v)| (*k, v.as_str())));
             ex.send(200, &all, &body)
         }
+        Ok(Reply::Scim { status, body, headers }) => {
+            let bytes = serde_json::to_vec(&body).unwrap_or_default();
+            let mut all: Vec<(&str, &str)> =
+                vec![("content-type", "application/scim+json"), ("cache-control", "no-store")];
+            all.extend(headers.iter().map(|(k, v)| (*k, v.as_str())));
+            ex.send(status, &all, &bytes)
+        }
+        Ok(Reply::Empty { status }) => ex.send(status, &[("cache-control", "no-store")], b""),
         Ok(Reply::Sent) => Ok(()),
         Err(e) => ex.send_error(&e),
     };

@@ -19,6 +19,7 @@ pub mod openai;
 pub mod openapi;
 pub mod pricing;
 pub mod query;
+pub mod scim;
 pub mod sse;
 pub mod time;
 

@@ -383,6 +383,8 @@ pub fn encode_head(out: &mut Vec<u8>, status: u16, headers: &[(&str, &str)], bod
         out.extend_from_slice(b"\r\n");
     }
     match body {
+        // RFC 9110 §8.6: no Content-Length on 1xx and 204 (they never have a body).
+        BodyKind::Length(0) if status == 204 || status < 200 => {}
         BodyKind::Length(n) => {
             let _ = write!(out, "content-length: {n}\r\n");
         }
