@@ -67,16 +67,52 @@ fn field_error(e: FieldError) -> ApiError {
     ApiError::invalid_parameter(&e.param, e.message)
 }
 
+/// Why a key lifecycle operation failed.
+#[derive(Debug)]
+pub enum LifecycleError {
+    /// The store refused or failed (`Conflict`, `VersionMismatch`, `NotFound`, `Unavailable`…).
+    Store(StoreError),
+    /// The OS random number generator failed (no token can be made).
+    Random,
+}
+
+impl std::fmt::Display for LifecycleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Store(e) => e.fmt(f),
+            Self::Random => f.write_str("the OS random number generator failed"),
+        }
+    }
+}
+
+impl From<StoreError> for LifecycleError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+fn lifecycle_error(shared: &Shared, e: &LifecycleError) -> ApiError {
+    match e {
+        LifecycleError::Store(e) => state_error(shared, e),
+        LifecycleError::Random => ApiError::internal("the OS random number generator failed"),
+    }
+}
+
 /// A new key token from the OS RNG.
-fn new_token() -> Result<String, ApiError> {
+fn new_token() -> Result<String, LifecycleError> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|_| ApiError::internal("the OS random number generator failed"))?;
+    getrandom::fill(&mut bytes).map_err(|_| LifecycleError::Random)?;
     Ok(token_from_bytes(&bytes))
 }
 
 /// Creates an admin key named `name` with `edit` applied; returns it and its token (shown once).
-pub fn create_key(store: &dyn Store, name: &str, edit: &KeyEdit, now: u64) -> Result<(KeyRecord, String), String> {
-    let token = new_token().map_err(|e| e.message)?;
+pub fn create_key(
+    store: &dyn Store,
+    name: &str,
+    edit: &KeyEdit,
+    now: u64,
+) -> Result<(KeyRecord, String), LifecycleError> {
+    let token = new_token()?;
     let mut key = KeyRecord {
         id: uuid::Uuid::now_v7().to_string(),
         name: name.to_string(),
@@ -89,7 +125,7 @@ pub fn create_key(store: &dyn Store, name: &str, edit: &KeyEdit, now: u64) -> Re
         ..KeyRecord::default()
     };
     edit.apply(&mut key);
-    store.create_key(&key).map_err(|e| e.to_string())?;
+    store.create_key(&key)?;
     Ok((key, token))
 }
 
@@ -109,24 +145,23 @@ fn update(
 }
 
 /// Gives `key` a new token; the old one stops working. Returns the key and the new token.
-pub fn rotate_key(store: &dyn Store, key: &KeyRecord, now: u64) -> Result<(KeyRecord, String), String> {
-    let token = new_token().map_err(|e| e.message)?;
+pub fn rotate_key(store: &dyn Store, key: &KeyRecord, now: u64) -> Result<(KeyRecord, String), LifecycleError> {
+    let token = new_token()?;
     let next = update(store, key, now, |k| {
         k.token_hash = digest(&token);
         k.token_hint = token_hint(&token);
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     Ok((next, token))
 }
 
 /// Disables or enables `key`.
-pub fn set_disabled(store: &dyn Store, key: &KeyRecord, disabled: bool, now: u64) -> Result<KeyRecord, String> {
-    update(store, key, now, |k| k.disabled = disabled).map_err(|e| e.to_string())
+pub fn set_disabled(store: &dyn Store, key: &KeyRecord, disabled: bool, now: u64) -> Result<KeyRecord, LifecycleError> {
+    Ok(update(store, key, now, |k| k.disabled = disabled)?)
 }
 
 /// Deletes `key` (if still at its version).
-pub fn delete_key(store: &dyn Store, key: &KeyRecord) -> Result<KeyRecord, String> {
-    store.delete_key(&key.name, Some(key.version)).map_err(|e| e.to_string())
+pub fn delete_key(store: &dyn Store, key: &KeyRecord) -> Result<KeyRecord, LifecycleError> {
+    Ok(store.delete_key(&key.name, Some(key.version))?)
 }
 
 /// `GET keys`.
@@ -219,13 +254,8 @@ pub(crate) fn create(shared: &Shared, ex: &mut Exchange<'_>, p: &Principal) -> R
                 "the key name must start with one of your key prefixes",
             ));
         }
-        let (key, token) =
-            create_key(shared.store.as_ref(), &name, &edit, clock::unix_ms()).map_err(|_| {
-                match shared.store.key(&name) {
-                    Ok(Some(_)) => ApiError::conflict("key_exists", "a key with this name already exists"),
-                    _ => ApiError::state_unavailable(),
-                }
-            })?;
+        let (key, token) = create_key(shared.store.as_ref(), &name, &edit, clock::unix_ms())
+            .map_err(|e| lifecycle_error(shared, &e))?;
         let mut body = key_json(&key);
         body["token"] = Value::String(token);
         Ok((Reply::Json { status: 201, body, headers: etag(&key) }, key))
@@ -253,7 +283,7 @@ pub(crate) fn patch(shared: &Shared, ex: &mut Exchange<'_>, p: &Principal, name:
 pub(crate) fn delete(shared: &Shared, ex: &mut Exchange<'_>, p: &Principal, name: &str) -> Result<Reply, ApiError> {
     mutate(shared, ex, p, "key.delete", Some(name), |shared, input| {
         let key = writable(shared, p, name, input.if_match.as_deref())?;
-        let gone = shared.store.delete_key(&key.name, Some(key.version)).map_err(|e| state_error(shared, &e))?;
+        let gone = delete_key(shared.store.as_ref(), &key).map_err(|e| lifecycle_error(shared, &e))?;
         let body = json!({"object": "gateway.key.deleted", "id": gone.id, "name": gone.name, "deleted": true});
         Ok((Reply::ok(body), gone))
     })
@@ -276,11 +306,7 @@ pub(crate) fn act(
         let key = writable(shared, p, name, input.if_match.as_deref())?;
         let now = clock::unix_ms();
         let store = shared.store.as_ref();
-        let fail = |_| match store.key(name) {
-            Ok(Some(k)) => ApiError::version_mismatch(k.version),
-            Ok(None) => ApiError::not_found("key_not_found", "no such key"),
-            Err(_) => ApiError::state_unavailable(),
-        };
+        let fail = |e: LifecycleError| lifecycle_error(shared, &e);
         match action {
             Action::Rotate => {
                 let (next, token) = rotate_key(store, &key, now).map_err(fail)?;

@@ -19,7 +19,7 @@ use crate::error::ApiError;
 use crate::http::server::Exchange;
 use crate::state::Shared;
 
-pub use keys::{create_key, delete_key, rotate_key, set_disabled};
+pub use keys::{create_key, delete_key, rotate_key, set_disabled, LifecycleError};
 
 /// The path under the admin prefix, if `path` is an admin route.
 #[must_use]
