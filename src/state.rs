@@ -36,6 +36,8 @@ pub struct Shared {
     pub prices: PriceTable,
     /// SHA-256 of `PRODEX_GATEWAY_TOKEN`; the token itself is not kept beyond the config.
     pub master_digest: Option<[u8; 32]>,
+    /// SHA-256 of the SSO proxy's shared secret (`[gateway.sso] proxy_token_env`).
+    pub sso_digest: Option<[u8; 32]>,
     /// `[[gateway.admin_tokens]]` as digests (the secrets themselves stay in the config only).
     pub admin_credentials: Vec<AdminCredential>,
     /// The OpenAPI document, serialized once.
@@ -72,7 +74,9 @@ impl Shared {
             .collect();
         let openapi =
             serde_json::to_vec_pretty(&crate::core::openapi::document(env!("CARGO_PKG_VERSION"))).unwrap_or_default();
+        let sso_digest = config.sso.proxy_token.as_ref().map(|t| digest(t.expose()));
         Self {
+            sso_digest,
             admin_credentials,
             openapi,
             metrics: Mutex::new(Registry::new()),

@@ -27,6 +27,8 @@ mod scopes;
 mod sdk;
 /// The HTTP server: limits, malformed requests, keep-alive, concurrency.
 mod server;
+/// Trusted-proxy SSO on the admin plane (S2): headers only with the proxy secret, SCIM fallback.
+mod sso;
 /// The storage conformance suite, run against every backend.
 mod store;
 /// Streaming: event timing, include_usage handling, disconnects.

@@ -1,45 +1,113 @@
 //! Resolves an admin request's credential into a `Principal` (master secret, then
-//! `[[gateway.admin_tokens]]`; OIDC and trusted-proxy SSO slot in here, after them, producing the
-//! same type) and writes the audit log.
+//! `[[gateway.admin_tokens]]`, then a trusted SSO proxy's headers; OIDC slots in before the proxy,
+//! producing the same type through `core::auth::federated`) and writes the audit log.
 //!
-//! Invariants: virtual keys never authenticate here (only admin secrets are consulted); an audit
-//! entry names the principal, never its credential; every denial is audited.
+//! Invariants: virtual keys never authenticate here (only admin secrets are consulted); SSO headers
+//! count only with the proxy's shared secret (compared in constant time), and are audited when
+//! ignored; a deactivated SCIM user never gets in; an audit entry names the principal, never its
+//! credential; every denial is audited.
 
 use serde_json::{json, Value};
 
 use crate::clock;
-use crate::core::auth::{authenticate, Denial, Principal};
-use crate::core::credential::{digest, presented};
+use crate::core::auth::{authenticate, federated, split_list, Claims, Denial, Principal, Provisioned, Source};
+use crate::core::credential::{ct_eq, digest, presented};
 use crate::core::directory::AuditEntry;
 use crate::error::ApiError;
 use crate::http::server::Exchange;
 use crate::state::Shared;
 
-/// The request's principal, or the 401 to answer (already audited).
+/// The request's principal, or the 401 to answer (already audited). Order (gateway.md §7): the
+/// master secret, `[[gateway.admin_tokens]]`, then a trusted SSO proxy's headers.
 pub fn principal(shared: &Shared, ex: &Exchange<'_>) -> Result<Principal, ApiError> {
     let hash = presented(&ex.head.headers).map(digest);
-    match authenticate(hash.as_ref(), shared.master_digest.as_ref(), &shared.admin_credentials) {
-        Ok(p) => Ok(p),
-        Err(denial) => {
-            let actor = match denial {
-                Denial::Missing => "anonymous",
-                Denial::Unknown => "unknown_credential",
+    let denial = match authenticate(hash.as_ref(), shared.master_digest.as_ref(), &shared.admin_credentials) {
+        Ok(p) => return Ok(p),
+        Err(denial) => denial,
+    };
+    let denial = match sso_proxy(shared, ex) {
+        Some(Ok(p)) => return Ok(p),
+        Some(Err(SsoRefusal::State)) => return Err(ApiError::state_unavailable()),
+        Some(Err(SsoRefusal::Denied(d))) => d,
+        None => denial,
+    };
+    let actor = match denial {
+        Denial::Missing => "anonymous",
+        Denial::Unknown => "unknown_credential",
+        Denial::Inactive => "inactive_user",
+    };
+    record(
+        shared,
+        AuditEntry {
+            actor: actor.into(),
+            actor_source: "anonymous".into(),
+            action: "authenticate".into(),
+            target: Some(ex.head.path().to_string()),
+            outcome: "denied".into(),
+            call_id: Some(ex.call_id.clone()),
+            ..AuditEntry::default()
+        },
+    );
+    Err(ApiError::invalid_admin_credential(denial == Denial::Missing))
+}
+
+enum SsoRefusal {
+    Denied(Denial),
+    /// The SCIM lookup could not be made.
+    State,
+}
+
+/// Trusted-proxy SSO: `None` when it does not apply (not configured, or no matching proxy token —
+/// then any SSO headers are ignored, and audited as such).
+fn sso_proxy(shared: &Shared, ex: &Exchange<'_>) -> Option<Result<Principal, SsoRefusal>> {
+    let cfg = &shared.config.sso;
+    let header = |name: &str| ex.head.header(&name.to_ascii_lowercase()).filter(|v| !v.trim().is_empty());
+    let identity = [&cfg.user_header, &cfg.role_header, &cfg.tenant_header, &cfg.key_prefixes_header];
+    let trusted = match (&shared.sso_digest, header(&cfg.token_header)) {
+        (Some(expected), Some(token)) => ct_eq(&digest(token), expected),
+        _ => false,
+    };
+    if !trusted {
+        if identity.iter().any(|h| header(h).is_some()) {
+            let e = AuditEntry {
+                actor: "unknown".into(),
+                actor_source: "sso_proxy".into(),
+                action: "sso_headers_ignored".into(),
+                target: Some(ex.head.path().to_string()),
+                outcome: "denied".into(),
+                call_id: Some(ex.call_id.clone()),
+                ..AuditEntry::default()
             };
-            record(
-                shared,
-                AuditEntry {
-                    actor: actor.into(),
-                    actor_source: "anonymous".into(),
-                    action: "authenticate".into(),
-                    target: Some(ex.head.path().to_string()),
-                    outcome: "denied".into(),
-                    call_id: Some(ex.call_id.clone()),
-                    ..AuditEntry::default()
-                },
-            );
-            Err(ApiError::invalid_admin_credential(denial == Denial::Missing))
+            record(shared, e);
         }
+        return None;
     }
+    let user = header(&cfg.user_header).unwrap_or("").trim().to_string();
+    let claims = Claims {
+        role: header(&cfg.role_header).map(|r| r.trim().to_string()),
+        tenant_id: header(&cfg.tenant_header).map(|t| t.trim().to_string()),
+        key_prefixes: header(&cfg.key_prefixes_header).map(split_list),
+        user,
+    };
+    let scim = if claims.user.is_empty() {
+        None
+    } else {
+        match shared.store.scim_by_user_name(&claims.user) {
+            Ok(u) => u,
+            Err(e) => {
+                shared.note_state_error();
+                log::error!("sso: looking up the SCIM user failed: {e}");
+                return Some(Err(SsoRefusal::State));
+            }
+        }
+    };
+    let provisioned = scim.as_ref().map(|u| Provisioned {
+        active: u.active,
+        role: u.role.as_deref(),
+        tenant_id: u.tenant_id.as_deref(),
+        key_prefixes: &u.key_prefixes,
+    });
+    Some(federated(Source::SsoProxy, &claims, provisioned, cfg.default_role).map_err(SsoRefusal::Denied))
 }
 
 /// Audits a request refused for its role or scope.

@@ -91,8 +91,11 @@ pub struct AdminCredential {
 pub enum Denial {
     /// No credential at all.
     Missing,
-    /// A credential that matches nothing configured for the admin plane (virtual keys included).
+    /// A credential that matches nothing configured for the admin plane (virtual keys included),
+    /// or identity claims that are unusable (no user, unknown role).
     Unknown,
+    /// The user is provisioned through SCIM and deactivated.
+    Inactive,
 }
 
 impl Principal {
@@ -163,6 +166,60 @@ impl Principal {
             Some(narrowed)
         }
     }
+}
+
+/// What a trusted SSO proxy (or, later, a verified OIDC token) says about the user.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Claims {
+    /// The user (e-mail or login); required.
+    pub user: String,
+    pub role: Option<String>,
+    pub tenant_id: Option<String>,
+    /// `None` = not stated; `Some(empty)` = stated as "no prefixes".
+    pub key_prefixes: Option<Vec<String>>,
+}
+
+/// A SCIM user's say in a principal (looked up by `userName`).
+#[derive(Clone, Copy, Debug)]
+pub struct Provisioned<'a> {
+    pub active: bool,
+    pub role: Option<&'a str>,
+    pub tenant_id: Option<&'a str>,
+    pub key_prefixes: &'a [String],
+}
+
+/// The principal for identity-provider claims: stated values first, then the active SCIM user's,
+/// then `default_role` (unscoped). An inactive SCIM user, an empty user or an unknown role is
+/// refused.
+pub fn federated(
+    source: Source,
+    claims: &Claims,
+    scim: Option<Provisioned<'_>>,
+    default_role: Role,
+) -> Result<Principal, Denial> {
+    let user = claims.user.trim();
+    if user.is_empty() || user.chars().any(char::is_control) {
+        return Err(Denial::Unknown);
+    }
+    if scim.is_some_and(|u| !u.active) {
+        return Err(Denial::Inactive);
+    }
+    let role = match claims.role.as_deref().or(scim.and_then(|u| u.role)) {
+        Some(r) => Role::parse(r).ok_or(Denial::Unknown)?,
+        None => default_role,
+    };
+    let tenant_id = claims.tenant_id.clone().or_else(|| scim.and_then(|u| u.tenant_id.map(String::from)));
+    let key_prefixes = match &claims.key_prefixes {
+        Some(p) => p.clone(),
+        None => scim.map(|u| u.key_prefixes.to_vec()).unwrap_or_default(),
+    };
+    Ok(Principal { name: user.to_string(), source, role, tenant_id, key_prefixes })
+}
+
+/// A comma-separated header list (`team-a-, team-b-`), blanks dropped.
+#[must_use]
+pub fn split_list(value: &str) -> Vec<String> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
 }
 
 /// Whether `name` starts with one of `prefixes` (an empty list allows every name).
@@ -265,6 +322,38 @@ mod tests {
         assert_eq!(a.narrow_prefixes(Some("team-b-")), None);
         assert_eq!(principal(None, &[]).narrow_prefixes(Some("q")), Some(vec!["q".into()]));
         assert_eq!(principal(None, &[]).narrow_prefixes(None), Some(vec![]));
+    }
+
+    #[test]
+    fn federated_claims_fall_back_to_scim_then_default() {
+        let claims = |role: Option<&str>, tenant: Option<&str>, prefixes: Option<&[&str]>| Claims {
+            user: "ada@example.com".into(),
+            role: role.map(String::from),
+            tenant_id: tenant.map(String::from),
+            key_prefixes: prefixes.map(|p| p.iter().map(|s| (*s).to_string()).collect()),
+        };
+        let prefixes = vec!["team-a-".to_string()];
+        let scim =
+            Provisioned { active: true, role: Some("admin"), tenant_id: Some("tenant-a"), key_prefixes: &prefixes };
+        let p = federated(Source::SsoProxy, &claims(None, None, None), Some(scim), Role::Viewer).unwrap();
+        assert_eq!((p.role, p.tenant_id.as_deref(), p.key_prefixes.len()), (Role::Admin, Some("tenant-a"), 1));
+        let p = federated(Source::SsoProxy, &claims(Some("viewer"), Some("t-b"), Some(&[])), Some(scim), Role::Admin)
+            .unwrap();
+        assert_eq!((p.role, p.tenant_id.as_deref(), p.key_prefixes.len()), (Role::Viewer, Some("t-b"), 0));
+        let p = federated(Source::SsoProxy, &claims(None, None, None), None, Role::Viewer).unwrap();
+        assert_eq!((p.role, p.scoped(), p.source), (Role::Viewer, false, Source::SsoProxy));
+        let inactive = Provisioned { active: false, ..scim };
+        assert_eq!(
+            federated(Source::SsoProxy, &claims(Some("admin"), None, None), Some(inactive), Role::Viewer),
+            Err(Denial::Inactive)
+        );
+        assert_eq!(
+            federated(Source::SsoProxy, &claims(Some("root"), None, None), None, Role::Viewer),
+            Err(Denial::Unknown)
+        );
+        let nobody = Claims { user: " ".into(), ..Claims::default() };
+        assert_eq!(federated(Source::SsoProxy, &nobody, None, Role::Viewer), Err(Denial::Unknown));
+        assert_eq!(split_list(" team-a-, ,team-b-"), vec!["team-a-".to_string(), "team-b-".to_string()]);
     }
 
     #[test]
