@@ -5,7 +5,8 @@
 //! `prefix_scope`), on top of what was asked, so a row is visible by the scope it was recorded
 //! with; CSV is written while the store is read (bounded memory whatever the row count) and a
 //! failure mid-stream ends the response without its last chunk, so a truncated export never looks
-//! complete.
+//! complete; long scans yield their worker periodically, so an export of millions of rows never
+//! starves the other connections of its may worker.
 
 use serde_json::{json, Map, Value};
 
@@ -14,7 +15,7 @@ use crate::admin::Reply;
 use crate::core::auth::Principal;
 use crate::core::csv::{ledger_header, push_bucket, push_ledger_row, summary_header};
 use crate::core::directory::AuditQuery;
-use crate::core::ledger::{encode_cursor, Bucket, Dimension, LedgerQuery};
+use crate::core::ledger::{encode_cursor, Bucket, Dimension, LedgerQuery, Summarizer};
 use crate::core::pricing::micros_to_usd;
 use crate::core::query::{group_by, ledger_query, ParamError, Params, LEDGER_FILTERS};
 use crate::core::time::format_rfc3339;
@@ -24,6 +25,8 @@ use crate::state::Shared;
 
 /// Bytes of CSV gathered before one chunk is written.
 const CSV_CHUNK: usize = 64 * 1024;
+/// Rows folded into a summary between yields of the coroutine.
+const SUMMARY_YIELD_ROWS: u32 = 4096;
 
 fn param(e: ParamError) -> ApiError {
     ApiError::invalid_parameter(&e.param, e.message)
@@ -93,6 +96,9 @@ pub(crate) fn csv(shared: &Shared, ex: &mut Exchange<'_>, p: &Principal) -> Resu
             if buf.len() >= CSV_CHUNK {
                 client_gone = ex.send_chunk(buf.as_bytes()).is_err();
                 buf.clear();
+                // A fast reader never blocks the socket, so give the worker back explicitly: an
+                // export of millions of rows must not starve this worker's other connections.
+                may::coroutine::yield_now();
             }
             !client_gone
         });
@@ -111,10 +117,20 @@ pub(crate) fn csv(shared: &Shared, ex: &mut Exchange<'_>, p: &Principal) -> Resu
 pub(crate) fn summary(shared: &Shared, ex: &mut Exchange<'_>, p: &Principal, as_csv: bool) -> Result<Reply, ApiError> {
     let (params, q) = scoped_query(ex, p, &["group_by"])?;
     let dims = group_by(&params).map_err(param)?;
-    let (buckets, totals) = match q {
-        Some(q) => shared.store.ledger_summary(&q, &dims).map_err(|e| unavailable(shared, &e))?,
-        None => (Vec::new(), Bucket::default()),
-    };
+    let mut summary = Summarizer::new(&dims);
+    if let Some(q) = q {
+        let mut rows = 0u32;
+        let scanned = shared.store.ledger_scan(&q, &mut |row| {
+            summary.add(row);
+            rows = rows.wrapping_add(1);
+            if rows % SUMMARY_YIELD_ROWS == 0 {
+                may::coroutine::yield_now(); // long summaries share the worker (see `csv`)
+            }
+            true
+        });
+        scanned.map_err(|e| unavailable(shared, &e))?;
+    }
+    let (buckets, totals) = summary.finish();
     if !as_csv {
         let data: Vec<Value> = buckets.iter().map(|b| bucket_json(b, &dims)).collect();
         let names: Vec<&str> = dims.iter().map(|d| d.name()).collect();
