@@ -277,9 +277,6 @@ fn mutate(
         ScimOp::Replace(id) | ScimOp::Patch(id) => {
             let body = read_json(ex)?;
             let current = visible(shared, p, id)?;
-            if !if_match_ok(ex, current.version) {
-                return Err(scim_error(412, None, "If-Match does not match the user's version"));
-            }
             let mut next = if let ScimOp::Patch(_) = op {
                 apply_patch(&current, &body)?
             } else {
@@ -292,6 +289,11 @@ fn mutate(
             next.version = current.version + 1;
             next.updated_at = now;
             confine(p, &mut next)?;
+            // RFC 7232 §5: a request that would fail without its precondition (400, 403) answers
+            // that failure, not 412.
+            if !if_match_ok(ex, current.version) {
+                return Err(scim_error(412, None, "If-Match does not match the user's version"));
+            }
             store.scim_replace(&next, current.version).map_err(|e| conflict_or(shared, &e))?;
             Ok((with_etag(200, &next, base), next))
         }

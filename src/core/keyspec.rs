@@ -188,15 +188,22 @@ fn period_value(v: &Value) -> Result<BudgetPeriod, FieldError> {
     }
 }
 
+/// The latest expiry: 9999-12-31T23:59:59Z, the last instant RFC 3339 (four-digit years) can render.
+pub const MAX_EXPIRY_SECS: u64 = 253_402_300_799;
+
 fn expiry_value(v: &Value) -> Result<Option<UnixMs>, FieldError> {
+    let in_range = |ms: UnixMs| {
+        (ms <= MAX_EXPIRY_SECS * 1000 + 999)
+            .then_some(Some(ms))
+            .ok_or_else(|| err("expires_at", "expires_at must not be after 9999-12-31T23:59:59Z"))
+    };
     match v {
         Value::Null => Ok(None),
         Value::Number(n) => whole(n)
             .and_then(|s| s.checked_mul(1000))
-            .filter(|ms| *ms <= MAX_INT)
-            .map(Some)
-            .ok_or_else(|| err("expires_at", "expires_at must be RFC 3339 or unix seconds")),
-        Value::String(s) => crate::core::query::parse_time(s).map(Some).map_err(|m| err("expires_at", m)),
+            .ok_or_else(|| err("expires_at", "expires_at must be RFC 3339 or unix seconds"))
+            .and_then(in_range),
+        Value::String(s) => crate::core::query::parse_time(s).map_err(|m| err("expires_at", m)).and_then(in_range),
         _ => Err(err("expires_at", "expires_at must be null, RFC 3339 or unix seconds")),
     }
 }
@@ -355,6 +362,8 @@ mod tests {
             (json!({"name": "k", "budget_usd": -1}), "budget_usd"),
             (json!({"name": "k", "budget_period": "hourly"}), "budget_period"),
             (json!({"name": "k", "expires_at": "soon"}), "expires_at"),
+            (json!({"name": "k", "expires_at": 253_402_300_800_u64}), "expires_at"),
+            (json!({"name": "k", "expires_at": "9999-12-31T23:59:59-01:00"}), "expires_at"),
             (json!({"name": "k", "allowed_models": [1]}), "allowed_models"),
             (json!({"name": "k", "metadata": {"a": 1}}), "metadata"),
             (json!({"name": "k", "tenant_id": ""}), "tenant_id"),

@@ -109,10 +109,12 @@ impl UserFields {
     }
 }
 
-/// Parses a POST or PUT body. Unknown attributes and schemas, and the read-only `id`, `meta` and
-/// `schemas`, are ignored; `displayName` falls back to `name.formatted`; `active` defaults to true.
+/// Parses a POST or PUT body. Unknown attributes and schemas, and the read-only `id` and `meta`,
+/// are ignored, as are the URNs in `schemas` (which must still be a list of strings);
+/// `displayName` falls back to `name.formatted`; `active` defaults to true.
 pub fn parse_user(body: &Value) -> Result<UserFields, ScimError> {
     let obj = body.as_object().ok_or_else(|| ScimError::bad("invalidSyntax", "the body must be a JSON object"))?;
+    check_schemas(obj)?;
     let user_name = user_name(field(obj, "userName").unwrap_or(&Value::Null))?;
     let display_name = match field(obj, "displayName").map(|v| text("displayName", v, MAX_TEXT)).transpose()? {
         Some(Some(d)) => Some(d),
@@ -265,6 +267,15 @@ fn unstored(rest: &str) -> bool {
         Some(("name", sub)) => NAME_PARTS.contains(&sub),
         Some((head, _)) => UNSTORED.contains(&head),
         None => UNSTORED.contains(&rest),
+    }
+}
+
+/// `schemas`, when present, is a list of strings (RFC 7643 §3); the URNs themselves are not checked.
+fn check_schemas(obj: &Map<String, Value>) -> Result<(), ScimError> {
+    match field(obj, "schemas") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Array(urns)) if urns.iter().all(Value::is_string) => Ok(()),
+        Some(_) => Err(ScimError::bad("invalidSyntax", "`schemas` must be a list of schema URNs")),
     }
 }
 
@@ -487,6 +498,8 @@ mod tests {
         let cases = [
             (json!([]), "invalidSyntax"),
             (json!("userName"), "invalidSyntax"),
+            (json!({"userName": "a", "schemas": USER_SCHEMA}), "invalidSyntax"),
+            (json!({"userName": "a", "schemas": [USER_SCHEMA, 1]}), "invalidSyntax"),
             (json!({}), "invalidValue"),
             (json!({"userName": ""}), "invalidValue"),
             (json!({"userName": "   "}), "invalidValue"),

@@ -14,8 +14,8 @@ use crate::core::directory::ScimUser;
 
 use super::filter::{element_matches, parse_value_filter, Filter, Multi, Sub};
 use super::{
-    check_lists, email_values, field, flag, invalid_value, merge, name_formatted, prefix_values, resolve_scope, role,
-    text, unstored, user_name, ScimError, Scope, MAX_TEXT,
+    check_lists, check_schemas, email_values, field, flag, invalid_value, merge, name_formatted, prefix_values,
+    resolve_scope, role, text, unstored, user_name, ScimError, Scope, MAX_TEXT,
 };
 
 /// The PATCH request schema.
@@ -54,6 +54,7 @@ enum Target {
 /// Applies a PatchOp body to a copy of `u` and returns it.
 pub fn apply_patch(u: &ScimUser, body: &Value) -> Result<ScimUser, ScimError> {
     let obj = body.as_object().ok_or_else(|| syntax("the body must be a JSON object"))?;
+    check_schemas(obj)?;
     let ops = match field(obj, "Operations") {
         Some(Value::Array(ops)) if !ops.is_empty() => ops,
         _ => return Err(syntax("`Operations` must be a non-empty array")),
@@ -425,6 +426,7 @@ mod tests {
         let cases = [
             (json!({"Operations": []}), "invalidSyntax"),
             (json!({"schemas": [PATCH_OP]}), "invalidSyntax"),
+            (json!({"schemas": {}, "Operations": [{"op": "remove", "path": "displayName"}]}), "invalidSyntax"),
             (json!([]), "invalidSyntax"),
             (patch(json!([{"op": "move", "path": "active", "value": true}])), "invalidSyntax"),
             (patch(json!(["remove"])), "invalidSyntax"),
