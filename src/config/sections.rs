@@ -215,6 +215,13 @@ pub(super) fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env
     if !require_auth_effective {
         notices.push(format!("client auth is off: anyone who can reach {listen} can use the upstream credentials"));
     }
+    if sso.oidc_issuer.is_some() || sso.oidc_audience.is_some() {
+        notices.push(
+            "[gateway.sso] oidc_* is set, but this build does not verify OIDC/JWT bearers yet: they get 401 on the \
+             admin plane (trusted-proxy SSO and admin tokens work)"
+                .into(),
+        );
+    }
 
     Config {
         home: inputs.home.clone(),

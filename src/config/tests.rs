@@ -170,3 +170,12 @@ fn rendered_config_never_shows_secrets() {
     assert!(!format!("{c:?}").contains("sk-live-secret"));
     toml::from_str::<toml::Table>(&text).unwrap();
 }
+
+#[test]
+fn oidc_settings_are_noted_as_not_verified_in_this_build() {
+    let policy =
+        "[gateway.sso]\noidc_issuer = \"https://idp.example.com/realms/main\"\noidc_audience = \"prodex-gateway\"\n";
+    let c = check(policy, &[], &Flags::default()).unwrap();
+    assert!(c.notices.iter().any(|n| n.contains("does not verify OIDC/JWT bearers yet")), "{:?}", c.notices);
+    assert!(!check("", &[], &Flags::default()).unwrap().notices.iter().any(|n| n.contains("OIDC")));
+}
