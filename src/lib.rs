@@ -20,6 +20,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::dbg_macro, clippy::disallowed_methods)]
 
 pub mod admin;
+pub mod background;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -146,7 +146,10 @@ pub fn init(cfg: &LogConfig) -> Result<PathBuf, String> {
     let _ = QUEUE.set(tx);
     std::thread::Builder::new()
         .name("prodex-log".into())
-        .spawn(move || writer(&rx, file, audit))
+        .spawn(move || {
+            crate::background::lower_this_thread();
+            writer(&rx, file, audit);
+        })
         .map_err(|e| format!("cannot start the log thread: {e}"))?;
 
     // may logs every epoll registration at info; only its warnings matter to operators.

@@ -445,3 +445,33 @@ fn reservations_of_a_crashed_node_expire_on_shared_backends() {
         assert_eq!((c.in_flight, c.reserved_microusd), (1, 5));
     }
 }
+
+/// `ledger.durability = "async"`: nobody waits for the row and nothing wakes the redb writer for
+/// it, yet it lands within the writer's window on its own; a later awaited write (a key create)
+/// commits at once and carries every async row queued before it.
+#[test]
+fn async_rows_commit_on_their_own_and_ride_along_with_awaited_writes() {
+    let dir = TempDir::new("store-async");
+    let store = RedbStore::open(&dir.0.join("state.redb")).unwrap();
+    let now = 1_800_000_000_000;
+    let finish = |id: &str, at: u64| Finished {
+        reservation: None,
+        settlement: Settlement::Released,
+        row: row(id, at, "k", 200, None),
+        wait_durable: false,
+        now,
+    };
+    store.finish(&finish("a1", now)).unwrap();
+    let visible = || store.ledger_page(&LedgerQuery::default(), None, 10).unwrap().rows.len();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while visible() < 1 {
+        assert!(std::time::Instant::now() < deadline, "an async row was never committed");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    for i in 0..50 {
+        store.finish(&finish(&format!("b{i}"), now + 1 + i)).unwrap();
+    }
+    store.create_key(&key("after-async", 7)).unwrap();
+    let all = store.ledger_page(&LedgerQuery::default(), None, 100).unwrap().rows.len();
+    assert_eq!(all, 51, "the awaited commit carried every async row queued before it");
+}

@@ -65,6 +65,7 @@ pub(crate) fn render(shared: &Shared, p: &Principal) -> Reply {
 pub fn spawn_restore(shared: &Arc<Shared>, started_at: UnixMs) {
     let shared = Arc::clone(shared);
     let spawned = std::thread::Builder::new().name("prodex-metrics-restore".into()).spawn(move || {
+        crate::background::lower_this_thread();
         let mut base = Registry::new();
         let q = LedgerQuery { to: Some(started_at), ..LedgerQuery::default() };
         let mut rows = 0u64;

@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 
 mod writer;
 
@@ -133,14 +133,15 @@ struct UsageRow {
 pub struct RedbStore {
     db: Arc<Database>,
     path: PathBuf,
-    /// `None` once closing; dropping the sender stops the writer after it drains the queue.
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    /// The writer's inbox; closing it stops the writer after it drains the queue.
+    jobs: Arc<writer::JobQueue>,
     /// Async ledger rows queued but not yet committed.
     backlog: Arc<std::sync::atomic::AtomicUsize>,
     writer: Option<std::thread::JoinHandle<()>>,
     counters: Mutex<HashMap<String, Counters>>,
-    /// Call ids finished recently, so a retried `finish` is not applied twice (older ones are
-    /// caught by the ledger's id table).
+    /// Call ids finished recently (the last 100,000), so a retried `finish` does not settle the
+    /// in-memory counters twice. The writer's ledger id table keeps the row and the persisted
+    /// usage once per call id whatever its age.
     finished: Mutex<RecentIds>,
     /// Results of `delete_key` waiting for their job (keyed by lower-cased name).
     deleted: Arc<Mutex<HashMap<String, KeyRecord>>>,
@@ -210,18 +211,22 @@ impl RedbStore {
         }
         txn.commit().map_err(unavailable)?;
         let db = Arc::new(db);
-        let (tx, rx) = mpsc::channel();
+        let jobs = Arc::new(writer::JobQueue::new());
         let deleted: Arc<Mutex<HashMap<String, KeyRecord>>> = Arc::default();
         let backlog = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (writer_db, writer_deleted, writer_backlog) = (Arc::clone(&db), Arc::clone(&deleted), Arc::clone(&backlog));
+        let (writer_db, writer_jobs, writer_deleted, writer_backlog) =
+            (Arc::clone(&db), Arc::clone(&jobs), Arc::clone(&deleted), Arc::clone(&backlog));
         let writer_thread = std::thread::Builder::new()
             .name("prodex-redb-writer".into())
-            .spawn(move || writer::run(&writer_db, &rx, &writer_deleted, &writer_backlog))
+            .spawn(move || {
+                crate::background::lower_this_thread();
+                writer::run(&writer_db, &writer_jobs, &writer_deleted, &writer_backlog);
+            })
             .map_err(|e| unavailable(format!("cannot start the redb writer: {e}")))?;
         Ok(Self {
             db,
             path: path.to_path_buf(),
-            jobs: Mutex::new(Some(tx)),
+            jobs,
             backlog,
             writer: Some(writer_thread),
             counters: Mutex::default(),
@@ -237,9 +242,7 @@ impl RedbStore {
     }
 
     fn send(&self, job: Job) -> Result<()> {
-        let jobs = self.jobs.lock().map_err(|_| unavailable("writer queue poisoned"))?;
-        let sender = jobs.as_ref().ok_or_else(|| unavailable("the store is closing"))?;
-        sender.send(job).map_err(|_| unavailable("the redb writer thread has stopped"))
+        self.jobs.push(job)
     }
 
     fn send_and_wait(&self, make: impl FnOnce(Ack) -> Job) -> Result<()> {
@@ -292,12 +295,6 @@ impl RedbStore {
             c.spend_microusd = stored.spend_microusd;
         }
         Ok(f(c))
-    }
-
-    fn ledger_has(&self, call_id: &str) -> Result<bool> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
-        let ids = txn.open_table(LEDGER_IDS).map_err(unavailable)?;
-        Ok(ids.get(call_id).map_err(unavailable)?.is_some())
     }
 
     fn scan(
@@ -353,9 +350,7 @@ impl RedbStore {
 impl Drop for RedbStore {
     /// Flushes queued writes and releases the file: the writer drains its queue, commits, exits.
     fn drop(&mut self) {
-        if let Ok(mut jobs) = self.jobs.lock() {
-            jobs.take();
-        }
+        self.jobs.close();
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }
@@ -456,7 +451,10 @@ impl Store for RedbStore {
     fn finish(&self, call: &Finished) -> Result<()> {
         {
             let mut recent = self.finished.lock().map_err(|_| unavailable("poisoned"))?;
-            if !recent.insert(&call.row.call_id) || self.ledger_has(&call.row.call_id)? {
+            // No redb read here: a reader can wait on the page cache's mutex while the writer
+            // flushes, and this runs on a may worker for every call. The writer skips an id the
+            // ledger already holds, so the row and the persisted usage stay once per call id.
+            if !recent.insert(&call.row.call_id) {
                 return Ok(());
             }
         }

@@ -1,6 +1,10 @@
-//! The upstream client: one ureq `Agent` on may sockets (`transport.rs`), rustls on top, a caching
+//! The upstream client: ureq `Agent`s on may sockets (`transport.rs`), rustls on top, a caching
 //! resolver that never blocks a worker (`resolver.rs`), 16 KiB buffers, no gzip, no redirects,
 //! upstream statuses returned as responses (never as errors), and `HTTPS_PROXY`/`NO_PROXY` honoured.
+//!
+//! One agent (one idle-connection pool) per may worker thread: ureq's pool is a mutex-guarded list
+//! that every call scans, so one shared pool made the workers contend and scan every idle
+//! connection of the process on each call. A coroutine uses the pool of the worker it starts on.
 //!
 //! Invariants: a call never runs on a std socket; an error is classified once here into the
 //! `Failure` the proxy maps to 502/504 and uses to decide whether a retry is allowed.
@@ -59,33 +63,61 @@ pub enum Payload<'a> {
     Reader(&'a mut dyn Read),
 }
 
-/// The shared upstream client. Cheap to clone (the agent is reference-counted).
+/// The shared upstream client. Cheap to clone (the agents are reference-counted).
 #[derive(Clone)]
 pub struct Upstream {
-    agent: Agent,
+    agents: std::sync::Arc<[Agent]>,
 }
 
+thread_local! {
+    /// The agent shard of this OS thread (a may worker), assigned on first use.
+    static SHARD: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Hands out shards to threads in turn.
+static NEXT_SHARD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 impl Upstream {
-    /// Builds the agent. Must run after may is configured (the DNS pool uses may channels).
+    /// Builds one agent per may worker. Must run after may is configured (the DNS pool uses may
+    /// channels and the shard count is the worker count).
     #[must_use]
     pub fn new(cfg: &UpstreamConfig) -> Self {
-        let config = Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .input_buffer_size(16 * 1024)
-            .output_buffer_size(16 * 1024)
-            .max_idle_connections(1024)
-            .max_idle_connections_per_host(cfg.max_idle_per_host)
-            .max_idle_age(Duration::from_secs(60))
-            .timeout_connect(Some(cfg.connect_timeout))
-            .timeout_per_read(Some(cfg.idle_timeout))
-            .timeout_per_write(Some(cfg.idle_timeout))
-            .proxy(Proxy::try_from_env())
-            .user_agent(concat!("prodex-gateway/", env!("CARGO_PKG_VERSION")))
-            .build();
-        let connector =
-            ().chain(ConnectProxyConnector::default()).chain(MayTcpConnector).chain(RustlsConnector::default());
-        Self { agent: Agent::with_parts(config, connector, CachingResolver::start()) }
+        let shards = may::config().get_workers().max(1);
+        let resolver = CachingResolver::start();
+        let agents = (0..shards)
+            .map(|_| {
+                let config = Agent::config_builder()
+                    .http_status_as_error(false)
+                    .max_redirects(0)
+                    .input_buffer_size(16 * 1024)
+                    .output_buffer_size(16 * 1024)
+                    .max_idle_connections(1024usize.div_ceil(shards))
+                    .max_idle_connections_per_host(cfg.max_idle_per_host.div_ceil(shards))
+                    .max_idle_age(Duration::from_secs(60))
+                    .timeout_connect(Some(cfg.connect_timeout))
+                    .timeout_per_read(Some(cfg.idle_timeout))
+                    .timeout_per_write(Some(cfg.idle_timeout))
+                    .proxy(Proxy::try_from_env())
+                    .user_agent(concat!("prodex-gateway/", env!("CARGO_PKG_VERSION")))
+                    .build();
+                let connector =
+                    ().chain(ConnectProxyConnector::default()).chain(MayTcpConnector).chain(RustlsConnector::default());
+                Agent::with_parts(config, connector, resolver.clone())
+            })
+            .collect();
+        Self { agents }
+    }
+
+    /// The agent of the calling thread's shard.
+    fn agent(&self) -> &Agent {
+        let shard = SHARD.with(|s| {
+            s.get().unwrap_or_else(|| {
+                let mine = NEXT_SHARD.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                s.set(Some(mine));
+                mine
+            })
+        });
+        &self.agents[shard % self.agents.len()]
     }
 
     /// Sends one request and returns the response head with a body still to be read.
@@ -100,10 +132,11 @@ impl Upstream {
         for (name, value) in headers {
             builder = builder.header(name.as_str(), value.as_str());
         }
+        let agent = self.agent();
         let result = match payload {
-            Payload::Empty => builder.body(()).map(|r| self.agent.run(r)),
-            Payload::Bytes(b) => builder.body(b).map(|r| self.agent.run(r)),
-            Payload::Reader(r) => builder.body(SendBody::from_reader(r)).map(|r| self.agent.run(r)),
+            Payload::Empty => builder.body(()).map(|r| agent.run(r)),
+            Payload::Bytes(b) => builder.body(b).map(|r| agent.run(r)),
+            Payload::Reader(r) => builder.body(SendBody::from_reader(r)).map(|r| agent.run(r)),
         };
         match result {
             Ok(Ok(resp)) => Ok(resp),

@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableTable};
 
@@ -17,39 +18,96 @@ use crate::core::ledger::LedgerRow;
 use crate::core::time::UnixMs;
 use crate::store::{Result, StoreError};
 
-/// The writer thread: drains queued jobs into one immediate-durability transaction at a time.
-pub(super) fn run(
-    db: &Database,
-    rx: &mpsc::Receiver<Job>,
-    deleted: &Mutex<HashMap<String, KeyRecord>>,
-    backlog: &AtomicUsize,
-) {
-    const MAX_BATCH: usize = 4096;
-    /// Rows nobody waits for (`ledger.durability = "async"`) are gathered this long per commit.
-    const ASYNC_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        let mut waiting = batch.iter().any(Job::is_awaited);
-        let window_end = crate::clock::now() + ASYNC_WINDOW;
-        while batch.len() < MAX_BATCH {
-            let next = if waiting {
-                rx.try_recv().ok()
-            } else {
-                let left = window_end.saturating_duration_since(crate::clock::now());
-                if left.is_zero() {
-                    None
+/// The writer's inbox. Rows nobody waits for are queued without waking the writer (it wakes on
+/// its own every `ASYNC_WINDOW`); a job somebody waits for wakes it at once. One short mutex
+/// section per push, never held across I/O: no per-call futex wake or context switch in async mode.
+pub(super) struct JobQueue {
+    state: Mutex<Inbox>,
+    writer: std::sync::OnceLock<std::thread::Thread>,
+}
+
+#[derive(Default)]
+struct Inbox {
+    jobs: Vec<Job>,
+    /// Some queued job has a caller parked on it.
+    awaited: bool,
+    closed: bool,
+}
+
+/// Rows nobody waits for (`ledger.durability = "async"`) are gathered this long per commit.
+const ASYNC_WINDOW: Duration = Duration::from_millis(50);
+
+impl JobQueue {
+    pub(super) fn new() -> Self {
+        Self { state: Mutex::new(Inbox::default()), writer: std::sync::OnceLock::new() }
+    }
+
+    /// Queues `job`; wakes the writer when somebody waits for it.
+    pub(super) fn push(&self, job: Job) -> Result<()> {
+        let awaited = job.is_awaited();
+        {
+            let mut inbox = self.state.lock().map_err(|_| unavailable("writer queue poisoned"))?;
+            if inbox.closed {
+                return Err(unavailable("the store is closing"));
+            }
+            inbox.jobs.push(job);
+            inbox.awaited |= awaited;
+        }
+        if awaited {
+            self.wake();
+        }
+        Ok(())
+    }
+
+    /// No more jobs are taken; the writer commits what is queued and exits.
+    pub(super) fn close(&self) {
+        if let Ok(mut inbox) = self.state.lock() {
+            inbox.closed = true;
+        }
+        self.wake();
+    }
+
+    fn wake(&self) {
+        if let Some(writer) = self.writer.get() {
+            writer.unpark(); // an atomic swap unless the writer is parked
+        }
+    }
+
+    /// The next batch: at once when somebody waits or the queue closed, else once the async window
+    /// since the last commit has passed. `None` once closed and drained.
+    fn next_batch(&self, last_commit: Instant) -> Option<Vec<Job>> {
+        loop {
+            let wait = {
+                let mut inbox = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let due = ASYNC_WINDOW.saturating_sub(crate::clock::now().saturating_duration_since(last_commit));
+                if inbox.awaited || inbox.closed || (!inbox.jobs.is_empty() && due.is_zero()) {
+                    if inbox.jobs.is_empty() {
+                        return None; // closed and drained
+                    }
+                    inbox.awaited = false;
+                    return Some(std::mem::take(&mut inbox.jobs));
+                }
+                if inbox.jobs.is_empty() {
+                    ASYNC_WINDOW
                 } else {
-                    rx.recv_timeout(left).ok()
+                    due
                 }
             };
-            let Some(job) = next else { break };
-            waiting |= job.is_awaited();
-            batch.push(job);
+            std::thread::park_timeout(wait);
         }
+    }
+}
+
+/// The writer thread: commits queued jobs in groups, one immediate-durability transaction each.
+pub(super) fn run(db: &Database, queue: &JobQueue, deleted: &Mutex<HashMap<String, KeyRecord>>, backlog: &AtomicUsize) {
+    let _ = queue.writer.set(std::thread::current());
+    let mut last_commit = crate::clock::now();
+    while let Some(batch) = queue.next_batch(last_commit) {
         let unawaited = batch.iter().filter(|j| !j.is_awaited()).count();
         let mut drops = Vec::new();
         let mut acks: Vec<(Ack, Result<()>)> = Vec::new();
         let outcome = commit_batch(db, batch, &mut drops, &mut acks, deleted);
+        last_commit = crate::clock::now();
         backlog.fetch_sub(unawaited, Ordering::Relaxed);
         for (ack, result) in acks {
             let _ = ack.send(match &outcome {
