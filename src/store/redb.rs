@@ -216,11 +216,12 @@ impl RedbStore {
         let backlog = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (writer_db, writer_jobs, writer_deleted, writer_backlog) =
             (Arc::clone(&db), Arc::clone(&jobs), Arc::clone(&deleted), Arc::clone(&backlog));
+        let relay = writer::start_ack_relay();
         let writer_thread = std::thread::Builder::new()
             .name("prodex-redb-writer".into())
             .spawn(move || {
                 crate::background::lower_this_thread();
-                writer::run(&writer_db, &writer_jobs, &writer_deleted, &writer_backlog);
+                writer::run(&writer_db, &writer_jobs, &relay, &writer_deleted, &writer_backlog);
             })
             .map_err(|e| unavailable(format!("cannot start the redb writer: {e}")))?;
         Ok(Self {

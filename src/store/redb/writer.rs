@@ -99,7 +99,13 @@ impl JobQueue {
 }
 
 /// The writer thread: commits queued jobs in groups, one immediate-durability transaction each.
-pub(super) fn run(db: &Database, queue: &JobQueue, deleted: &Mutex<HashMap<String, KeyRecord>>, backlog: &AtomicUsize) {
+pub(super) fn run(
+    db: &Database,
+    queue: &JobQueue,
+    relay: &AckRelay,
+    deleted: &Mutex<HashMap<String, KeyRecord>>,
+    backlog: &AtomicUsize,
+) {
     let _ = queue.writer.set(std::thread::current());
     let mut last_commit = crate::clock::now();
     while let Some(batch) = queue.next_batch(last_commit) {
@@ -109,15 +115,53 @@ pub(super) fn run(db: &Database, queue: &JobQueue, deleted: &Mutex<HashMap<Strin
         let outcome = commit_batch(db, batch, &mut drops, &mut acks, deleted);
         last_commit = crate::clock::now();
         backlog.fetch_sub(unawaited, Ordering::Relaxed);
-        for (ack, result) in acks {
-            let _ = ack.send(match &outcome {
-                Ok(()) => result,
-                Err(e) => Err(e.clone()),
-            });
-        }
+        let acks: Vec<(Ack, Result<()>)> = acks
+            .into_iter()
+            .map(|(ack, result)| {
+                let result = match &outcome {
+                    Ok(()) => result,
+                    Err(e) => Err(e.clone()),
+                };
+                (ack, result)
+            })
+            .collect();
+        acknowledge(acks, relay);
         for (before, ack) in drops {
             let _ = ack.send(drop_before(db, before));
         }
+    }
+}
+
+/// Hands a commit's acknowledgements to a coroutine that delivers them on a may worker.
+///
+/// A may channel send from this OS thread wakes the waiting coroutine's worker through its eventfd:
+/// one `write` plus the worker's `read` and epoll wakeup per waiting call. Sent from a coroutine,
+/// the same acknowledgement is a push onto that worker's run queue. So a commit that releases many
+/// callers crosses threads once; a single acknowledgement goes directly (no extra hop).
+pub(super) type AckRelay = may::sync::mpsc::Sender<Vec<(Ack, Result<()>)>>;
+
+/// Starts the relay coroutine; it ends when the writer drops the sender.
+pub(super) fn start_ack_relay() -> AckRelay {
+    let (tx, rx) = may::sync::mpsc::channel::<Vec<(Ack, Result<()>)>>();
+    may::go!(move || {
+        while let Ok(acks) = rx.recv() {
+            for (ack, result) in acks {
+                let _ = ack.send(result);
+            }
+        }
+    });
+    tx
+}
+
+fn acknowledge(mut acks: Vec<(Ack, Result<()>)>, relay: &AckRelay) {
+    if acks.len() > 1 {
+        match relay.send(acks) {
+            Ok(()) => return,
+            Err(std::sync::mpsc::SendError(back)) => acks = back,
+        }
+    }
+    for (ack, result) in acks {
+        let _ = ack.send(result);
     }
 }
 
