@@ -159,12 +159,67 @@ pub fn init(cfg: &LogConfig) -> Result<PathBuf, String> {
         .set_target_level(LevelFilter::Error)
         .add_filter_ignore_str("may")
         .build();
-    let logger: Box<dyn SharedLogger> = match cfg.format {
-        LogFormat::Text => WriteLogger::new(cfg.level, config, LineSink::default()),
-        LogFormat::Json => Box::new(JsonLogger { level: cfg.level, config }),
+    let inner: Box<dyn Log> = match cfg.format {
+        LogFormat::Text => WriteLogger::new(cfg.level, config.clone(), LineSink::default()),
+        LogFormat::Json => Box::new(JsonLogger { level: cfg.level, config: config.clone() }),
     };
+    let logger = Box::new(Capped { level: cfg.level, inner, config });
     CombinedLogger::init(vec![logger]).map_err(|e| format!("cannot install the logger: {e}"))?;
     Ok(path)
+}
+
+/// The most a third-party crate may log, whatever `PRODEX_LOG` says: their debug and trace
+/// output carries wire bytes (ureq_proto hex-dumps every request, credential headers included),
+/// so only their warnings and errors reach the run log.
+const THIRD_PARTY_MAX: LevelFilter = LevelFilter::Warn;
+
+/// Whether `target` is this crate's own (module paths under `prodex`, or the `access` line).
+fn own_target(target: &str) -> bool {
+    target == "prodex" || target.starts_with("prodex::") || target == "access"
+}
+
+/// The level a record of `target` is allowed at.
+fn level_for(target: &str, configured: LevelFilter) -> LevelFilter {
+    if own_target(target) {
+        configured
+    } else {
+        configured.min(THIRD_PARTY_MAX)
+    }
+}
+
+/// Applies the per-target cap in front of the formatter.
+struct Capped {
+    level: LevelFilter,
+    inner: Box<dyn Log>,
+    config: simplelog::Config,
+}
+
+impl Log for Capped {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= level_for(metadata.target(), self.level) && self.inner.enabled(metadata)
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if record.level() <= level_for(record.target(), self.level) {
+            self.inner.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.inner.flush();
+    }
+}
+
+impl SharedLogger for Capped {
+    fn level(&self) -> LevelFilter {
+        self.level
+    }
+    fn config(&self) -> Option<&simplelog::Config> {
+        Some(&self.config)
+    }
+    fn as_log(self: Box<Self>) -> Box<dyn Log> {
+        self
+    }
 }
 
 /// How often the writer thread drains the queue. Polling (instead of blocking on the channel)
@@ -238,5 +293,27 @@ fn prune_old_runs(dir: &Path, keep: usize) {
     let excess = runs.len().saturating_sub(keep);
     for (_, path) in runs.into_iter().take(excess) {
         let _ = fs::remove_file(path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{level_for, LevelFilter};
+
+    #[test]
+    fn third_party_crates_never_log_below_warn() {
+        for (target, configured, allowed) in [
+            ("prodex::proxy", LevelFilter::Trace, LevelFilter::Trace),
+            ("access", LevelFilter::Trace, LevelFilter::Trace),
+            ("prodex", LevelFilter::Debug, LevelFilter::Debug),
+            ("ureq_proto::util", LevelFilter::Trace, LevelFilter::Warn),
+            ("ureq", LevelFilter::Debug, LevelFilter::Warn),
+            ("rustls::client", LevelFilter::Trace, LevelFilter::Warn),
+            ("tokio_postgres::connection", LevelFilter::Info, LevelFilter::Warn),
+            ("prodexfoo", LevelFilter::Trace, LevelFilter::Warn),
+            ("redis", LevelFilter::Error, LevelFilter::Error),
+        ] {
+            assert_eq!(level_for(target, configured), allowed, "{target}");
+        }
     }
 }

@@ -67,6 +67,15 @@ pub fn run(config: Config) -> ExitCode {
         return ExitCode::from(1);
     }
     log::info!("state: {} store; {} virtual key(s) loaded", store.backend(), keyring.len());
+    match config.auth_status(keyring.len()) {
+        Ok(status) if config.auth_required(keyring.len()) => log::info!("{status}"),
+        Ok(status) => log::warn!("{status}"),
+        Err(e) => {
+            log::error!("{e}");
+            logs::flush();
+            return ExitCode::from(2);
+        }
+    }
     raise_fd_limit();
     let listener = match bind(config.listen) {
         Ok(l) => l,

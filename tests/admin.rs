@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::support::admin::{call, get, parse_csv};
+use crate::support::admin::{call, get, keys_cli, parse_csv};
 use crate::support::client;
 use crate::support::mock::Mock;
 use crate::support::{Gateway, Opts};
@@ -241,21 +241,6 @@ fn no_secret_prompt_or_completion_leaks() {
         }
     }
     assert!(outputs.iter().any(|o| o.contains("\"action\":\"key.rotate\"")), "the audit log file was read");
-}
-
-fn keys_cli(home: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = std::process::Command::new(crate::support::bin())
-        .env_clear()
-        .env("PRODEX_HOME", home)
-        .args(["gateway", "keys"])
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// Runs a gateway on `home` (redb: one process at a time), checks it, stops it, returns the home.

@@ -13,6 +13,8 @@ mod admission;
 mod contract;
 /// Deployment: the container reproduced around the binary.
 mod deploy;
+/// Regressions for the newcomer and hostile-tester findings, each named by its finding id.
+mod findings;
 /// Ledger queries, paging, summaries, CSV exports and restored metrics over seeded rows.
 mod ledger;
 /// Process lifecycle: health, SIGTERM drain, logs, the CLI.

@@ -123,19 +123,53 @@ pub fn run() -> ExitCode {
     };
     match args.action {
         None => serve::run(config),
-        Some(Action::Check) => {
-            for n in &config.notices {
-                println!("# note: {n}");
-            }
-            print!("{}", config.render_redacted());
-            println!("# configuration OK");
-            ExitCode::SUCCESS
-        }
+        Some(Action::Check) => check(&config),
         Some(Action::Healthcheck { url }) => healthcheck(&config, url.as_deref()),
         Some(Action::Providers { json }) => providers(&config, json),
         Some(Action::State { action }) => state(&config, &action),
         Some(Action::Keys { action }) => keys::run(&config, &action),
     }
+}
+
+/// `prodex gateway check`: the notices, what client auth amounts to with the keys the store holds,
+/// and the effective config. Exit 2 when the gateway would refuse to start.
+fn check(config: &Config) -> ExitCode {
+    for n in &config.notices {
+        println!("# note: {n}");
+    }
+    // A redb file that does not exist yet holds no key (and `check` must not create it).
+    let fresh = config.state.backend == crate::config::Backend::Redb && !config.state.redb_path.exists();
+    let keys = if fresh {
+        Ok(0)
+    } else {
+        crate::store::open(config, config.state.backend).and_then(|store| {
+            let ring = crate::keyring::Keyring::default();
+            ring.refresh(store.as_ref()).map(|_| ring.len()).map_err(|e| e.to_string())
+        })
+    };
+    let problem = match keys {
+        Ok(n) => match config.auth_status(n) {
+            Ok(status) => {
+                println!("# note: {status}");
+                None
+            }
+            Err(e) => Some(e),
+        },
+        Err(e) => {
+            println!(
+                "# note: cannot count the virtual keys in the {} store ({e}); client auth turns on once it holds one",
+                config.state.backend_alias
+            );
+            None
+        }
+    };
+    print!("{}", config.render_redacted());
+    if let Some(e) = problem {
+        eprintln!("prodex gateway: configuration has 1 problem(s):\n  {e}");
+        return ExitCode::from(2);
+    }
+    println!("# configuration OK");
+    ExitCode::SUCCESS
 }
 
 /// `prodex gateway state …`.

@@ -286,8 +286,9 @@ pub struct Config {
     pub default_provider: String,
     pub providers: Vec<Provider>,
     pub gateway_token: Option<Secret>,
-    /// Whether data-plane calls must present a credential.
-    pub require_auth: bool,
+    /// `require_auth` as configured; `None` means "on once a credential exists" (see
+    /// `Config::auth_required`).
+    pub require_auth: Option<bool>,
     pub shutdown_grace: Duration,
     pub server: ServerConfig,
     pub upstream: UpstreamConfig,
@@ -309,6 +310,48 @@ impl Config {
     #[must_use]
     pub fn provider(&self, name: &str) -> Option<&Provider> {
         self.providers.iter().find(|p| p.name == name)
+    }
+
+    /// Whether data-plane calls must present a credential, given how many virtual keys the store
+    /// holds (policy keys are synced into it, so they count too). Unless `require_auth` says
+    /// otherwise, auth is on as soon as the master token or any virtual key exists, and always on
+    /// a non-loopback listener — deleting the last key never opens a public port.
+    #[must_use]
+    pub fn auth_required(&self, store_keys: usize) -> bool {
+        self.require_auth.unwrap_or(self.gateway_token.is_some() || store_keys > 0 || !self.listen.ip().is_loopback())
+    }
+
+    /// What client auth amounts to once the store's key count is known: `Err` when the gateway
+    /// must not start (a non-loopback listener nobody could authenticate on), else the notice
+    /// for the startup log and `check`.
+    pub fn auth_status(&self, store_keys: usize) -> Result<String, String> {
+        let has_credentials = self.gateway_token.is_some() || store_keys > 0;
+        let listen = self.listen;
+        if !listen.ip().is_loopback() && !has_credentials {
+            return Err(format!(
+                "refusing to listen on non-loopback {listen} without client auth: set PRODEX_GATEWAY_TOKEN, declare \
+                 [[gateway.virtual_keys]] or create a key (prodex gateway keys create NAME)"
+            ));
+        }
+        let what = match (self.gateway_token.is_some(), store_keys) {
+            (true, 0) => "the master token".to_string(),
+            (true, n) => format!("the master token and {n} virtual key(s)"),
+            (false, n) => format!("{n} virtual key(s)"),
+        };
+        Ok(match (self.auth_required(store_keys), has_credentials) {
+            (true, true) => format!("client auth is on: calls must present {what}"),
+            (true, false) => "client auth is on (require_auth = true) but no credential exists yet: every data-plane \
+                              call gets 401 until a virtual key is created"
+                .to_string(),
+            (false, false) => format!(
+                "client auth is off: anyone who can reach {listen} can use the upstream credentials; it turns on \
+                 by itself once a virtual key exists"
+            ),
+            (false, true) => format!(
+                "client auth is off (require_auth = false): anyone who can reach {listen} can call without a key, \
+                 although {what} exist"
+            ),
+        })
     }
 
     /// The effective configuration as TOML with every secret replaced by its source.

@@ -189,31 +189,10 @@ pub(super) fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env
     let logs = read_logs(d, env, inputs);
 
     let gateway_token = env.get("PRODEX_GATEWAY_TOKEN").map(|t| Secret::new(t, "PRODEX_GATEWAY_TOKEN"));
-    let has_credentials = gateway_token.is_some() || !virtual_keys.is_empty();
-    let require_auth_effective = require_auth.unwrap_or(has_credentials);
-    if !listen.ip().is_loopback() {
-        if !has_credentials {
-            d.errors.push(ConfigError {
-                location: listen_src.as_ref().map_or_else(|| "default".into(), |(_, l)| l.clone()),
-                key: "gateway.listen_addr".into(),
-                message: format!("refusing to listen on non-loopback {listen} without client auth: set PRODEX_GATEWAY_TOKEN or declare [[gateway.virtual_keys]]"),
-            });
-        }
-        if require_auth == Some(false) {
-            d.error_at(
-                gw.offset_of("require_auth"),
-                "gateway.require_auth",
-                "false is only allowed on a loopback listen address",
-            );
-        }
-    }
-    if require_auth_effective && !has_credentials {
-        notices.push(
-            "require_auth is on but no client credential is configured: every data-plane call will get 401".into(),
-        );
-    }
-    if !require_auth_effective {
-        notices.push(format!("client auth is off: anyone who can reach {listen} can use the upstream credentials"));
+    // Whether anyone can authenticate depends on the keys in the store too, so the non-loopback
+    // rule is checked once the store is open (`Config::auth_status`); only the setting is here.
+    if !listen.ip().is_loopback() && require_auth == Some(false) {
+        d.error_at(gw.offset_of("require_auth"), "gateway.require_auth", "false is only allowed on a loopback listen address");
     }
     if sso.oidc_issuer.is_some() || sso.oidc_audience.is_some() {
         notices.push(
@@ -231,7 +210,7 @@ pub(super) fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env
         default_provider: provider_name,
         providers,
         gateway_token,
-        require_auth: require_auth_effective,
+        require_auth,
         shutdown_grace: Duration::from_secs(grace),
         server: ServerConfig {
             max_body_bytes,

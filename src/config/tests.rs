@@ -19,7 +19,11 @@ fn no_config_means_loopback_openai_without_auth() {
     assert_eq!(c.listen.to_string(), "127.0.0.1:4000");
     assert_eq!(c.default_provider, "openai");
     assert_eq!(c.provider("openai").unwrap().base_url, "https://api.openai.com/v1");
-    assert!(!c.require_auth);
+    assert_eq!(c.require_auth, None);
+    assert!(!c.auth_required(0), "no credential anywhere: open on loopback");
+    assert!(c.auth_required(1), "a key in the store turns auth on");
+    assert!(c.auth_status(0).unwrap().starts_with("client auth is off"));
+    assert_eq!(c.auth_status(3).unwrap(), "client auth is on: calls must present 3 virtual key(s)");
     assert_eq!(c.server.max_body_bytes, 64 << 20);
     assert_eq!(c.shutdown_grace.as_secs(), 30);
     assert_eq!(c.workers, 2);
@@ -62,13 +66,19 @@ fn missing_env_vars_are_errors_without_values() {
 #[test]
 fn non_loopback_requires_client_auth() {
     let flags = Flags { listen: Some("0.0.0.0:4000".into()), ..Flags::default() };
-    let errs = check("", &[], &flags).unwrap_err();
-    assert!(
-        errs[0].contains("--listen: gateway.listen_addr: refusing to listen on non-loopback 0.0.0.0:4000"),
-        "{errs:?}"
-    );
+    let c = check("", &[], &flags).unwrap();
+    let err = c.auth_status(0).unwrap_err();
+    assert!(err.contains("refusing to listen on non-loopback 0.0.0.0:4000"), "{err}");
+    assert!(c.auth_required(0), "a public listener never runs without auth");
+    assert_eq!(c.auth_status(2).unwrap(), "client auth is on: calls must present 2 virtual key(s)");
     let c = check("", &[("PRODEX_GATEWAY_TOKEN", "s3cret")], &flags).unwrap();
-    assert!(c.require_auth);
+    assert!(c.auth_required(0));
+    assert_eq!(c.auth_status(0).unwrap(), "client auth is on: calls must present the master token");
+    let c = check("[gateway]\nrequire_auth = true\n", &[], &Flags::default()).unwrap();
+    assert!(c.auth_status(0).unwrap().contains("every data-plane call gets 401 until a virtual key is created"));
+    let c = check("[gateway]\nrequire_auth = false\n", &[], &Flags::default()).unwrap();
+    assert!(!c.auth_required(5));
+    assert!(c.auth_status(5).unwrap().starts_with("client auth is off (require_auth = false)"));
     let errs = check("[gateway]\nrequire_auth = false\n", &[("PRODEX_GATEWAY_TOKEN", "s3cret")], &flags).unwrap_err();
     assert!(errs[0].contains("require_auth: false is only allowed on a loopback"), "{errs:?}");
 }

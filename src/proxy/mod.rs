@@ -259,7 +259,7 @@ fn authenticate(shared: &Shared, ex: &Exchange<'_>, call: &mut Call, now: u64) -
         call.key_name = "_unauthenticated".into();
         return Err(ApiError::invalid_api_key());
     }
-    if shared.config.require_auth {
+    if shared.config.auth_required(shared.keyring.len()) {
         call.key_name = "_unauthenticated".into();
         Err(ApiError::invalid_api_key())
     } else {
@@ -515,6 +515,18 @@ fn call_upstream(
         let waited = clock::elapsed(t0);
         ex.add_upstream_time(waited);
         call.upstream += waited;
+        if let Ok(resp) = &result {
+            log::debug!(
+                "call {} attempt {}: upstream {} answered {} {} with {} in {} us",
+                call.call_id,
+                attempt + 1,
+                provider.name,
+                method,
+                target.split('?').next().unwrap_or(""),
+                resp.status().as_u16(),
+                waited.as_micros()
+            );
+        }
         match result {
             Ok(resp) if retryable_status(resp.status().as_u16()) && attempt + 1 < MAX_ATTEMPTS => {
                 log::info!(

@@ -85,3 +85,19 @@ pub fn metric_keys(text: &str) -> BTreeSet<String> {
 pub fn set(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(|s| (*s).to_string()).collect()
 }
+
+/// `prodex gateway keys {args}` on `home`: (exit code, stdout, stderr).
+pub fn keys_cli(home: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(crate::support::bin())
+        .env_clear()
+        .env("PRODEX_HOME", home)
+        .args(["gateway", "keys"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,129 @@
+//! One test per finding of `newcomer-findings.md` (B*, F*) and of the hostile tester's issue, each
+//! reproducing what the finding saw and asserting what it expected.
+
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::support::admin::{call, keys_cli};
+use crate::support::client::Response;
+use crate::support::mock::Mock;
+use crate::support::{bin, Gateway, Opts, TempDir};
+
+fn chat() -> serde_json::Value {
+    json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]})
+}
+
+fn chat_as(gw: &Gateway, token: Option<&str>) -> Response {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let h: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    gw.post_json("/v1/chat/completions", &h, &chat())
+}
+
+fn check_output(home: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String) {
+    let mut cmd = Command::new(bin());
+    cmd.env_clear().env("PRODEX_HOME", home).args(["gateway", "check"]).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), text)
+}
+
+/// B1: keys held in the store (CLI-created here, admin-API-created below) turn client auth on.
+#[test]
+fn b1_store_keys_turn_client_auth_on() {
+    let mock = Mock::start();
+    let home = TempDir::new("b1");
+    let (code, out, err) = keys_cli(&home.0, &["create", "k", "--budget-usd", "1", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let token = serde_json::from_str::<serde_json::Value>(&out).unwrap()["token"].as_str().unwrap().to_string();
+    let (code, text) = check_output(&home.0, &[], &[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("client auth is on: calls must present 1 virtual key(s)"), "{text}");
+    let (code, text) = check_output(&home.0, &[], &["--listen", "0.0.0.0:4000"]);
+    assert_eq!(code, Some(0), "a store key is a credential on a public listener too: {text}");
+
+    let gw = Gateway::start(Opts { base_url: Some(mock.base_url()), home: Some(home), ..Opts::default() });
+    assert_eq!(chat_as(&gw, None).status, 401, "anonymous while a key exists");
+    assert_eq!(chat_as(&gw, Some(&token)).status, 200);
+    let log = gw.stderr_text();
+    assert!(log.contains("client auth is on: calls must present 1 virtual key(s)"), "{log}");
+    assert!(!log.contains("client auth is off") && !log.contains("every data-plane call will get 401"), "{log}");
+}
+
+/// B1: a key created through the admin API turns auth on in the running gateway within a refresh.
+#[test]
+fn b1_an_api_created_key_turns_auth_on_at_once() {
+    let mock = Mock::start();
+    let policy = "[[gateway.admin_tokens]]\nname = \"ops\"\ntoken_env = \"OPS_TOKEN\"\nrole = \"admin\"\n";
+    let ops = "ops-token-0123456789abcdef";
+    let gw = Gateway::start(Opts {
+        base_url: Some(mock.base_url()),
+        policy: Some(policy),
+        env: vec![("OPS_TOKEN", ops.to_string())],
+        ..Opts::default()
+    });
+    assert_eq!(chat_as(&gw, None).status, 200, "no key anywhere: open on loopback");
+    let created = call(&gw, ops, "POST", "keys", Some(&json!({"name": "first"})), &[]);
+    assert_eq!(created.status, 201, "{}", created.text());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while chat_as(&gw, None).status != 401 {
+        assert!(std::time::Instant::now() < deadline, "anonymous calls still pass with a key in the store");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let token = created.json()["token"].as_str().unwrap().to_string();
+    assert_eq!(chat_as(&gw, Some(&token)).status, 200);
+}
+
+/// Every file under `dir` (recursively) as text.
+fn files_text(dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_text(&path));
+        } else {
+            out.push((path.display().to_string(), String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned()));
+        }
+    }
+    out
+}
+
+/// B9: at `PRODEX_LOG=trace` no third-party crate writes headers or bodies into any output.
+#[test]
+fn b9_trace_logs_hold_no_secret_prompt_or_completion() {
+    let mock = Mock::start();
+    let (provider_key, client_key, prompt) = ("sk-UPSTREAM-SECRET-b9", "client-master-secret-b9", "PROMPT-b9-text");
+    let mut gw = Gateway::start(Opts {
+        base_url: Some(mock.base_url()),
+        env: vec![
+            ("PRODEX_LOG", "trace".into()),
+            ("OPENAI_API_KEY", provider_key.into()),
+            ("PRODEX_GATEWAY_TOKEN", client_key.into()),
+        ],
+        ..Opts::default()
+    });
+    let auth = format!("Bearer {client_key}");
+    for stream in [false, true] {
+        let body = json!({"model": "gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": prompt}]});
+        let r = gw.post_json("/v1/chat/completions", &[("authorization", &auth)], &body);
+        assert_eq!(r.status, 200);
+        assert!(r.text().contains("mock") || r.text().contains("tok0"), "the completion came back: {}", r.text());
+    }
+    assert_eq!(mock.requests()[0].header("authorization"), Some(&*format!("Bearer {provider_key}")));
+    gw.wait_for_log("stream=true status=200");
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(std::time::Duration::from_secs(10)).success());
+    let mut outputs = files_text(&gw.home.0.join("logs"));
+    outputs.push(("stderr".into(), gw.stderr_text()));
+    assert!(outputs.iter().any(|(_, t)| t.contains("TRACE") || t.contains("DEBUG")), "trace level was on");
+    for (name, text) in &outputs {
+        for secret in [provider_key, "UPSTREAM-SECRET", client_key, prompt, "Hello from mock", "tok0 "] {
+            assert!(!text.contains(secret), "{name} contains {secret:?}");
+        }
+        // ureq_proto's hex dumps spell bytes out; none may appear at all.
+        assert!(!text.contains("ureq"), "{name} has third-party trace output");
+    }
+}
