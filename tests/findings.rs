@@ -127,3 +127,67 @@ fn b9_trace_logs_hold_no_secret_prompt_or_completion() {
         assert!(!text.contains("ureq"), "{name} has third-party trace output");
     }
 }
+
+/// The number after `name=` in a log line.
+fn field(line: &str, name: &str) -> u64 {
+    let at = line.find(&format!(" {name}=")).unwrap_or_else(|| panic!("no {name} in {line}"));
+    line[at + name.len() + 2..].split(' ').next().unwrap().parse().unwrap()
+}
+
+/// B5: a stream cut after 10 short deltas is billed for about their content, not the wire bytes.
+#[test]
+fn b5_abandoned_streams_are_billed_for_the_content_relayed() {
+    use std::io::{Read, Write};
+    let mock = Mock::start();
+    let gw = Gateway::in_front_of(&mock);
+    let mut s = crate::support::client::connect(gw.addr);
+    let body = json!({"model": "gpt-4o-mini", "stream": true, "messages": []}).to_string();
+    let req = crate::support::client::build(
+        "POST",
+        "/v1/chat/completions",
+        &[("x-mock-chunks", "40"), ("x-mock-interval-ms", "100")],
+        body.as_bytes(),
+    );
+    s.write_all(&req).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while String::from_utf8_lossy(&seen).matches("\"content\":\"tok").count() < 10 {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "stream ended early");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    drop(s);
+    let log = gw.wait_for_log("client_disconnected=true");
+    let line = log.lines().find(|l| l.contains("client_disconnected=true")).unwrap();
+    assert!(line.contains("usage_source=partial"), "{line}");
+    // 10 (or 11, if one more was relayed before the cut) deltas of `tokN ` = 50–55 bytes ≈ 13 tokens.
+    let out = field(line, "output_tokens");
+    assert!((7..=20).contains(&out), "billed {out} output tokens for ~13 tokens of content: {line}");
+}
+
+/// B5: usage the upstream reported in the stream before the cut wins over any estimate.
+#[test]
+fn b5_in_stream_usage_before_the_cut_wins() {
+    use std::io::Read;
+    let mock = Mock::start();
+    let gw = Gateway::in_front_of(&mock);
+    let mut s = crate::support::client::connect(gw.addr);
+    let body = json!({"model": "gpt-4o-mini", "stream": true, "stream_options": {"include_usage": true}, "messages": []});
+    std::io::Write::write_all(
+        &mut s,
+        &crate::support::client::build("POST", "/v1/chat/completions", &[("x-mock-chunks", "2")], body.to_string().as_bytes()),
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("\"usage\":{") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0);
+        seen.extend_from_slice(&buf[..n]);
+    }
+    drop(s);
+    let log = gw.wait_for_log("route=chat.completions");
+    let line = log.lines().find(|l| l.contains("route=chat.completions")).unwrap();
+    assert_eq!(field(line, "output_tokens"), crate::support::mock::USAGE.1, "{line}");
+    assert!(line.contains("usage_source=provider"), "{line}");
+}

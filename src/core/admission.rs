@@ -263,6 +263,13 @@ pub fn estimate_input_tokens(body_bytes: usize) -> u64 {
     (body_bytes as u64).div_ceil(2)
 }
 
+/// Output tokens to bill for `content_bytes` of generated text when the provider reported no
+/// usage (a stream cut short): about 4 bytes per token, rounded up.
+#[must_use]
+pub fn estimate_output_tokens(content_bytes: u64) -> u64 {
+    content_bytes.div_ceil(4)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -290,6 +290,80 @@ pub fn body_usage(body: &[u8]) -> Result<Option<Usage>, NotJson> {
     Ok(wire.usage.as_ref().and_then(usage_of))
 }
 
+/// One stream event, read only for the text it carries (chat chunks, completions chunks and
+/// Responses `*.delta` events); everything else is skipped without being built.
+#[derive(Deserialize)]
+struct ContentWire<'a> {
+    #[serde(default)]
+    choices: Vec<ChoiceWire<'a>>,
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    delta: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceWire<'a> {
+    #[serde(default)]
+    delta: Option<DeltaWire<'a>>,
+    /// Legacy completions chunks.
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct DeltaWire<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    refusal: Option<Cow<'a, str>>,
+    #[serde(default)]
+    tool_calls: Vec<ToolCallWire<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallWire<'a> {
+    #[serde(borrow, default)]
+    function: Option<FunctionWire<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionWire<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+/// Bytes of generated content one stream event carries: delta text, reasoning and refusal text,
+/// tool-call names and arguments (chat), `text` (completions), or the `delta` of a Responses
+/// `*.delta` event — never the SSE framing or the JSON envelope around them. 0 for anything else.
+#[must_use]
+pub fn generated_bytes(data: &str) -> u64 {
+    let Ok(event) = serde_json::from_str::<ContentWire<'_>>(data) else {
+        return 0;
+    };
+    let len = |s: &Option<Cow<'_, str>>| s.as_ref().map_or(0, |s| s.len() as u64);
+    let mut n = 0;
+    if event.kind.as_deref().is_some_and(|k| k.ends_with(".delta")) {
+        n += len(&event.delta);
+    }
+    for choice in &event.choices {
+        n += len(&choice.text);
+        if let Some(d) = &choice.delta {
+            n += len(&d.content) + len(&d.reasoning_content) + len(&d.refusal);
+            for call in &d.tool_calls {
+                if let Some(f) = &call.function {
+                    n += len(&f.name) + len(&f.arguments);
+                }
+            }
+        }
+    }
+    n
+}
+
 /// The `model` of a JSON request body.
 #[must_use]
 pub fn model_of(body: &Map<String, Value>) -> Option<&str> {
@@ -300,6 +374,29 @@ pub fn model_of(body: &Map<String, Value>) -> Option<&str> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn generated_bytes_count_content_not_envelopes() {
+        let cases = [
+            (r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"tok1 "},"finish_reason":null}]}"#, 5),
+            (r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#, 0),
+            (r#"{"choices":[{"delta":{"content":"h\u00e9"}}]}"#, 3),
+            (r#"{"choices":[{"delta":{"reasoning_content":"think","refusal":"no"}}]}"#, 7),
+            (r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"call_1","function":{"name":"get","arguments":"{\"a\":1}"}}]}}]}"#, 10),
+            (r#"{"choices":[{"delta":{"content":"ab"}},{"delta":{"content":"cd"}}]}"#, 4),
+            (r#"{"choices":[{"text":"legacy"}]}"#, 6),
+            (r#"{"type":"response.output_text.delta","delta":"tok0"}"#, 4),
+            (r#"{"type":"response.function_call_arguments.delta","delta":"{\"x\""}"#, 4),
+            (r#"{"type":"response.completed","response":{"usage":{}}}"#, 0),
+            (r#"{"choices":[],"usage":{"prompt_tokens":1}}"#, 0),
+            ("[DONE]", 0),
+            ("not json", 0),
+            (r#"{"choices":[{"delta":{"content":5}}]}"#, 0),
+        ];
+        for (data, want) in cases {
+            assert_eq!(generated_bytes(data), want, "{data}");
+        }
+    }
 
     #[test]
     fn routes_match_with_and_without_v1() {

@@ -70,7 +70,8 @@ pub(crate) struct Call {
     pub headroom: Option<Headroom>,
     /// Estimated input tokens of the request (for reservations and estimated usage).
     pub input_estimate: u64,
-    /// Bytes of content relayed in a stream, for estimating output when usage never arrived.
+    /// Bytes of generated content relayed in a stream (delta text, tool-call arguments; not the
+    /// SSE framing or JSON envelopes), for estimating output when usage never arrived.
     pub relayed_bytes: u64,
     /// The upstream answered 2xx (so a missing usage means estimate, not release).
     pub upstream_ok: bool,
@@ -222,10 +223,10 @@ fn finalize_usage(call: &mut Call) {
     }
     let produced = call.relayed_bytes > 0 || (call.upstream_ok && !call.stream);
     if call.upstream_ok && produced {
-        // ~4 bytes per token for text; input from the body estimate (itself ~2× generous) halved.
+        // Output from the content relayed; input from the body estimate (itself ~2× generous) halved.
         call.usage = Usage {
             input_tokens: call.input_estimate.div_ceil(2),
-            output_tokens: call.relayed_bytes.div_ceil(4),
+            output_tokens: admission::estimate_output_tokens(call.relayed_bytes),
             ..Usage::default()
         };
         call.usage_source = if call.client_disconnected || call.error_code.is_some() {

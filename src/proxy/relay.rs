@@ -200,7 +200,9 @@ fn relay_sse(
                 call.client_disconnected = true;
                 return Ok(Tail::Nothing); // dropping `reader` closes the upstream connection
             }
-            call.relayed_bytes += event.data.len() as u64;
+            if call.usage_source != UsageSource::Provider {
+                call.relayed_bytes += openai::generated_bytes(&event.data);
+            }
         }
     }
     if let Some(rest) = decoder.finish() {
