@@ -191,3 +191,35 @@ fn b5_in_stream_usage_before_the_cut_wins() {
     assert_eq!(field(line, "output_tokens"), crate::support::mock::USAGE.1, "{line}");
     assert!(line.contains("usage_source=provider"), "{line}");
 }
+
+/// B6: listing models checks the key but takes nothing from its request budget or RPM.
+#[test]
+fn b6_model_listing_is_free() {
+    let mock = Mock::start();
+    let master = "master-token-b6-0123456789";
+    let gw = Gateway::start(Opts {
+        base_url: Some(mock.base_url()),
+        env: vec![("PRODEX_GATEWAY_TOKEN", master.into())],
+        ..Opts::default()
+    });
+    let created = call(&gw, master, "POST", "keys", Some(&json!({"name": "rb1", "request_budget": 1, "rpm_limit": 1})), &[]);
+    assert_eq!(created.status, 201, "{}", created.text());
+    let token = created.json()["token"].as_str().unwrap().to_string();
+    let auth = format!("Bearer {token}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while gw.get_with("/v1/models", &[("authorization", &auth)]).status == 401 {
+        assert!(std::time::Instant::now() < deadline, "the new key never loaded");
+    }
+    for path in ["/v1/models", "/v1/models/gpt-4o-mini", "/v1/models", "/models"] {
+        assert_eq!(gw.get_with(path, &[("authorization", &auth)]).status, 200, "{path}");
+    }
+    assert_eq!(gw.get_with("/v1/models", &[("authorization", "Bearer nope")]).status, 401, "the key is still checked");
+    assert_eq!(chat_as(&gw, Some(&token)).status, 200, "the one budgeted request is still there");
+    assert_eq!(chat_as(&gw, Some(&token)).status, 429, "and only one");
+    let usage = call(&gw, master, "GET", "usage", None, &[]);
+    let entry = usage.json()["data"].as_array().unwrap().iter().find(|u| u["key"] == "rb1").cloned().unwrap();
+    assert_eq!(entry["requests"], 1, "{entry}");
+    let log = gw.wait_for_log("route=models");
+    let line = log.lines().find(|l| l.contains("route=models")).unwrap();
+    assert!(line.contains("usage_source=none"), "{line}");
+}

@@ -75,6 +75,9 @@ pub(crate) struct Call {
     pub relayed_bytes: u64,
     /// The upstream answered 2xx (so a missing usage means estimate, not release).
     pub upstream_ok: bool,
+    /// Whether the call is admitted and billed at all (model listings are free: they check the
+    /// key but take nothing from budgets or rate limits).
+    pub metered: bool,
 }
 
 /// What is still to be sent once the call is recorded (the response's last byte).
@@ -115,6 +118,7 @@ pub fn handle(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &st
         input_estimate: 0,
         relayed_bytes: 0,
         upstream_ok: false,
+        metered: !matches!(route, Route::Models | Route::Model(_)),
     };
     let tail = match run(shared, ex, route, suffix, &mut call) {
         Ok(tail) => tail,
@@ -218,7 +222,7 @@ fn record(shared: &Shared, ex: &Exchange<'_>, call: &mut Call, wait_durable: boo
 
 /// Decides the usage to bill when the provider did not report it.
 fn finalize_usage(call: &mut Call) {
-    if call.usage_source == UsageSource::Provider {
+    if call.usage_source == UsageSource::Provider || !call.metered {
         return;
     }
     let produced = call.relayed_bytes > 0 || (call.upstream_ok && !call.stream);
@@ -309,7 +313,7 @@ fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, call
                     return Err(ApiError::model_not_found(id));
                 }
             }
-            admit(shared, call, "", None, now)?;
+            // Free: no reservation, so nothing is taken from budgets, RPM or the request count.
             let provider = pick_provider(shared, None, route, call)?;
             let resp = call_upstream(shared, ex, provider, &target, Payload::Empty, call)?;
             relay::relay(ex, route, resp, StreamPlan { stream: false, client_wants_usage: true }, call)
