@@ -223,3 +223,15 @@ fn b6_model_listing_is_free() {
     let line = log.lines().find(|l| l.contains("route=models")).unwrap();
     assert!(line.contains("usage_source=none"), "{line}");
 }
+
+/// B2: a DNS failure is 502 `upstream_unreachable` naming the host, retried, and logged at WARN.
+#[test]
+fn b2_dns_failures_name_the_host_and_are_retried() {
+    let gw = Gateway::start(Opts { base_url: Some("http://no-such-host.invalid/v1".into()), ..Opts::default() });
+    let r = chat_as(&gw, None);
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "upstream_unreachable", "{}", r.text());
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("cannot resolve no-such-host.invalid"), "{}", r.text());
+    let log = gw.wait_for_log("attempt 3: cannot reach upstream openai: cannot resolve no-such-host.invalid");
+    assert!(log.contains("WARN") && log.contains("attempt 1: cannot reach upstream openai"), "{log}");
+}

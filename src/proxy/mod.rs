@@ -553,7 +553,11 @@ fn call_upstream(
                 );
                 last_err = ApiError::upstream_unreachable(why);
             }
-            Err(other) => return Err(failure_error(other)),
+            Err(other) => {
+                let err = failure_error(other);
+                log::warn!("call {} attempt {}: upstream {}: {}", call.call_id, attempt + 1, provider.name, err.message);
+                return Err(err);
+            }
         }
     }
     Err(last_err)
@@ -577,7 +581,11 @@ fn call_streaming_body(
     let waited = clock::elapsed(t0);
     ex.add_upstream_time(waited);
     call.upstream += waited;
-    result.map_err(failure_error)
+    result.map_err(|f| {
+        let err = failure_error(f);
+        log::warn!("call {}: upstream {}: {}", call.call_id, provider.name, err.message);
+        err
+    })
 }
 
 /// Client-supplied text made safe for a log line: bounded, no control characters or spaces.

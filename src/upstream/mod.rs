@@ -140,10 +140,22 @@ impl Upstream {
         };
         match result {
             Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(ureq::Error::HostNotFound)) => Err(Failure::Connect(format!("cannot resolve {}", host_of(url)))),
             Ok(Err(e)) => Err(Failure::classify(e)),
             Err(e) => Err(Failure::Broken(format!("invalid upstream request: {e}"))),
         }
     }
+}
+
+/// The host of `url` (no scheme, userinfo, port or path), for error messages.
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host_port.starts_with('[') {
+        return host_port.split_once(']').map_or(host_port, |(h, _)| h).trim_start_matches('[');
+    }
+    host_port.split(':').next().unwrap_or(host_port)
 }
 
 /// The response body as a reader with no size cap (streams can be long).
@@ -174,4 +186,22 @@ pub fn relayed_headers(head: &http::HeaderMap) -> Vec<(String, String)> {
         })
         .filter_map(|(name, value)| value.to_str().ok().map(|v| (name.as_str().to_string(), v.to_string())))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn host_of_drops_everything_but_the_host() {
+        for (url, host) in [
+            ("https://api.openai.com/v1/chat/completions", "api.openai.com"),
+            ("http://no-such-host.invalid/v1", "no-such-host.invalid"),
+            ("http://user:pa55@host.example:8080/v1", "host.example"),
+            ("http://[::1]:4000/v1", "::1"),
+            ("http://10.0.0.1", "10.0.0.1"),
+        ] {
+            assert_eq!(host_of(url), host, "{url}");
+        }
+    }
 }

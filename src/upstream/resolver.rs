@@ -103,7 +103,15 @@ impl Resolver for CachingResolver {
                     log::warn!("DNS refresh for {key} failed; using the last good answer");
                     addrs_of(&addrs, self)
                 }
-                None => Err(result.err().map_or(Error::HostNotFound, Error::Io)),
+                None => {
+                    // Every lookup failure (NXDOMAIN, no resolver, a timeout) is "cannot resolve":
+                    // getaddrinfo's own errors arrive as uncategorized io errors.
+                    match result {
+                        Err(e) => log::warn!("cannot resolve {bare}: {e}"),
+                        Ok(_) => log::warn!("cannot resolve {bare}: no addresses"),
+                    }
+                    Err(Error::HostNotFound)
+                }
             },
         }
     }
