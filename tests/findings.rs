@@ -235,3 +235,25 @@ fn b2_dns_failures_name_the_host_and_are_retried() {
     let log = gw.wait_for_log("attempt 3: cannot reach upstream openai: cannot resolve no-such-host.invalid");
     assert!(log.contains("WARN") && log.contains("attempt 1: cannot reach upstream openai"), "{log}");
 }
+
+/// F23: clients cannot pick the operator's org or project; a provider can pin its own.
+#[test]
+fn f23_org_and_project_headers_are_the_operators() {
+    let mock = Mock::start();
+    let client_headers = [("openai-organization", "org-attacker"), ("OpenAI-Project", "proj_attacker")];
+    let gw = Gateway::in_front_of(&mock);
+    assert_eq!(gw.post_json("/v1/chat/completions", &client_headers, &chat()).status, 200);
+    let seen = mock.requests().pop().unwrap();
+    assert_eq!((seen.header("openai-organization"), seen.header("openai-project")), (None, None));
+
+    let policy = format!(
+        "[[gateway.providers]]\nname = \"openai\"\nbase_url = \"{}\"\norganization = \"org-operator\"\nproject = \"proj_operator\"\n",
+        mock.base_url()
+    );
+    let gw = Gateway::start(Opts { policy: Some(&policy), ..Opts::default() });
+    assert_eq!(gw.post_json("/v1/chat/completions", &client_headers, &chat()).status, 200);
+    let seen = mock.requests().pop().unwrap();
+    assert_eq!(seen.header("openai-organization"), Some("org-operator"));
+    assert_eq!(seen.header("openai-project"), Some("proj_operator"));
+    assert_eq!(seen.headers.iter().filter(|(k, _)| k == "openai-organization").count(), 1);
+}

@@ -124,6 +124,10 @@ pub struct Provider {
     pub api_keys: Vec<Secret>,
     /// Requested models routed here (exact or trailing-`*` globs).
     pub models: Vec<String>,
+    /// `OpenAI-Organization` / `OpenAI-Project` sent on every call to this provider. Clients'
+    /// own values are always dropped: a key holder never picks which org or project pays.
+    pub organization: Option<String>,
+    pub project: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -36,6 +36,8 @@ pub(super) fn redacted(c: &Config) -> String {
                 "base_url": p.base_url,
                 "api_keys": p.api_keys.iter().map(secret).collect::<Vec<_>>(),
                 "models": p.models,
+                "organization": p.organization,
+                "project": p.project,
             })
         })
         .collect();

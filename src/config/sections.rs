@@ -79,6 +79,8 @@ pub(super) fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env
             base_url: url_env.and_then(|e| env.get(e)).unwrap_or(url).trim_end_matches('/').to_string(),
             api_keys: env.pool(key_envs),
             models: Vec::new(),
+            organization: None,
+            project: None,
         })
         .collect();
     for mut p in gw.tables(d, "providers") {
@@ -87,6 +89,8 @@ pub(super) fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env
         let base_url = p.string(d, "base_url");
         let key = p.string(d, "api_key_env");
         let models = p.string_list(d, "models").unwrap_or_default();
+        let organization = p.string(d, "organization");
+        let project = p.string(d, "project");
         let path = p.path.clone();
         let Some(name) = name else {
             d.error_at(p.offset_of("name"), &format!("{path}.name"), "is required");
@@ -139,7 +143,12 @@ pub(super) fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env
             None => builtin.map(|i| providers[i].api_keys.clone()).unwrap_or_default(),
         };
         check_globs(d, &p, "models", &models);
-        let provider = Provider { name: name.clone(), kind, base_url, api_keys, models };
+        for (field, value) in [("organization", &organization), ("project", &project)] {
+            if value.as_deref().is_some_and(|v| v.is_empty() || v.chars().any(|c| c.is_control())) {
+                d.error_at(p.offset_of(field), &format!("{path}.{field}"), "expected a non-empty header value");
+            }
+        }
+        let provider = Provider { name: name.clone(), kind, base_url, api_keys, models, organization, project };
         match builtin {
             Some(i) => providers[i] = provider,
             None => providers.push(provider),

@@ -470,6 +470,8 @@ fn upstream_headers(
                         | "cookie"
                         | "proxy-authorization"
                         | "proxy-connection"
+                        | "openai-organization"
+                        | "openai-project"
                 )
                 && (keep_length || n != "content-length")
                 && !n.starts_with("x-prodex-")
@@ -480,6 +482,12 @@ fn upstream_headers(
     if !provider.api_keys.is_empty() {
         let key = &provider.api_keys[key_index % provider.api_keys.len()];
         out.push(("authorization".into(), format!("Bearer {}", key.expose())));
+    }
+    if let Some(org) = &provider.organization {
+        out.push(("openai-organization".into(), org.clone()));
+    }
+    if let Some(project) = &provider.project {
+        out.push(("openai-project".into(), project.clone()));
     }
     out
 }
