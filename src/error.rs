@@ -195,6 +195,9 @@ impl ApiError {
         )
         .with_header("etag", format!("\"{current}\""))
     }
+    pub fn loop_detected(message: String) -> Self {
+        Self::new(508, "loop_detected", Side::Internal, message)
+    }
     pub fn internal(detail: &str) -> Self {
         Self::new(500, "internal_error", Side::Internal, format!("internal error: {detail}"))
     }

@@ -86,6 +86,11 @@ pub fn run(config: Config) -> ExitCode {
         }
     };
     let local = listener.local_addr().unwrap_or(config.listen);
+    if let Some(e) = self_loop(&config, local) {
+        log::error!("{e}");
+        logs::flush();
+        return ExitCode::from(2);
+    }
     let limits = Limits {
         head: server_head_limits(),
         max_body_bytes: config.server.max_body_bytes,
@@ -108,7 +113,7 @@ pub fn run(config: Config) -> ExitCode {
             "default provider {} ({}) at {} with {} key(s)",
             p.name,
             p.kind.as_str(),
-            p.base_url,
+            crate::config::redact_url(&p.base_url),
             p.api_keys.len()
         );
     }
@@ -134,6 +139,18 @@ pub fn run(config: Config) -> ExitCode {
     }
     logs::flush();
     ExitCode::SUCCESS
+}
+
+/// A provider whose base URL is this gateway's own listener would send every call back to itself.
+#[must_use]
+pub fn self_loop(config: &Config, listen: std::net::SocketAddr) -> Option<String> {
+    let p = config.providers.iter().find(|p| crate::upstream::points_at(&p.base_url, listen))?;
+    Some(format!(
+        "provider {}: base URL {} is this gateway's own listener {listen}: every call would loop back \
+         (is OPENAI_BASE_URL set for the SDK in this shell?)",
+        p.name,
+        crate::config::redact_url(&p.base_url)
+    ))
 }
 
 /// Pings the state backend every second; `/readyz` reports what it last saw.

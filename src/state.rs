@@ -51,6 +51,18 @@ pub struct Shared {
     key_cursor: AtomicUsize,
     /// Unix ms at startup, for `/startupz`.
     pub started_at_ms: u64,
+    /// This process's random id, its `Via` entry upstream (`core::hops`): a request carrying it
+    /// came back to us.
+    pub instance: String,
+}
+
+/// 8 random bytes as hex (the clock's bits if the OS RNG fails: it only has to differ per process).
+fn instance_id() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes = (u64::from(std::process::id()) << 32 ^ crate::clock::unix_ms()).to_be_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Shared {
@@ -90,6 +102,7 @@ impl Shared {
             master_digest,
             key_cursor: AtomicUsize::new(0),
             started_at_ms,
+            instance: instance_id(),
         }
     }
 

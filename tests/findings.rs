@@ -85,7 +85,10 @@ fn files_text(dir: &std::path::Path) -> Vec<(String, String)> {
         if path.is_dir() {
             out.extend(files_text(&path));
         } else {
-            out.push((path.display().to_string(), String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned()));
+            out.push((
+                path.display().to_string(),
+                String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned(),
+            ));
         }
     }
     out
@@ -172,10 +175,16 @@ fn b5_in_stream_usage_before_the_cut_wins() {
     let mock = Mock::start();
     let gw = Gateway::in_front_of(&mock);
     let mut s = crate::support::client::connect(gw.addr);
-    let body = json!({"model": "gpt-4o-mini", "stream": true, "stream_options": {"include_usage": true}, "messages": []});
+    let body =
+        json!({"model": "gpt-4o-mini", "stream": true, "stream_options": {"include_usage": true}, "messages": []});
     std::io::Write::write_all(
         &mut s,
-        &crate::support::client::build("POST", "/v1/chat/completions", &[("x-mock-chunks", "2")], body.to_string().as_bytes()),
+        &crate::support::client::build(
+            "POST",
+            "/v1/chat/completions",
+            &[("x-mock-chunks", "2")],
+            body.to_string().as_bytes(),
+        ),
     )
     .unwrap();
     let mut seen = Vec::new();
@@ -202,7 +211,8 @@ fn b6_model_listing_is_free() {
         env: vec![("PRODEX_GATEWAY_TOKEN", master.into())],
         ..Opts::default()
     });
-    let created = call(&gw, master, "POST", "keys", Some(&json!({"name": "rb1", "request_budget": 1, "rpm_limit": 1})), &[]);
+    let created =
+        call(&gw, master, "POST", "keys", Some(&json!({"name": "rb1", "request_budget": 1, "rpm_limit": 1})), &[]);
     assert_eq!(created.status, 201, "{}", created.text());
     let token = created.json()["token"].as_str().unwrap().to_string();
     let auth = format!("Bearer {token}");
@@ -231,7 +241,11 @@ fn b2_dns_failures_name_the_host_and_are_retried() {
     let r = chat_as(&gw, None);
     assert_eq!(r.status, 502, "{}", r.text());
     assert_eq!(r.json()["error"]["code"], "upstream_unreachable", "{}", r.text());
-    assert!(r.json()["error"]["message"].as_str().unwrap().contains("cannot resolve no-such-host.invalid"), "{}", r.text());
+    assert!(
+        r.json()["error"]["message"].as_str().unwrap().contains("cannot resolve no-such-host.invalid"),
+        "{}",
+        r.text()
+    );
     let log = gw.wait_for_log("attempt 3: cannot reach upstream openai: cannot resolve no-such-host.invalid");
     assert!(log.contains("WARN") && log.contains("attempt 1: cannot reach upstream openai"), "{log}");
 }
@@ -256,4 +270,81 @@ fn f23_org_and_project_headers_are_the_operators() {
     assert_eq!(seen.header("openai-organization"), Some("org-operator"));
     assert_eq!(seen.header("openai-project"), Some("proj_operator"));
     assert_eq!(seen.headers.iter().filter(|(k, _)| k == "openai-organization").count(), 1);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// B8: a base URL on the gateway's own listener is refused at start and by `check`.
+#[test]
+fn b8_a_gateway_pointed_at_itself_refuses_to_start() {
+    let home = TempDir::new("b8");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let env = [
+        ("OPENAI_BASE_URL", format!("http://localhost:{port}/v1")),
+        ("PRODEX_GATEWAY_TOKEN", "tok123-0123456789abcdef".into()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (code, text) = check_output(&home.0, &env, &["--listen", &listen]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains(&format!("provider openai: base URL http://localhost:{port}/v1 is this gateway's own listener")),
+        "{text}"
+    );
+    let mut cmd = Command::new(bin());
+    cmd.env_clear().env("PRODEX_HOME", &home.0).args(["gateway", "--listen", &listen]);
+    for (k, v) in &env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("every call would loop back"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// B8: every upstream request carries our Via entry; one that comes back is a 508, and two
+/// gateways pointed at each other fail fast instead of fanning out.
+#[test]
+fn b8_hop_header_stops_loops_between_gateways() {
+    let mock = Mock::start();
+    let gw = Gateway::in_front_of(&mock);
+    assert_eq!(gw.post_json("/v1/chat/completions", &[("via", "1.1 edge-proxy")], &chat()).status, 200);
+    let via = mock.requests()[0].header("via").unwrap().to_string();
+    assert!(via.starts_with("1.1 edge-proxy, 1.1 prodex-"), "{via}");
+    let ours = via.rsplit(", ").next().unwrap().to_string();
+    let r = gw.post_json("/v1/chat/completions", &[("via", &ours)], &chat());
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (508, Some("loop_detected")), "{}", r.text());
+    assert_eq!(mock.count(), 1, "a looped request is never forwarded");
+
+    let (pa, pb) = (free_port(), free_port());
+    let start = |port: u16, to: u16| {
+        let home = TempDir::new("b8-pair");
+        let mut cmd = Command::new(bin());
+        cmd.env_clear()
+            .env("PRODEX_HOME", &home.0)
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .args(["gateway", "--workers", "2", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--base-url", &format!("http://127.0.0.1:{to}/v1")]);
+        Gateway::spawn(cmd, home)
+    };
+    let a = start(pa, pb);
+    let _b = start(pb, pa);
+    let t0 = std::time::Instant::now();
+    let r = chat_as(&a, None);
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (508, Some("loop_detected")), "{}", r.text());
+    assert!(t0.elapsed() < std::time::Duration::from_secs(5), "took {:?}", t0.elapsed());
+    // A's access lines: the refused second hop, then the forwarded call that B answered with 508.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while a.stderr_text().matches("status=508").count() < 2 {
+        assert!(std::time::Instant::now() < deadline, "{}", a.stderr_text());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let log = a.stderr_text();
+    assert_eq!(log.matches("route=chat.completions").count(), 2, "no retry fan-out: {log}");
 }

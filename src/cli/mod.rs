@@ -163,6 +163,7 @@ fn check(config: &Config) -> ExitCode {
             None
         }
     };
+    let problem = problem.or_else(|| serve::self_loop(config, config.listen).filter(|_| config.listen.port() != 0));
     print!("{}", config.render_redacted());
     if let Some(e) = problem {
         eprintln!("prodex gateway: configuration has 1 problem(s):\n  {e}");
@@ -319,7 +320,7 @@ fn providers(config: &Config, json: bool) -> ExitCode {
             .iter()
             .map(|p| {
                 serde_json::json!({
-                    "name": p.name, "kind": p.kind.as_str(), "base_url": p.base_url,
+                    "name": p.name, "kind": p.kind.as_str(), "base_url": config::redact_url(&p.base_url),
                     "keys": p.api_keys.len(), "models": p.models, "default": p.name == config.default_provider,
                     "routes": routes(p.kind),
                 })
@@ -339,7 +340,7 @@ fn providers(config: &Config, json: bool) -> ExitCode {
                 "{}{default}\tkind={}\tbase_url={}\tkeys={}\troutes: {served}",
                 p.name,
                 p.kind.as_str(),
-                p.base_url,
+                config::redact_url(&p.base_url),
                 p.api_keys.len()
             );
         }

@@ -365,6 +365,17 @@ impl Config {
     }
 }
 
+/// `url` with any userinfo (`user:password@`) replaced by `***@`, for logs, errors and `check`.
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
 /// A built-in provider: name, kind, default base URL, base-URL env, key env names (plural first).
 type Builtin = (&'static str, ProviderKind, &'static str, Option<&'static str>, &'static [&'static str]);
 

@@ -33,7 +33,7 @@ pub(super) fn redacted(c: &Config) -> String {
             json!({
                 "name": p.name,
                 "kind": p.kind.as_str(),
-                "base_url": p.base_url,
+                "base_url": super::redact_url(&p.base_url),
                 "api_keys": p.api_keys.iter().map(secret).collect::<Vec<_>>(),
                 "models": p.models,
                 "organization": p.organization,

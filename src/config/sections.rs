@@ -201,7 +201,11 @@ pub(super) fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env
     // Whether anyone can authenticate depends on the keys in the store too, so the non-loopback
     // rule is checked once the store is open (`Config::auth_status`); only the setting is here.
     if !listen.ip().is_loopback() && require_auth == Some(false) {
-        d.error_at(gw.offset_of("require_auth"), "gateway.require_auth", "false is only allowed on a loopback listen address");
+        d.error_at(
+            gw.offset_of("require_auth"),
+            "gateway.require_auth",
+            "false is only allowed on a loopback listen address",
+        );
     }
     if sso.oidc_issuer.is_some() || sso.oidc_audience.is_some() {
         notices.push(

@@ -189,3 +189,19 @@ fn oidc_settings_are_noted_as_not_verified_in_this_build() {
     assert!(c.notices.iter().any(|n| n.contains("does not verify OIDC/JWT bearers yet")), "{:?}", c.notices);
     assert!(!check("", &[], &Flags::default()).unwrap().notices.iter().any(|n| n.contains("OIDC")));
 }
+
+#[test]
+fn userinfo_is_redacted_from_urls() {
+    for (url, want) in [
+        ("http://user:pa55word@host:8000/v1", "http://***@host:8000/v1"),
+        ("https://api.openai.com/v1", "https://api.openai.com/v1"),
+        ("http://host/v1/a@b", "http://host/v1/a@b"),
+        ("http://tok@host?x=@", "http://***@host?x=@"),
+        ("nonsense", "nonsense"),
+    ] {
+        assert_eq!(redact_url(url), want, "{url}");
+    }
+    let flags = Flags { base_url: Some("http://u:hunter2-secret@127.0.0.1:9/v1".into()), ..Flags::default() };
+    let c = check("", &[], &flags).unwrap();
+    assert!(!c.render_redacted().contains("hunter2-secret"), "{}", c.render_redacted());
+}

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod credential;
 pub mod csv;
 pub mod directory;
+pub mod hops;
 pub mod keys;
 pub mod keyspec;
 pub mod ledger;

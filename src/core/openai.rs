@@ -378,11 +378,17 @@ mod tests {
     #[test]
     fn generated_bytes_count_content_not_envelopes() {
         let cases = [
-            (r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"tok1 "},"finish_reason":null}]}"#, 5),
+            (
+                r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"tok1 "},"finish_reason":null}]}"#,
+                5,
+            ),
             (r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#, 0),
             (r#"{"choices":[{"delta":{"content":"h\u00e9"}}]}"#, 3),
             (r#"{"choices":[{"delta":{"reasoning_content":"think","refusal":"no"}}]}"#, 7),
-            (r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"call_1","function":{"name":"get","arguments":"{\"a\":1}"}}]}}]}"#, 10),
+            (
+                r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"call_1","function":{"name":"get","arguments":"{\"a\":1}"}}]}}]}"#,
+                10,
+            ),
             (r#"{"choices":[{"delta":{"content":"ab"}},{"delta":{"content":"cd"}}]}"#, 4),
             (r#"{"choices":[{"text":"legacy"}]}"#, 6),
             (r#"{"type":"response.output_text.delta","delta":"tok0"}"#, 4),

@@ -18,6 +18,7 @@ use crate::clock;
 use crate::config::{Durability, Provider, ProviderKind};
 use crate::core::admission::{self, Ask, Headroom, Refusal};
 use crate::core::credential::{ct_eq, digest, presented, CREDENTIAL_HEADERS};
+use crate::core::hops;
 use crate::core::keys::{KeyRecord, Limits};
 use crate::core::ledger::LedgerRow;
 use crate::core::openai::{self, Route, StreamPlan, Usage};
@@ -274,6 +275,7 @@ fn authenticate(shared: &Shared, ex: &Exchange<'_>, call: &mut Call, now: u64) -
 
 fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, call: &mut Call) -> Result<Tail, ApiError> {
     let now = clock::unix_ms();
+    hops::check(via_values(ex), &shared.instance).map_err(|l| ApiError::loop_detected(l.message()))?;
     authenticate(shared, ex, call, now)?;
     let target = match ex.head.query() {
         Some(q) => format!("{suffix}?{q}"),
@@ -445,6 +447,7 @@ fn pick_provider<'s>(
 /// headers and anything of ours, plus the provider key.
 fn upstream_headers(
     ex: &Exchange<'_>,
+    instance: &str,
     provider: &Provider,
     key_index: usize,
     keep_length: bool,
@@ -472,6 +475,7 @@ fn upstream_headers(
                         | "proxy-connection"
                         | "openai-organization"
                         | "openai-project"
+                        | "via"
                 )
                 && (keep_length || n != "content-length")
                 && !n.starts_with("x-prodex-")
@@ -483,6 +487,7 @@ fn upstream_headers(
         let key = &provider.api_keys[key_index % provider.api_keys.len()];
         out.push(("authorization".into(), format!("Bearer {}", key.expose())));
     }
+    out.push(("via".into(), hops::forwarded_via(via_values(ex), instance)));
     if let Some(org) = &provider.organization {
         out.push(("openai-organization".into(), org.clone()));
     }
@@ -492,8 +497,14 @@ fn upstream_headers(
     out
 }
 
+/// The request's `Via` header values.
+fn via_values<'e>(ex: &'e Exchange<'_>) -> impl Iterator<Item = &'e str> {
+    ex.head.headers.iter().filter(|(k, _)| k == "via").map(|(_, v)| v.as_str())
+}
+
+/// 429 and 5xx are retried — but not 508: a loop answers the same on every attempt.
 fn retryable_status(status: u16) -> bool {
-    status == 429 || status >= 500
+    status == 429 || (status >= 500 && status != 508)
 }
 
 fn failure_error(f: Failure) -> ApiError {
@@ -522,7 +533,7 @@ fn call_upstream(
     let start = shared.next_key_index();
     let mut last_err = ApiError::upstream_unreachable("no attempt made");
     for attempt in 0..MAX_ATTEMPTS {
-        let headers = upstream_headers(ex, provider, start + attempt, false);
+        let headers = upstream_headers(ex, &shared.instance, provider, start + attempt, false);
         let t0 = clock::now();
         let result = shared.upstream.send(&method, &url, &headers, body.map_or(Payload::Empty, Payload::Bytes));
         let waited = clock::elapsed(t0);
@@ -563,7 +574,13 @@ fn call_upstream(
             }
             Err(other) => {
                 let err = failure_error(other);
-                log::warn!("call {} attempt {}: upstream {}: {}", call.call_id, attempt + 1, provider.name, err.message);
+                log::warn!(
+                    "call {} attempt {}: upstream {}: {}",
+                    call.call_id,
+                    attempt + 1,
+                    provider.name,
+                    err.message
+                );
                 return Err(err);
             }
         }
@@ -581,7 +598,7 @@ fn call_streaming_body(
 ) -> Result<ureq::http::Response<ureq::Body>, ApiError> {
     let url = format!("{}{target}", provider.base_url);
     let keep_length = matches!(ex.head.framing, Framing::Length(_));
-    let headers = upstream_headers(ex, provider, shared.next_key_index(), keep_length);
+    let headers = upstream_headers(ex, &shared.instance, provider, shared.next_key_index(), keep_length);
     let method = ex.head.method.clone();
     let t0 = clock::now();
     let mut reader = ex.body_reader();

@@ -158,6 +158,33 @@ fn host_of(url: &str) -> &str {
     host_port.split(':').next().unwrap_or(host_port)
 }
 
+/// Whether `url` reaches the gateway's own `listen` address: the same port on a loopback address,
+/// on the listener's own address, or on any address when it listens on all of them. Resolves
+/// names with a blocking lookup: only for startup and `check`, never on a may worker.
+#[must_use]
+pub fn points_at(url: &str, listen: std::net::SocketAddr) -> bool {
+    use std::net::ToSocketAddrs;
+    let Some((scheme, rest)) = url.split_once("://") else { return false };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let default_port = if scheme.eq_ignore_ascii_case("https") { 443 } else { 80 };
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') && p.chars().all(|c| c.is_ascii_digit()) && !p.is_empty() => {
+            (h, p.parse().unwrap_or(0))
+        }
+        _ => (host_port, default_port),
+    };
+    if port != listen.port() {
+        return false;
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let Ok(addrs) = (host, port).to_socket_addrs() else { return false };
+    addrs.into_iter().any(|a| {
+        let ip = a.ip();
+        ip.is_loopback() || ip.is_unspecified() || ip == listen.ip() || listen.ip().is_unspecified() && ip.is_loopback()
+    })
+}
+
 /// The response body as a reader with no size cap (streams can be long).
 pub fn body_reader(resp: Response<Body>) -> impl Read {
     resp.into_body().into_with_config().limit(u64::MAX).reader()
@@ -190,7 +217,29 @@ pub fn relayed_headers(head: &http::HeaderMap) -> Vec<(String, String)> {
 
 #[cfg(test)]
 mod tests {
-    use super::host_of;
+    use super::{host_of, points_at};
+
+    #[test]
+    fn a_base_url_on_our_own_listener_is_a_loop() {
+        let listen: std::net::SocketAddr = "127.0.0.1:4003".parse().unwrap();
+        let any: std::net::SocketAddr = "0.0.0.0:4000".parse().unwrap();
+        for (url, at, want) in [
+            ("http://127.0.0.1:4003/v1", listen, true),
+            ("http://localhost:4003/v1", listen, true),
+            ("http://127.0.0.2:4003", listen, true),
+            ("http://[::1]:4003/v1", listen, true),
+            ("http://user:pw@127.0.0.1:4003/v1", listen, true),
+            ("http://127.0.0.1:4004/v1", listen, false),
+            ("http://127.0.0.1/v1", listen, false),
+            ("http://127.0.0.1:4000/v1", any, true),
+            ("http://0.0.0.0:4000/v1", any, true),
+            ("https://10.1.2.3:4000/v1", any, false),
+            ("http://no-such-host.invalid:4003/v1", listen, false),
+            ("not a url", listen, false),
+        ] {
+            assert_eq!(points_at(url, at), want, "{url} vs {at}");
+        }
+    }
 
     #[test]
     fn host_of_drops_everything_but_the_host() {
