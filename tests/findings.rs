@@ -348,3 +348,32 @@ fn b8_hop_header_stops_loops_between_gateways() {
     let log = a.stderr_text();
     assert_eq!(log.matches("route=chat.completions").count(), 2, "no retry fan-out: {log}");
 }
+
+/// B15: a refusal caused by the worst-case reservation says so, with the numbers and the fix;
+/// B14: the key table shows budgets to the micro-dollar.
+#[test]
+fn b14_b15_budget_refusals_explain_themselves_and_budgets_show_exactly() {
+    let mock = Mock::start();
+    let home = TempDir::new("b15");
+    let (code, out, err) = keys_cli(&home.0, &["create", "cent", "--budget-usd", "0.005", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let token = serde_json::from_str::<serde_json::Value>(&out).unwrap()["token"].as_str().unwrap().to_string();
+    assert_eq!(keys_cli(&home.0, &["create", "tiny", "--budget-usd", "0.00001"]).0, Some(0));
+    let (_, table, _) = keys_cli(&home.0, &["list"]);
+    let budget_of = |name: &str| {
+        table.lines().find(|l| l.starts_with(name)).unwrap().split_whitespace().nth(4).unwrap().to_string()
+    };
+    assert_eq!((budget_of("cent"), budget_of("tiny")), ("0.005".to_string(), "0.00001".to_string()), "{table}");
+
+    let gw = Gateway::start(Opts { base_url: Some(mock.base_url()), home: Some(home), ..Opts::default() });
+    let r = chat_as(&gw, Some(&token));
+    assert_eq!(r.status, 429, "{}", r.text());
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.starts_with("the worst-case cost of this call ($0.0"), "{message}");
+    assert!(message.contains("exceeds the $0.005 left of this key's $0.005 spend budget"), "{message}");
+    assert!(message.contains("set max_tokens"), "{message}");
+    let mut small = chat();
+    small["max_tokens"] = json!(50);
+    let auth = format!("Bearer {token}");
+    assert_eq!(gw.post_json("/v1/chat/completions", &[("authorization", &auth)], &small).status, 200);
+}

@@ -233,7 +233,7 @@ fn print_table(keys: &[KeyRecord]) {
                 if k.disabled { "yes" } else { "no" }.into(),
                 k.limits
                     .budget_microusd
-                    .map_or("-".into(), |b| format!("{:.2}", crate::core::pricing::micros_to_usd(b))),
+                    .map_or("-".into(), crate::core::pricing::usd_text),
                 k.version.to_string(),
                 k.token_hint.clone(),
             ]

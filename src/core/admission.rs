@@ -263,6 +263,32 @@ pub fn estimate_input_tokens(body_bytes: usize) -> u64 {
     (body_bytes as u64).div_ceil(2)
 }
 
+/// Why a spend budget refused `ask`, with the numbers: either the budget is used up, or — the
+/// common surprise — what is left is less than this call's worst case, which `max_tokens` lowers.
+#[must_use]
+pub fn spend_refusal_message(c: &Counters, budget_microusd: u64, ask: Ask) -> String {
+    use crate::core::pricing::usd_text;
+    let held = c.spend_microusd.saturating_add(c.reserved_microusd);
+    if held >= budget_microusd {
+        return format!(
+            "this key's spend budget is used up: ${} spent and ${} held by calls in flight, of ${}",
+            usd_text(c.spend_microusd),
+            usd_text(c.reserved_microusd),
+            usd_text(budget_microusd)
+        );
+    }
+    format!(
+        "the worst-case cost of this call (${}) exceeds the ${} left of this key's ${} spend budget \
+         (${} spent, ${} held by calls in flight); set max_tokens (or max_completion_tokens / \
+         max_output_tokens) to reserve less",
+        usd_text(ask.cost_microusd),
+        usd_text(budget_microusd - held),
+        usd_text(budget_microusd),
+        usd_text(c.spend_microusd),
+        usd_text(c.reserved_microusd)
+    )
+}
+
 /// Output tokens to bill for `content_bytes` of generated text when the provider reported no
 /// usage (a stream cut short): about 4 bytes per token, rounded up.
 #[must_use]
@@ -274,6 +300,23 @@ pub fn estimate_output_tokens(content_bytes: u64) -> u64 {
 mod tests {
     use super::*;
     use crate::core::time::parse_rfc3339;
+
+    #[test]
+    fn spend_refusals_say_whether_the_budget_or_the_worst_case_is_the_problem() {
+        let c = |spend, reserved| Counters { spend_microusd: spend, reserved_microusd: reserved, ..Counters::default() };
+        let ask = |cost| Ask { cost_microusd: cost, tokens: 0 };
+        assert_eq!(
+            spend_refusal_message(&c(0, 0), 5_000, ask(9_830)),
+            "the worst-case cost of this call ($0.00983) exceeds the $0.005 left of this key's $0.005 spend budget \
+             ($0 spent, $0 held by calls in flight); set max_tokens (or max_completion_tokens / max_output_tokens) \
+             to reserve less"
+        );
+        assert_eq!(
+            spend_refusal_message(&c(4_000, 1_000), 5_000, ask(1)),
+            "this key's spend budget is used up: $0.004 spent and $0.001 held by calls in flight, of $0.005"
+        );
+        assert!(spend_refusal_message(&c(1_000_000, 0), 2_500_000, ask(2_000_000)).contains("the $1.5 left of this key's $2.5"));
+    }
 
     fn t(s: &str) -> UnixMs {
         parse_rfc3339(s).unwrap()

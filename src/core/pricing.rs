@@ -46,6 +46,19 @@ pub fn micros_to_usd(micros: u64) -> f64 {
     micros as f64 / 1_000_000.0
 }
 
+/// Micro-USD as a dollar amount with every digit: `$0.005`, `$12.5`, `$0.000001` (no rounding,
+/// no exponent form).
+#[must_use]
+pub fn usd_text(micros: u64) -> String {
+    let whole = micros / 1_000_000;
+    let frac = micros % 1_000_000;
+    if frac == 0 {
+        return format!("{whole}");
+    }
+    let digits = format!("{frac:06}");
+    format!("{whole}.{}", digits.trim_end_matches('0'))
+}
+
 /// Built-in prices (USD per million tokens: input, cached input, output; max output tokens).
 const BUILTIN: &[(&str, f64, f64, f64, u64)] = &[
     ("gpt-4o-mini", 0.15, 0.075, 0.60, 16_384),
@@ -142,6 +155,13 @@ pub fn cost(usage: &Usage, price: &Price) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usd_text_keeps_every_micro_dollar() {
+        for (micros, want) in [(0, "0"), (1, "0.000001"), (5_000, "0.005"), (10, "0.00001"), (12_500_000, "12.5"), (75_000_000, "75"), (1_234_567, "1.234567")] {
+            assert_eq!(usd_text(micros), want);
+        }
+    }
 
     #[test]
     fn lookups_prefer_exact_then_longest_dated_prefix() {

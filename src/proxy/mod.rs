@@ -386,12 +386,13 @@ fn admit(shared: &Shared, call: &mut Call, model: &str, max_output: Option<u64>,
             Ok(())
         }
         Ok(Err(refusal)) => {
-            call.headroom = shared
-                .store
-                .counters(&reservation.scope, &limits, now)
-                .ok()
-                .map(|c| admission::headroom(&c, &limits, now));
-            Err(refusal_error(refusal))
+            let counters = shared.store.counters(&reservation.scope, &limits, now).ok();
+            call.headroom = counters.as_ref().map(|c| admission::headroom(c, &limits, now));
+            let mut err = refusal_error(refusal);
+            if let (Refusal::SpendBudget, Some(c), Some(budget)) = (refusal, &counters, limits.budget_microusd) {
+                err.message = admission::spend_refusal_message(c, budget, ask);
+            }
+            Err(err)
         }
         Err(e) => {
             shared.note_state_error();
