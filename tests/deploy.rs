@@ -31,13 +31,53 @@ fn image_json_array(instruction: &str) -> Vec<String> {
     serde_json::from_str(line[instruction.len()..].trim()).unwrap()
 }
 
-fn example_env() -> BTreeMap<String, String> {
+/// The example env file as written, placeholders included.
+fn example_env_as_shipped() -> BTreeMap<String, String> {
     ENV_EXAMPLE
         .lines()
         .filter(|l| !l.trim_start().starts_with('#'))
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.trim().to_string(), v.split(" #").next().unwrap().trim().to_string()))
         .collect()
+}
+
+/// The example env file after the seed page's `$EDITOR deploy/gateway.env`: every placeholder
+/// replaced by a real-looking secret.
+fn example_env() -> BTreeMap<String, String> {
+    let pid = std::process::id();
+    example_env_as_shipped()
+        .into_iter()
+        .map(|(k, v)| {
+            let filled = v.replace("replace-with-a-long-random-token", &format!("tok-{pid}-3f9a1c77e2b64d08"));
+            let filled = filled.replace("replace-with-a-long-random-password", &format!("pw-{pid}-91b2c3d4e5f6a7b8"));
+            (k, filled.replace("replace-me", "filled-in-key"))
+        })
+        .collect()
+}
+
+/// B12: the example env file's placeholders are refused on the container's public listener.
+#[test]
+fn the_example_envs_placeholders_are_refused_on_a_public_listener() {
+    let home = TempDir::new("b12");
+    let out = Command::new(bin())
+        .env_clear()
+        .envs(example_env_as_shipped())
+        .env("PRODEX_HOME", &home.0)
+        .args(["gateway", "check", "--listen", "0.0.0.0:4000"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("PRODEX_GATEWAY_TOKEN: is a placeholder from the example env file"), "{err}");
+    assert!(!err.contains("replace-with-a-long-random-token"), "the value itself is never printed: {err}");
+    let out = Command::new(bin())
+        .env_clear()
+        .envs(example_env())
+        .env("PRODEX_HOME", &home.0)
+        .args(["gateway", "check", "--listen", "0.0.0.0:4000"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -62,7 +102,7 @@ fn container_equivalent_run_is_healthy_and_logs_to_the_log_volume() {
     let mut cmd = Command::new(bin());
     cmd.env_clear().envs(&container_env).args(&args);
     let gw = Gateway::spawn(cmd, TempDir::new("unused"));
-    assert!(!gw.stderr_text().contains("replace-with-a-long-random-token"), "a secret reached the log");
+    assert!(!gw.stderr_text().contains(&container_env["PRODEX_GATEWAY_TOKEN"]), "a secret reached the log");
 
     // The image's HEALTHCHECK command, as Docker runs it (same env; the listen port is the one we moved).
     let health = Command::new(bin())
@@ -119,7 +159,7 @@ fn provider_bridge_command_starts_healthy() {
     // "Then provide the matching provider credential such as GEMINI_API_KEY" (commented out in the
     // example: the operator uncomments it).
     assert!(ENV_EXAMPLE.contains("# GEMINI_API_KEY=replace-me"));
-    container_env.insert("GEMINI_API_KEY".into(), "replace-me".into());
+    container_env.insert("GEMINI_API_KEY".into(), "filled-in-key".into());
     let mut cmd = Command::new(bin());
     cmd.env_clear().envs(&container_env).args(["gateway", "--listen", "127.0.0.1:0", "--provider", "gemini"]);
     let gw = Gateway::spawn(cmd, TempDir::new("unused"));

@@ -207,6 +207,24 @@ pub(super) fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env
             "false is only allowed on a loopback listen address",
         );
     }
+    let secrets = gateway_token.iter().chain(admin_tokens.iter().map(|t| &t.token)).chain(sso.proxy_token.iter());
+    for secret in secrets {
+        let Some(why) = weak_secret(secret.expose()) else { continue };
+        if listen.ip().is_loopback() {
+            notices.push(format!(
+                "${} is {why}: accepted on loopback only; generate a real one with `openssl rand -hex 32`",
+                secret.source
+            ));
+        } else {
+            d.errors.push(ConfigError {
+                location: format!("env {}", secret.source),
+                key: secret.source.clone(),
+                message: format!(
+                    "is {why}: refused on the non-loopback listener {listen}; generate one with `openssl rand -hex 32`"
+                ),
+            });
+        }
+    }
     if sso.oidc_issuer.is_some() || sso.oidc_audience.is_some() {
         notices.push(
             "[gateway.sso] oidc_* is set, but this build does not verify OIDC/JWT bearers yet: they get 401 on the \
@@ -518,6 +536,28 @@ fn read_ledger(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>) -> LedgerConfi
     cfg
 }
 
+/// Shortest secret accepted on a non-loopback listener.
+const MIN_SECRET_LEN: usize = 16;
+
+/// Why `value` is not fit to guard a public listener: a placeholder left from the env example, or
+/// too short to resist guessing.
+fn weak_secret(value: &str) -> Option<String> {
+    let lower = value.to_ascii_lowercase();
+    let placeholder = lower.starts_with("replace-")
+        || lower.contains("replace-me")
+        || lower.contains("replace-with")
+        || lower.contains("changeme")
+        || lower.contains("change-me")
+        || (lower.starts_with('<') && lower.ends_with('>'));
+    if placeholder {
+        Some("a placeholder from the example env file".into())
+    } else if value.chars().count() < MIN_SECRET_LEN {
+        Some(format!("shorter than {MIN_SECRET_LEN} characters"))
+    } else {
+        None
+    }
+}
+
 fn read_admin_tokens(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env<'_>) -> Vec<AdminToken> {
     let mut out: Vec<AdminToken> = Vec::new();
     for mut s in gw.tables(d, "admin_tokens") {
@@ -536,6 +576,12 @@ fn read_admin_tokens(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &En
         let tenant_id = s.string(d, "tenant_id");
         if name.is_none() {
             d.error_at(s.offset_of("name"), &format!("{path}.name"), "is required");
+        }
+        if let Some(n) = &name {
+            // The name is the principal's identity (audit, idempotency namespaces): one per token.
+            if out.iter().any(|t| t.name.eq_ignore_ascii_case(n)) {
+                d.error_at(s.offset_of("name"), &format!("{path}.name"), format!("`{n}` is used by another admin token"));
+            }
         }
         if let (Some(name), Some(token)) = (name, token) {
             out.push(AdminToken { name, token, role, allowed_key_prefixes, tenant_id });

@@ -71,7 +71,7 @@ fn non_loopback_requires_client_auth() {
     assert!(err.contains("refusing to listen on non-loopback 0.0.0.0:4000"), "{err}");
     assert!(c.auth_required(0), "a public listener never runs without auth");
     assert_eq!(c.auth_status(2).unwrap(), "client auth is on: calls must present 2 virtual key(s)");
-    let c = check("", &[("PRODEX_GATEWAY_TOKEN", "s3cret")], &flags).unwrap();
+    let c = check("", &[("PRODEX_GATEWAY_TOKEN", "s3cret-0123456789abcdef")], &flags).unwrap();
     assert!(c.auth_required(0));
     assert_eq!(c.auth_status(0).unwrap(), "client auth is on: calls must present the master token");
     let c = check("[gateway]\nrequire_auth = true\n", &[], &Flags::default()).unwrap();
@@ -79,7 +79,7 @@ fn non_loopback_requires_client_auth() {
     let c = check("[gateway]\nrequire_auth = false\n", &[], &Flags::default()).unwrap();
     assert!(!c.auth_required(5));
     assert!(c.auth_status(5).unwrap().starts_with("client auth is off (require_auth = false)"));
-    let errs = check("[gateway]\nrequire_auth = false\n", &[("PRODEX_GATEWAY_TOKEN", "s3cret")], &flags).unwrap_err();
+    let errs = check("[gateway]\nrequire_auth = false\n", &[("PRODEX_GATEWAY_TOKEN", "s3cret-0123456789abcdef")], &flags).unwrap_err();
     assert!(errs[0].contains("require_auth: false is only allowed on a loopback"), "{errs:?}");
 }
 
@@ -204,4 +204,25 @@ fn userinfo_is_redacted_from_urls() {
     let flags = Flags { base_url: Some("http://u:hunter2-secret@127.0.0.1:9/v1".into()), ..Flags::default() };
     let c = check("", &[], &flags).unwrap();
     assert!(!c.render_redacted().contains("hunter2-secret"), "{}", c.render_redacted());
+}
+
+#[test]
+fn weak_secrets_are_refused_off_loopback_and_noted_on_it() {
+    let public = Flags { listen: Some("0.0.0.0:4000".into()), ..Flags::default() };
+    let policy = "[[gateway.admin_tokens]]\nname = \"auditor\"\ntoken_env = \"AUD\"\n\n[gateway.sso]\nproxy_token_env = \"SSO\"\n";
+    let env = [("PRODEX_GATEWAY_TOKEN", "replace-with-a-long-random-token"), ("AUD", "a"), ("SSO", "changeme-please-0123456789")];
+    let errs = check(policy, &env, &public).unwrap_err();
+    let all = errs.join("\n");
+    assert!(all.contains("env PRODEX_GATEWAY_TOKEN: PRODEX_GATEWAY_TOKEN: is a placeholder from the example env file: refused on the non-loopback listener 0.0.0.0:4000"), "{all}");
+    assert!(all.contains("env AUD: AUD: is shorter than 16 characters"), "{all}");
+    assert!(all.contains("env SSO: SSO: is a placeholder"), "{all}");
+    assert_eq!(errs.len(), 3, "{all}");
+    let c = check(policy, &env, &Flags::default()).unwrap();
+    assert_eq!(c.notices.iter().filter(|n| n.contains("accepted on loopback only")).count(), 3, "{:?}", c.notices);
+    let strong = [("PRODEX_GATEWAY_TOKEN", "0123456789abcdef"), ("AUD", "q8Zt3vLm0pR6wXy1"), ("SSO", "f00dfeedcafe1234beef")];
+    let c = check(policy, &strong, &public).unwrap();
+    assert!(!c.notices.iter().any(|n| n.contains("loopback only")), "{:?}", c.notices);
+    let dup = "[[gateway.admin_tokens]]\nname = \"ops\"\ntoken_env = \"AUD\"\n\n[[gateway.admin_tokens]]\nname = \"OPS\"\ntoken_env = \"AUD\"\n";
+    let errs = check(dup, &strong, &Flags::default()).unwrap_err();
+    assert!(errs[0].contains("gateway.admin_tokens[1].name: `OPS` is used by another admin token"), "{errs:?}");
 }
