@@ -83,7 +83,7 @@ impl ApiError {
             400,
             "unsupported_route",
             Side::Downstream,
-            format!("{route} is not supported by the {provider} provider"),
+            format!("{route} is not supported by the {provider} provider in this build"),
         )
     }
     pub fn invalid_api_key() -> Self {

@@ -15,6 +15,9 @@
 //! - [`admin`]: the admin plane (`/v1/prodex/gateway/…`): principals, keys, usage, ledger, CSV,
 //!   metrics, OpenAPI, audit.
 //! - [`state`]: what every request shares; [`error`]: the edge's OpenAI error objects.
+//! - [`store`]: the storage trait and its redb, Postgres and Redis backends; [`keyring`]: the
+//!   in-memory key map; [`transfer`]: state export, import and migrate; [`retention`]: the
+//!   ledger retention task; [`background`]: background-thread priority.
 //! - [`serve`], [`cli`], [`logs`], [`clock`]: process lifecycle, command line, logging, time.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::dbg_macro, clippy::disallowed_methods)]
@@ -30,6 +33,7 @@ pub mod http;
 pub mod keyring;
 pub mod logs;
 pub mod proxy;
+pub mod retention;
 pub mod serve;
 pub mod state;
 pub mod store;

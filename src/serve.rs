@@ -105,6 +105,7 @@ pub fn run(config: Config) -> ExitCode {
     let default_provider = config.default_provider.clone();
     keyring.spawn_refresher(Arc::clone(&store));
     spawn_state_probe(Arc::clone(&store), Arc::clone(&lifecycle));
+    crate::retention::spawn(Arc::clone(&store), config.ledger.retention_days);
     let parts = Parts { config, upstream, lifecycle: Arc::clone(&lifecycle), store: Arc::clone(&store), keyring };
     let shared = Arc::new(Shared::new(parts, started_at_ms));
     crate::admin::metrics::spawn_restore(&shared, crate::clock::unix_ms());

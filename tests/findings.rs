@@ -377,3 +377,98 @@ fn b14_b15_budget_refusals_explain_themselves_and_budgets_show_exactly() {
     let auth = format!("Bearer {token}");
     assert_eq!(gw.post_json("/v1/chat/completions", &[("authorization", &auth)], &small).status, 200);
 }
+
+/// B3, B13: settings this build does not apply are named at startup and by `check`, and the 400 for
+/// a provider that cannot serve names the real path.
+#[test]
+fn b3_b13_inert_settings_are_named() {
+    let home = TempDir::new("b3");
+    let policy =
+        "[[gateway.route_aliases]]\nalias = \"prodex-fast\"\nmodels = [\"gpt-4o-mini\"]\nstrategy = \"fallback\"\n";
+    std::fs::write(home.0.join("policy.toml"), policy).unwrap();
+    let (code, text) = check_output(&home.0, &[("GEMINI_API_KEY", "g-key")], &["--provider", "gemini"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("[[gateway.route_aliases]] (prodex-fast) is not applied in this build"), "{text}");
+    assert!(text.contains("provider gemini (kind gemini) cannot serve calls in this build"), "{text}");
+    assert!(!text.contains("provider anthropic"), "built-ins nobody uses are not noise: {text}");
+    let gw = Gateway::start(Opts {
+        home: Some(home),
+        args: vec!["--provider", "gemini"],
+        env: vec![("GEMINI_API_KEY", "g-key".into())],
+        ..Opts::default()
+    });
+    let log = gw.stderr_text();
+    assert!(log.contains("WARN") && log.contains("provider gemini (kind gemini) cannot serve calls"), "{log}");
+    let r = chat_as(&gw, None);
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["error"]["message"],
+        "/v1/chat/completions is not supported by the gemini provider in this build"
+    );
+}
+
+/// B4: `retention_days` is enforced: rows older than it are dropped in bulk by a background task.
+fn retention_drops_old_rows(backend_env: Vec<(&'static str, String)>, tag: &str) {
+    let seed = TempDir::new(tag);
+    let day = 86_400u64;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let rows: Vec<String> = [("old-1", now - 40 * day), ("old-2", now - 31 * day), ("recent", now - 2 * day)]
+        .iter()
+        .map(|(id, at)| {
+            json!({"call_id": format!("{tag}-{id}"), "key_name": "k", "model": "gpt-4o-mini", "input_tokens": 1,
+                "output_tokens": 1, "response_status": 200, "final_cost_microusd": 1, "created_at_epoch": at})
+            .to_string()
+        })
+        .collect();
+    std::fs::write(seed.0.join("gateway-billing-ledger.jsonl"), rows.join("\n") + "\n").unwrap();
+    let home = TempDir::new(tag);
+    std::fs::write(home.0.join("policy.toml"), "[gateway.ledger]\nretention_days = 30\n").unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.env_clear().env("PRODEX_HOME", &home.0).args(["gateway", "state", "import", "--from"]).arg(&seed.0);
+    cmd.envs(backend_env.iter().map(|(k, v)| (*k, v.as_str())));
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let master = "master-token-retention-0123";
+    let mut env = backend_env;
+    env.push(("PRODEX_GATEWAY_TOKEN", master.into()));
+    let gw = Gateway::start(Opts { home: Some(home), env, ..Opts::default() });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = call(&gw, master, "GET", "ledger?limit=100&key=k", None, &[]);
+        let ids: Vec<String> = r.json()["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["call_id"].as_str().unwrap().to_string())
+            .collect();
+        if ids == [format!("{tag}-recent")] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "old rows still there: {ids:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    gw.wait_for_log("retention: dropped 2 ledger row(s) older than 30 day(s)");
+}
+
+#[test]
+fn b4_retention_is_enforced_on_redb() {
+    retention_drops_old_rows(vec![], "b4-redb");
+}
+
+#[test]
+fn b4_retention_is_enforced_on_postgres() {
+    let db = crate::store::fresh_postgres_db();
+    retention_drops_old_rows(
+        vec![("PRODEX_GATEWAY_STATE_BACKEND", "postgres".into()), ("PRODEX_GATEWAY_POSTGRES_URL", db)],
+        "b4-pg",
+    );
+}
+
+#[test]
+fn b4_retention_is_enforced_on_redis() {
+    let db = crate::store::fresh_redis_db();
+    retention_drops_old_rows(
+        vec![("PRODEX_GATEWAY_STATE_BACKEND", "redis".into()), ("PRODEX_GATEWAY_REDIS_URL", db)],
+        "b4-redis",
+    );
+}

@@ -231,9 +231,7 @@ fn print_table(keys: &[KeyRecord]) {
                 k.tenant_id.clone().unwrap_or_else(|| "-".into()),
                 if k.source == KeySource::Policy { "policy" } else { "admin" }.into(),
                 if k.disabled { "yes" } else { "no" }.into(),
-                k.limits
-                    .budget_microusd
-                    .map_or("-".into(), crate::core::pricing::usd_text),
+                k.limits.budget_microusd.map_or("-".into(), crate::core::pricing::usd_text),
                 k.version.to_string(),
                 k.token_hint.clone(),
             ]

@@ -83,6 +83,7 @@ pub(super) fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env
             project: None,
         })
         .collect();
+    let mut configured: Vec<String> = Vec::new();
     for mut p in gw.tables(d, "providers") {
         let name = p.string(d, "name");
         let kind = p.string(d, "kind");
@@ -97,6 +98,7 @@ pub(super) fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env
             p.finish(d);
             continue;
         };
+        configured.push(name.clone());
         let builtin = providers.iter().position(|x| x.name == name);
         let kind = match kind.as_deref().map(ProviderKind::parse) {
             Some(Some(k)) => k,
@@ -223,6 +225,23 @@ pub(super) fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env
                     "is {why}: refused on the non-loopback listener {listen}; generate one with `openssl rand -hex 32`"
                 ),
             });
+        }
+    }
+    if !route_aliases.is_empty() {
+        notices.push(format!(
+            "[[gateway.route_aliases]] ({}) is not applied in this build: a call naming an alias is forwarded with \
+             the alias as its model name",
+            route_aliases.iter().map(|a| a.alias.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    for p in providers.iter().filter(|p| p.kind != ProviderKind::OpenAi) {
+        if p.name == provider_name || configured.contains(&p.name) {
+            notices.push(format!(
+                "provider {} (kind {}) cannot serve calls in this build: calls routed to it get 400 \
+                 unsupported_route (only OpenAI-compatible providers are translated today)",
+                p.name,
+                p.kind.as_str()
+            ));
         }
     }
     if sso.oidc_issuer.is_some() || sso.oidc_audience.is_some() {
@@ -523,6 +542,13 @@ fn read_ledger(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>) -> LedgerConfi
     let mut cfg = LedgerConfig { retention_days: 400, durability: Durability::Commit };
     if let Some(mut s) = gw.table(d, "ledger") {
         cfg.retention_days = s.uint(d, "retention_days").unwrap_or(400);
+        if cfg.retention_days == 0 {
+            d.error_at(
+                s.offset_of("retention_days"),
+                "gateway.ledger.retention_days",
+                "must be at least 1 (rows older than this many days are dropped)",
+            );
+        }
         cfg.durability = match s.string(d, "durability").as_deref() {
             None | Some("commit") => Durability::Commit,
             Some("async") => Durability::Async,
@@ -580,7 +606,11 @@ fn read_admin_tokens(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &En
         if let Some(n) = &name {
             // The name is the principal's identity (audit, idempotency namespaces): one per token.
             if out.iter().any(|t| t.name.eq_ignore_ascii_case(n)) {
-                d.error_at(s.offset_of("name"), &format!("{path}.name"), format!("`{n}` is used by another admin token"));
+                d.error_at(
+                    s.offset_of("name"),
+                    &format!("{path}.name"),
+                    format!("`{n}` is used by another admin token"),
+                );
             }
         }
         if let (Some(name), Some(token)) = (name, token) {

@@ -79,7 +79,9 @@ fn non_loopback_requires_client_auth() {
     let c = check("[gateway]\nrequire_auth = false\n", &[], &Flags::default()).unwrap();
     assert!(!c.auth_required(5));
     assert!(c.auth_status(5).unwrap().starts_with("client auth is off (require_auth = false)"));
-    let errs = check("[gateway]\nrequire_auth = false\n", &[("PRODEX_GATEWAY_TOKEN", "s3cret-0123456789abcdef")], &flags).unwrap_err();
+    let errs =
+        check("[gateway]\nrequire_auth = false\n", &[("PRODEX_GATEWAY_TOKEN", "s3cret-0123456789abcdef")], &flags)
+            .unwrap_err();
     assert!(errs[0].contains("require_auth: false is only allowed on a loopback"), "{errs:?}");
 }
 
@@ -210,7 +212,11 @@ fn userinfo_is_redacted_from_urls() {
 fn weak_secrets_are_refused_off_loopback_and_noted_on_it() {
     let public = Flags { listen: Some("0.0.0.0:4000".into()), ..Flags::default() };
     let policy = "[[gateway.admin_tokens]]\nname = \"auditor\"\ntoken_env = \"AUD\"\n\n[gateway.sso]\nproxy_token_env = \"SSO\"\n";
-    let env = [("PRODEX_GATEWAY_TOKEN", "replace-with-a-long-random-token"), ("AUD", "a"), ("SSO", "changeme-please-0123456789")];
+    let env = [
+        ("PRODEX_GATEWAY_TOKEN", "replace-with-a-long-random-token"),
+        ("AUD", "a"),
+        ("SSO", "changeme-please-0123456789"),
+    ];
     let errs = check(policy, &env, &public).unwrap_err();
     let all = errs.join("\n");
     assert!(all.contains("env PRODEX_GATEWAY_TOKEN: PRODEX_GATEWAY_TOKEN: is a placeholder from the example env file: refused on the non-loopback listener 0.0.0.0:4000"), "{all}");
@@ -219,10 +225,21 @@ fn weak_secrets_are_refused_off_loopback_and_noted_on_it() {
     assert_eq!(errs.len(), 3, "{all}");
     let c = check(policy, &env, &Flags::default()).unwrap();
     assert_eq!(c.notices.iter().filter(|n| n.contains("accepted on loopback only")).count(), 3, "{:?}", c.notices);
-    let strong = [("PRODEX_GATEWAY_TOKEN", "0123456789abcdef"), ("AUD", "q8Zt3vLm0pR6wXy1"), ("SSO", "f00dfeedcafe1234beef")];
+    let strong =
+        [("PRODEX_GATEWAY_TOKEN", "0123456789abcdef"), ("AUD", "q8Zt3vLm0pR6wXy1"), ("SSO", "f00dfeedcafe1234beef")];
     let c = check(policy, &strong, &public).unwrap();
     assert!(!c.notices.iter().any(|n| n.contains("loopback only")), "{:?}", c.notices);
     let dup = "[[gateway.admin_tokens]]\nname = \"ops\"\ntoken_env = \"AUD\"\n\n[[gateway.admin_tokens]]\nname = \"OPS\"\ntoken_env = \"AUD\"\n";
     let errs = check(dup, &strong, &Flags::default()).unwrap_err();
     assert!(errs[0].contains("gateway.admin_tokens[1].name: `OPS` is used by another admin token"), "{errs:?}");
+}
+
+#[test]
+fn retention_must_keep_at_least_a_day() {
+    let errs = check("[gateway.ledger]\nretention_days = 0\n", &[], &Flags::default()).unwrap_err();
+    assert!(errs[0].contains("policy.toml:2: gateway.ledger.retention_days: must be at least 1"), "{errs:?}");
+    assert_eq!(
+        check("[gateway.ledger]\nretention_days = 1\n", &[], &Flags::default()).unwrap().ledger.retention_days,
+        1
+    );
 }

@@ -303,7 +303,8 @@ mod tests {
 
     #[test]
     fn spend_refusals_say_whether_the_budget_or_the_worst_case_is_the_problem() {
-        let c = |spend, reserved| Counters { spend_microusd: spend, reserved_microusd: reserved, ..Counters::default() };
+        let c =
+            |spend, reserved| Counters { spend_microusd: spend, reserved_microusd: reserved, ..Counters::default() };
         let ask = |cost| Ask { cost_microusd: cost, tokens: 0 };
         assert_eq!(
             spend_refusal_message(&c(0, 0), 5_000, ask(9_830)),
@@ -315,7 +316,8 @@ mod tests {
             spend_refusal_message(&c(4_000, 1_000), 5_000, ask(1)),
             "this key's spend budget is used up: $0.004 spent and $0.001 held by calls in flight, of $0.005"
         );
-        assert!(spend_refusal_message(&c(1_000_000, 0), 2_500_000, ask(2_000_000)).contains("the $1.5 left of this key's $2.5"));
+        assert!(spend_refusal_message(&c(1_000_000, 0), 2_500_000, ask(2_000_000))
+            .contains("the $1.5 left of this key's $2.5"));
     }
 
     fn t(s: &str) -> UnixMs {

@@ -293,7 +293,7 @@ fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, call
             check_model(call, &model)?;
             call.input_estimate = admission::estimate_input_tokens(body.len());
             admit(shared, call, &model, peek.max_output_tokens, now)?;
-            let provider = pick_provider(shared, Some(&model), route, call)?;
+            let provider = pick_provider(shared, Some(&model), ex.head.path(), call)?;
             let mut plan = StreamPlan { stream: peek.stream, client_wants_usage: true };
             let mut bytes = body;
             if *route == Route::ChatCompletions && peek.stream && peek.include_usage != Some(true) {
@@ -316,7 +316,7 @@ fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, call
                 }
             }
             // Free: no reservation, so nothing is taken from budgets, RPM or the request count.
-            let provider = pick_provider(shared, None, route, call)?;
+            let provider = pick_provider(shared, None, ex.head.path(), call)?;
             let resp = call_upstream(shared, ex, provider, &target, Payload::Empty, call)?;
             relay::relay(ex, route, resp, StreamPlan { stream: false, client_wants_usage: true }, call)
         }
@@ -334,7 +334,7 @@ fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, call
                 }
             }
             admit(shared, call, "", None, now)?;
-            let provider = pick_provider(shared, None, route, call)?;
+            let provider = pick_provider(shared, None, ex.head.path(), call)?;
             let resp = if ex.head.framing == Framing::None {
                 call_upstream(shared, ex, provider, &target, Payload::Empty, call)?
             } else {
@@ -433,13 +433,13 @@ pub(crate) fn ratelimit_headers(call: &Call) -> Vec<(String, String)> {
 fn pick_provider<'s>(
     shared: &'s Shared,
     model: Option<&str>,
-    route: &Route,
+    path: &str,
     call: &mut Call,
 ) -> Result<&'s Provider, ApiError> {
     let provider = shared.provider_for(model).ok_or_else(|| ApiError::internal("no provider configured"))?;
     call.provider = Some(provider.name.clone());
     if provider.kind != ProviderKind::OpenAi {
-        return Err(ApiError::unsupported_route(&format!("/v1/{}", route.name()), provider.kind.as_str()));
+        return Err(ApiError::unsupported_route(path, provider.kind.as_str()));
     }
     Ok(provider)
 }
