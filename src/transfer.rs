@@ -2,21 +2,29 @@
 //!
 //! The file layout is the seed gateway's (gateway.md §2): `gateway-virtual-keys.json`
 //! (`{"version":3,"keys":[…]}`), `gateway-virtual-key-usage.json` (key name → totals) and
-//! `gateway-billing-ledger.jsonl`. Export writes the seed's field names plus the full records, so
-//! an export imports back losslessly; import also reads files written by the seed gateway (token
-//! hashes as standard base64 of SHA-256, epochs in seconds), so its keys keep working.
+//! `gateway-billing-ledger.jsonl`, plus this gateway's `gateway-scim-users.json` and
+//! `gateway-audit.jsonl`. Export writes the seed's field names plus the full records, so an export
+//! imports back losslessly; import also reads files written by the seed gateway (token hashes as
+//! standard base64 of SHA-256, epochs in seconds), so its keys keep working.
 //!
-//! Invariant: import and migrate are idempotent — keys that exist are skipped (counted), ledger
-//! rows are recorded once per call id, usage is set (not added).
+//! Idempotency records are not moved: they only make an admin retry within their 24-hour life
+//! replay instead of re-run, and a re-run after a move is refused as a conflict anyway (names are
+//! unique), so nothing is lost with them.
+//!
+//! Invariant: import and migrate are idempotent — keys and SCIM users that exist are skipped
+//! (counted), ledger rows are recorded once per call id, audit entries once per id, usage is set
+//! (not added); migrate then verifies every count on the target.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufWriter, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use base64::Engine as _;
 use serde_json::{json, Value};
 
 use crate::core::admission::Counters;
+use crate::core::directory::{AuditEntry, AuditQuery, ScimUser};
 use crate::core::keys::{KeyRecord, KeySource, Limits};
 use crate::core::ledger::{LedgerQuery, LedgerRow};
 use crate::store::{Finished, KeyFilter, Settlement, Store, StoreError};
@@ -24,6 +32,9 @@ use crate::store::{Finished, KeyFilter, Settlement, Store, StoreError};
 pub const KEYS_FILE: &str = "gateway-virtual-keys.json";
 pub const USAGE_FILE: &str = "gateway-virtual-key-usage.json";
 pub const LEDGER_FILE: &str = "gateway-billing-ledger.jsonl";
+pub const SCIM_FILE: &str = "gateway-scim-users.json";
+pub const AUDIT_FILE: &str = "gateway-audit.jsonl";
+const ALL_FILES: [&str; 5] = [KEYS_FILE, USAGE_FILE, LEDGER_FILE, SCIM_FILE, AUDIT_FILE];
 
 /// How much was moved.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -32,6 +43,88 @@ pub struct Moved {
     pub keys_skipped: usize,
     pub usage: usize,
     pub ledger_rows: usize,
+    pub scim_users: usize,
+    pub scim_skipped: usize,
+    pub audit_entries: usize,
+}
+
+impl Moved {
+    /// The summary line of an import or migrate.
+    #[must_use]
+    pub fn copied(&self) -> String {
+        format!(
+            "keys: {} copied, {} already present; usage scopes: {}; ledger rows: {}; SCIM users: {} copied, {} already \
+             present; audit entries: {}",
+            self.keys, self.keys_skipped, self.usage, self.ledger_rows, self.scim_users, self.scim_skipped, self.audit_entries
+        )
+    }
+
+    /// The summary line of an export.
+    #[must_use]
+    pub fn wrote(&self, dir: &Path) -> String {
+        format!(
+            "wrote {} key(s), {} usage scope(s), {} ledger row(s), {} SCIM user(s) and {} audit entr{} to {}",
+            self.keys,
+            self.usage,
+            self.ledger_rows,
+            self.scim_users,
+            self.audit_entries,
+            if self.audit_entries == 1 { "y" } else { "ies" },
+            dir.display()
+        )
+    }
+}
+
+fn all_scim(store: &dyn Store) -> Result<Vec<ScimUser>, StoreError> {
+    let mut out = Vec::new();
+    loop {
+        let (page, total) = store.scim_list(None, out.len() + 1, 500)?;
+        let n = page.len();
+        out.extend(page);
+        if n == 0 || out.len() >= total {
+            return Ok(out);
+        }
+    }
+}
+
+/// Audit entries oldest first.
+fn all_audit(store: &dyn Store) -> Result<Vec<AuditEntry>, StoreError> {
+    let mut out: Vec<AuditEntry> = Vec::new();
+    loop {
+        let q = AuditQuery { after: out.last().map(|e| (e.at, e.id.clone())), limit: 500, ..AuditQuery::default() };
+        let page = store.audit_list(&q)?;
+        let n = page.len();
+        out.extend(page);
+        if n < 500 {
+            out.reverse();
+            return Ok(out);
+        }
+    }
+}
+
+/// Creates `users` in `to` (skipping names that exist); returns (copied, skipped).
+fn put_scim(to: &dyn Store, users: &[ScimUser]) -> Result<(usize, usize), String> {
+    let (mut copied, mut skipped) = (0, 0);
+    for u in users {
+        match to.scim_create(u) {
+            Ok(()) => copied += 1,
+            Err(StoreError::Conflict(_)) => skipped += 1,
+            Err(e) => return Err(format!("SCIM user `{}`: {e}", u.user_name)),
+        }
+    }
+    Ok((copied, skipped))
+}
+
+/// Appends the entries of `entries` that `to` does not hold yet (by id); returns how many.
+fn put_audit(to: &dyn Store, entries: &[AuditEntry]) -> Result<usize, String> {
+    let held: std::collections::HashSet<String> =
+        all_audit(to).map_err(|e| e.to_string())?.into_iter().map(|e| e.id).collect();
+    let mut n = 0;
+    for e in entries.iter().filter(|e| !held.contains(&e.id)) {
+        to.audit_append(e).map_err(|err| format!("audit entry {}: {err}", e.id))?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 fn all_keys(store: &dyn Store) -> Result<Vec<KeyRecord>, StoreError> {
@@ -65,7 +158,7 @@ fn io(path: &Path, e: impl std::fmt::Display) -> String {
 
 /// Writes the store's keys, usage and ledger to `dir`.
 pub fn export(store: &dyn Store, dir: &Path, now: u64) -> Result<Moved, String> {
-    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| io(dir, e))?;
     let keys = all_keys(store).map_err(|e| e.to_string())?;
     let mut moved = Moved::default();
     let records: Vec<Value> = keys
@@ -86,7 +179,7 @@ pub fn export(store: &dyn Store, dir: &Path, now: u64) -> Result<Moved, String> 
     moved.keys = records.len();
     let path = dir.join(KEYS_FILE);
     let text = serde_json::to_string_pretty(&json!({"version": 3, "keys": records})).map_err(|e| io(&path, e))?;
-    std::fs::write(&path, text).map_err(|e| io(&path, e))?;
+    write_private(&path, text.as_bytes())?;
 
     let mut usage = BTreeMap::new();
     for k in &keys {
@@ -95,10 +188,10 @@ pub fn export(store: &dyn Store, dir: &Path, now: u64) -> Result<Moved, String> 
     }
     moved.usage = usage.len();
     let path = dir.join(USAGE_FILE);
-    std::fs::write(&path, serde_json::to_string_pretty(&usage).map_err(|e| io(&path, e))?).map_err(|e| io(&path, e))?;
+    write_private(&path, serde_json::to_string_pretty(&usage).map_err(|e| io(&path, e))?.as_bytes())?;
 
     let path = dir.join(LEDGER_FILE);
-    let mut out = BufWriter::new(std::fs::File::create(&path).map_err(|e| io(&path, e))?);
+    let mut out = BufWriter::new(create_private(&path)?);
     for row in all_rows(store).map_err(|e| e.to_string())? {
         let mut v = serde_json::to_value(&row).map_err(|e| io(&path, e))?;
         v["response_status"] = json!(row.status);
@@ -109,7 +202,45 @@ pub fn export(store: &dyn Store, dir: &Path, now: u64) -> Result<Moved, String> 
         moved.ledger_rows += 1;
     }
     out.flush().map_err(|e| io(&path, e))?;
+    drop(out);
+
+    let users = all_scim(store).map_err(|e| e.to_string())?;
+    moved.scim_users = users.len();
+    let path = dir.join(SCIM_FILE);
+    let text = serde_json::to_string_pretty(&json!({"users": users})).map_err(|e| io(&path, e))?;
+    write_private(&path, text.as_bytes())?;
+
+    let path = dir.join(AUDIT_FILE);
+    let mut text = Vec::new();
+    for e in all_audit(store).map_err(|e| e.to_string())? {
+        serde_json::to_writer(&mut text, &e).map_err(|err| io(&path, err))?;
+        text.push(b'\n');
+        moved.audit_entries += 1;
+    }
+    write_private(&path, &text)?;
     Ok(moved)
+}
+
+/// Writes `bytes` to a new file only its owner can read.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let mut f = create_private(path)?;
+    f.write_all(bytes).map_err(|e| io(path, e))
+}
+
+/// Creates (or truncates) a file with mode 0600: exports hold token hashes, spend and identities.
+fn create_private(path: &Path) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::PermissionsExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io(path, e))?;
+    // `mode` applies to new files only; an existing one is narrowed too.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| io(path, e))?;
+    Ok(f)
 }
 
 fn opt_str(v: &Value, k: &str) -> Option<String> {
@@ -203,6 +334,12 @@ fn row_from(v: &Value) -> Result<LedgerRow, String> {
 
 /// Reads `dir` (an export, or the seed gateway's JSON state) into the store.
 pub fn import(store: &dyn Store, dir: &Path, now: u64) -> Result<Moved, String> {
+    if !dir.is_dir() {
+        return Err(format!("{}: no such directory", dir.display()));
+    }
+    if !ALL_FILES.iter().any(|f| dir.join(f).exists()) {
+        return Err(format!("{}: no export files found (expected any of {})", dir.display(), ALL_FILES.join(", ")));
+    }
     let mut moved = Moved::default();
     let path = dir.join(KEYS_FILE);
     let mut keys_by_name = BTreeMap::new();
@@ -260,6 +397,24 @@ pub fn import(store: &dyn Store, dir: &Path, now: u64) -> Result<Moved, String> 
             moved.ledger_rows += 1;
         }
     }
+    let path = dir.join(SCIM_FILE);
+    if path.exists() {
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).map_err(|e| io(&path, e))?)
+            .map_err(|e| io(&path, e))?;
+        let users: Vec<ScimUser> =
+            serde_json::from_value(doc.get("users").cloned().unwrap_or(Value::Null)).map_err(|e| io(&path, e))?;
+        (moved.scim_users, moved.scim_skipped) = put_scim(store, &users).map_err(|e| io(&path, e))?;
+    }
+    let path = dir.join(AUDIT_FILE);
+    if path.exists() {
+        let mut entries = Vec::new();
+        for (n, line) in std::fs::read_to_string(&path).map_err(|e| io(&path, e))?.lines().enumerate() {
+            if !line.trim().is_empty() {
+                entries.push(serde_json::from_str(line).map_err(|e| format!("{}:{}: {e}", path.display(), n + 1))?);
+            }
+        }
+        moved.audit_entries = put_audit(store, &entries).map_err(|e| io(&path, e))?;
+    }
     store.flush().map_err(|e| e.to_string())?;
     Ok(moved)
 }
@@ -283,7 +438,18 @@ pub fn migrate(from: &dyn Store, to: &dyn Store, now: u64) -> Result<Moved, Stri
             .map_err(|e| e.to_string())?;
         moved.ledger_rows += 1;
     }
+    let users = all_scim(from).map_err(|e| e.to_string())?;
+    (moved.scim_users, moved.scim_skipped) = put_scim(to, &users)?;
+    let entries = all_audit(from).map_err(|e| e.to_string())?;
+    moved.audit_entries = put_audit(to, &entries)?;
     to.flush().map_err(|e| e.to_string())?;
+    let (src_users, dst_users) = (users.len(), all_scim(to).map_err(|e| e.to_string())?.len());
+    let (src_audit, dst_audit) = (entries.len(), all_audit(to).map_err(|e| e.to_string())?.len());
+    if dst_users < src_users || dst_audit < src_audit {
+        return Err(format!(
+            "verification failed: SCIM users {src_users} → {dst_users}, audit entries {src_audit} → {dst_audit}"
+        ));
+    }
     let (src_keys, dst_keys) = (keys.len(), all_keys(to).map_err(|e| e.to_string())?.len());
     let (src_rows, dst_rows) = (
         from.ledger_summary(&LedgerQuery::default(), &[]).map_err(|e| e.to_string())?.1.requests,

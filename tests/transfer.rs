@@ -123,3 +123,80 @@ fn migrate_copies_redb_state_to_postgres_and_redis() {
     let store = prodex::store::redis::RedisStore::open(&redis, 2).unwrap();
     assert!(store.key("SEED-TEAM").unwrap().is_some());
 }
+
+/// B7: SCIM users and the audit log move with export/import and migrate, counts verified; B11: an
+/// import from a missing or empty directory fails naming it; F6: exports are private files.
+#[test]
+fn scim_users_and_the_audit_log_move_too() {
+    let mock = Mock::start();
+    let master = "master-token-transfer-0123456789";
+    let home = TempDir::new("b7");
+    let mut gw = Gateway::start(Opts {
+        base_url: Some(mock.base_url()),
+        home: Some(home),
+        env: vec![("PRODEX_GATEWAY_TOKEN", master.into())],
+        ..Opts::default()
+    });
+    let user =
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "ada@corp", "active": true});
+    let r = crate::support::admin::call(&gw, master, "POST", "scim/v2/Users", Some(&user), &[]);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = crate::support::admin::call(&gw, master, "POST", "keys", Some(&json!({"name": "moved-key"})), &[]);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let audit = crate::support::admin::call(&gw, master, "GET", "audit?limit=500", None, &[]);
+    let audit_count = audit.json()["data"].as_array().unwrap().len();
+    assert!(audit_count >= 2, "{}", audit.text());
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(std::time::Duration::from_secs(10)).success());
+    let home = std::mem::replace(&mut gw.home, TempDir::new("moved"));
+
+    let export = TempDir::new("b7-export");
+    let dir = export.0.join("out");
+    let out = state(&home, &["export", "--out", dir.to_str().unwrap()], &[]);
+    assert!(
+        out.contains(&format!(
+            "wrote 1 key(s), 1 usage scope(s), 0 ledger row(s), 1 SCIM user(s) and {audit_count} audit entries"
+        )),
+        "{out}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+    for f in std::fs::read_dir(&dir).unwrap() {
+        let f = f.unwrap();
+        assert_eq!(f.metadata().unwrap().permissions().mode() & 0o777, 0o600, "{:?}", f.path());
+    }
+    let copy = TempDir::new("b7-copy");
+    let out = state(&copy, &["import", "--from", dir.to_str().unwrap()], &[]);
+    assert!(out.contains(&format!("SCIM users: 1 copied, 0 already present; audit entries: {audit_count}")), "{out}");
+    let again = state(&copy, &["import", "--from", dir.to_str().unwrap()], &[]);
+    assert!(again.contains("SCIM users: 0 copied, 1 already present; audit entries: 0"), "idempotent: {again}");
+
+    let pg = crate::store::fresh_postgres_db();
+    let out = state(&home, &["migrate", "--to", "postgres"], &[("PRODEX_GATEWAY_POSTGRES_URL", &pg)]);
+    assert!(out.contains(&format!("SCIM users: 1 copied, 0 already present; audit entries: {audit_count}")), "{out}");
+    let store = prodex::store::postgres::PgStore::open(&pg, 2).unwrap();
+    assert_eq!(store.scim_by_user_name("ADA@corp").unwrap().unwrap().user_name, "ada@corp");
+    let q = prodex::core::directory::AuditQuery { limit: 500, ..Default::default() };
+    assert_eq!(store.audit_list(&q).unwrap().len(), audit_count);
+    let redis = crate::store::fresh_redis_db();
+    let out = state(&home, &["migrate", "--to", "redis"], &[("PRODEX_GATEWAY_REDIS_URL", &redis)]);
+    assert!(out.contains(&format!("SCIM users: 1 copied, 0 already present; audit entries: {audit_count}")), "{out}");
+    let store = prodex::store::redis::RedisStore::open(&redis, 2).unwrap();
+    assert_eq!(store.audit_list(&q).unwrap().len(), audit_count);
+
+    for (from, says) in
+        [(export.0.join("no-such-dir"), "no such directory"), (export.0.clone(), "no export files found")]
+    {
+        let out = Command::new(bin())
+            .args(["gateway", "state", "import", "--from"])
+            .arg(&from)
+            .arg("--home")
+            .arg(&copy.0)
+            .env_clear()
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{from:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&from.display().to_string()) && err.contains(says), "{err}");
+    }
+}

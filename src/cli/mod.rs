@@ -87,13 +87,14 @@ enum Action {
 
 #[derive(Subcommand, Debug)]
 enum StateAction {
-    /// Copy keys, usage and the ledger from the configured backend to another, then verify counts.
+    /// Copy keys, usage, the ledger, SCIM users and the audit log from the configured backend to
+    /// another, then verify counts.
     Migrate {
         /// redb | postgres | redis (URLs come from the environment as for the gateway).
         #[arg(long)]
         to: String,
     },
-    /// Write keys, usage (JSON) and the ledger (JSONL) to a directory.
+    /// Write keys, usage, SCIM users (JSON), the ledger and the audit log (JSONL) to a directory.
     Export {
         #[arg(long)]
         out: PathBuf,
@@ -208,10 +209,10 @@ fn state(config: &Config, action: &StateAction) -> ExitCode {
     };
     match result {
         Ok(m) => {
-            println!(
-                "keys: {} copied, {} already present; usage scopes: {}; ledger rows: {}",
-                m.keys, m.keys_skipped, m.usage, m.ledger_rows
-            );
+            match action {
+                StateAction::Export { out } => println!("{}", m.wrote(out)),
+                StateAction::Import { .. } | StateAction::Migrate { .. } => println!("{}", m.copied()),
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
