@@ -55,6 +55,27 @@ pub fn audit(mut json: Vec<u8>) {
     }
 }
 
+/// Appends one audit entry (a JSON object, no newline) to `dir/prodex-audit.log` directly, for
+/// processes that run no log writer (the `keys` CLI). One `write` of one line in append mode, so
+/// it interleaves whole lines with a running gateway's writer.
+pub fn audit_to_file(dir: &Path, mut json: Vec<u8>) -> io::Result<()> {
+    private_dir(dir)?;
+    json.push(b'\n');
+    private_append(&dir.join("prodex-audit.log"))?.write_all(&json)
+}
+
+/// Creates `dir` (mode 0700 when new).
+fn private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// Opens `path` for appending, created with mode 0600: logs name keys, tenants and callers.
+fn private_append(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new().create(true).append(true).mode(0o600).open(path)
+}
+
 /// A `Write` that collects one formatted record and queues it at each newline.
 #[derive(Default)]
 struct LineSink {

@@ -472,3 +472,63 @@ fn b4_retention_is_enforced_on_redis() {
         "b4-redis",
     );
 }
+
+/// B10: `prodex gateway keys …` mutations are audited (actor `cli:<os user>`), in the store and in
+/// `prodex-audit.log`, including a refused one.
+#[test]
+fn b10_cli_key_changes_are_audited() {
+    let home = TempDir::new("b10");
+    let run = |args: &[&str]| {
+        let out = Command::new(bin())
+            .env_clear()
+            .env("PRODEX_HOME", &home.0)
+            .env("USER", "opsperson")
+            .args(["gateway", "keys"])
+            .args(args)
+            .output()
+            .unwrap();
+        out.status.code()
+    };
+    assert_eq!(run(&["create", "cli-key", "--tenant-id", "tenant-a"]), Some(0));
+    assert_eq!(run(&["create", "cli-key"]), Some(1), "duplicate");
+    assert_eq!(run(&["disable", "cli-key"]), Some(0));
+    assert_eq!(run(&["enable", "cli-key"]), Some(0));
+    assert_eq!(run(&["rotate", "cli-key"]), Some(0));
+    assert_eq!(run(&["delete", "cli-key"]), Some(0));
+    let want = [
+        ("key.create", "ok"),
+        ("key.create", "key_exists"),
+        ("key.disable", "ok"),
+        ("key.enable", "ok"),
+        ("key.rotate", "ok"),
+        ("key.delete", "ok"),
+    ];
+    let file = std::fs::read_to_string(home.0.join("logs/prodex-audit.log")).unwrap();
+    let lines: Vec<serde_json::Value> = file.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let got: Vec<(String, String)> =
+        lines.iter().map(|l| (l["action"].as_str().unwrap().into(), l["outcome"].as_str().unwrap().into())).collect();
+    assert_eq!(got, want.map(|(a, o)| (a.to_string(), o.to_string())), "{file}");
+    assert!(lines
+        .iter()
+        .all(|l| l["actor"] == "cli:opsperson" && l["actor_source"] == "cli" && l["target"] == "cli-key"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(home.0.join("logs/prodex-audit.log")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    let master = "master-token-b10-0123456789";
+    let gw = Gateway::start(Opts {
+        home: Some(home),
+        env: vec![("PRODEX_GATEWAY_TOKEN", master.into())],
+        ..Opts::default()
+    });
+    let r = call(&gw, master, "GET", "audit?limit=100", None, &[]);
+    let mut stored: Vec<(String, String)> = r.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor_source"] == "cli")
+        .map(|e| (e["action"].as_str().unwrap().into(), e["outcome"].as_str().unwrap().into()))
+        .collect();
+    stored.reverse();
+    assert_eq!(stored, want.map(|(a, o)| (a.to_string(), o.to_string())), "{}", r.text());
+}

@@ -85,6 +85,20 @@ impl std::fmt::Display for LifecycleError {
     }
 }
 
+impl LifecycleError {
+    /// The outcome recorded in the audit log (the admin API's error code for the same failure).
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Store(StoreError::Conflict(_)) => "key_exists",
+            Self::Store(StoreError::VersionMismatch { .. }) => "version_mismatch",
+            Self::Store(StoreError::NotFound) => "key_not_found",
+            Self::Store(_) => "state_unavailable",
+            Self::Random => "internal_error",
+        }
+    }
+}
+
 impl From<StoreError> for LifecycleError {
     fn from(e: StoreError) -> Self {
         Self::Store(e)

@@ -19,6 +19,7 @@ use crate::error::ApiError;
 use crate::http::server::Exchange;
 use crate::state::Shared;
 
+pub use auth::audit_json;
 pub use keys::{create_key, delete_key, rotate_key, set_disabled, LifecycleError};
 
 /// The path under the admin prefix, if `path` is an admin route.

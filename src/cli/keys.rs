@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 
 use crate::admin::{create_key, delete_key, rotate_key, set_disabled};
 use crate::config::Config;
+use crate::core::directory::AuditEntry;
 use crate::core::keys::{KeyRecord, KeySource};
 use crate::core::keyspec::{key_json, parse_create};
 use crate::store::{KeyFilter, Store};
@@ -119,6 +120,42 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(1)
 }
 
+/// The OS user running the CLI, for the audit trail.
+fn os_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty() && u.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c)))
+        .unwrap_or_else(|| {
+            // SAFETY: getuid has no preconditions and cannot fail.
+            format!("uid-{}", unsafe { libc::getuid() })
+        })
+}
+
+/// Records a CLI key mutation like the admin API records its own: in the store's audit log and in
+/// `prodex-audit.log`, with actor `cli:<os user>` (source `cli`). A failure to record is reported.
+fn audit(config: &Config, store: &dyn Store, action: &str, name: &str, tenant: Option<&str>, outcome: &str) {
+    let entry = AuditEntry {
+        id: crate::clock::call_id(),
+        at: crate::clock::unix_ms(),
+        actor: format!("cli:{}", os_user()),
+        actor_source: "cli".into(),
+        role: Some("admin".into()),
+        tenant_id: tenant.map(String::from),
+        action: action.into(),
+        target: Some(name.into()),
+        outcome: outcome.into(),
+        call_id: None,
+    };
+    let line = serde_json::to_vec(&crate::admin::audit_json(&entry)).unwrap_or_default();
+    if let Err(e) = crate::logs::audit_to_file(&config.logs.dir, line) {
+        eprintln!("prodex gateway keys: warning: cannot append to the audit log in {}: {e}", config.logs.dir.display());
+    }
+    if let Err(e) = store.audit_append(&entry).and_then(|()| store.flush()) {
+        eprintln!("prodex gateway keys: warning: the audit entry was not stored: {e}");
+    }
+}
+
 /// Runs one `keys` subcommand.
 pub fn run(config: &Config, action: &KeysAction) -> ExitCode {
     let store = match crate::store::open(config, config.state.backend) {
@@ -135,8 +172,14 @@ pub fn run(config: &Config, action: &KeysAction) -> ExitCode {
                 ExitCode::from(2)
             }
             Ok((name, edit)) => match create_key(store, &name, &edit, now) {
-                Ok((key, token)) => show(&key, Some(&token), args.json),
-                Err(e) => fail(e),
+                Ok((key, token)) => {
+                    audit(config, store, "key.create", &key.name, key.tenant_id.as_deref(), "ok");
+                    show(&key, Some(&token), args.json)
+                }
+                Err(e) => {
+                    audit(config, store, "key.create", &name, None, e.code());
+                    fail(e)
+                }
             },
         },
         KeysAction::Rotate(a) | KeysAction::Disable(a) | KeysAction::Enable(a) | KeysAction::Delete(a) => {
@@ -144,12 +187,14 @@ pub fn run(config: &Config, action: &KeysAction) -> ExitCode {
                 Ok(k) => k,
                 Err(code) => return code,
             };
-            let done = match action {
-                KeysAction::Rotate(_) => rotate_key(store, &key, now).map(|(k, t)| (k, Some(t))),
-                KeysAction::Disable(_) => set_disabled(store, &key, true, now).map(|k| (k, None)),
-                KeysAction::Enable(_) => set_disabled(store, &key, false, now).map(|k| (k, None)),
-                _ => delete_key(store, &key).map(|k| (k, None)),
+            let (verb, done) = match action {
+                KeysAction::Rotate(_) => ("key.rotate", rotate_key(store, &key, now).map(|(k, t)| (k, Some(t)))),
+                KeysAction::Disable(_) => ("key.disable", set_disabled(store, &key, true, now).map(|k| (k, None))),
+                KeysAction::Enable(_) => ("key.enable", set_disabled(store, &key, false, now).map(|k| (k, None))),
+                _ => ("key.delete", delete_key(store, &key).map(|k| (k, None))),
             };
+            let outcome = done.as_ref().map_or_else(|e| e.code(), |_| "ok");
+            audit(config, store, verb, &key.name, key.tenant_id.as_deref(), outcome);
             match done {
                 Ok((k, token)) if matches!(action, KeysAction::Delete(_)) => {
                     if a.json {
