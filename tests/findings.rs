@@ -532,3 +532,21 @@ fn b10_cli_key_changes_are_audited() {
     stored.reverse();
     assert_eq!(stored, want.map(|(a, o)| (a.to_string(), o.to_string())), "{}", r.text());
 }
+
+/// F11: a misspelt security attribute in the gateway's SCIM extension is refused, naming it.
+#[test]
+fn f11_unknown_scim_extension_attributes_are_refused() {
+    let master = "master-token-f11-0123456789";
+    let gw = Gateway::start(Opts { env: vec![("PRODEX_GATEWAY_TOKEN", master.into())], ..Opts::default() });
+    let ext = "urn:prodex:params:scim:schemas:gateway:2.0:User";
+    let body = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ext], "userName": "boss@corp",
+        "colour": "red", ext: {"role": "admin", "tenantId": "tenant-a", "allowedKeyPrefixes": ["team-a-"]}});
+    let r = call(&gw, master, "POST", "scim/v2/Users", Some(&body), &[]);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["scimType"], "invalidValue", "{}", r.text());
+    assert!(r.json()["detail"].as_str().unwrap().contains("unknown attribute `allowedKeyPrefixes`"), "{}", r.text());
+    let mut ok = body.clone();
+    ok[ext] = json!({"role": "admin", "tenantId": "tenant-a", "keyPrefixes": ["team-a-"]});
+    let r = call(&gw, master, "POST", "scim/v2/Users", Some(&ok), &[]);
+    assert_eq!(r.status, 201, "an unknown core attribute (`colour`) is still ignored: {}", r.text());
+}

@@ -29,6 +29,17 @@ pub use patch::{apply_patch, MAX_OPERATIONS, PATCH_OP};
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 /// The gateway's User extension: `role`, `tenantId`, `keyPrefixes`.
 pub const EXTENSION: &str = "urn:prodex:params:scim:schemas:gateway:2.0:User";
+
+/// Every attribute of [`EXTENSION`].
+pub const EXTENSION_ATTRIBUTES: [&str; 3] = ["role", "tenantId", "keyPrefixes"];
+
+/// 400 `invalidValue` for an attribute the gateway's extension does not define.
+pub(crate) fn unknown_extension_attribute(name: &str) -> ScimError {
+    invalid_value(format!(
+        "unknown attribute `{name}` in `{EXTENSION}` (its attributes are {})",
+        EXTENSION_ATTRIBUTES.join(", ")
+    ))
+}
 /// The enterprise User extension: accepted and ignored (nothing of it is stored).
 pub const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 pub const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
@@ -125,6 +136,11 @@ pub fn parse_user(body: &Value) -> Result<UserFields, ScimError> {
         Some(Value::Object(m)) => m.clone(),
         Some(_) => return Err(invalid_value(format!("`{EXTENSION}` must be an object"))),
     };
+    // The extension carries security attributes: a misspelt one must not silently leave an admin
+    // unscoped (core attributes this gateway does not store are still ignored, per RFC 7643).
+    if let Some(unknown) = ext.keys().find(|k| !EXTENSION_ATTRIBUTES.iter().any(|a| a.eq_ignore_ascii_case(k))) {
+        return Err(unknown_extension_attribute(unknown));
+    }
     let fields = UserFields {
         user_name,
         external_id: field(obj, "externalId").map(|v| text("externalId", v, MAX_TEXT)).transpose()?.flatten(),
@@ -523,6 +539,8 @@ mod tests {
             (ext(json!({"keyPrefixes": ["x".repeat(MAX_PREFIX_LEN + 1)]})), "invalidValue"),
             (ext(json!({"keyPrefixes": prefixes})), "invalidValue"),
             (ext(json!({"keyPrefixes": [1]})), "invalidValue"),
+            (ext(json!({"role": "admin", "allowedKeyPrefixes": ["team-a-"]})), "invalidValue"),
+            (ext(json!({"tenant": "t"})), "invalidValue"),
         ];
         for (body, want) in cases {
             let e = parse_user(&body).expect_err(&body.to_string());

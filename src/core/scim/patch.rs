@@ -15,7 +15,7 @@ use crate::core::directory::ScimUser;
 use super::filter::{element_matches, parse_value_filter, Filter, Multi, Sub};
 use super::{
     check_lists, check_schemas, email_values, field, flag, invalid_value, merge, name_formatted, prefix_values,
-    resolve_scope, role, text, unstored, user_name, ScimError, Scope, MAX_TEXT,
+    resolve_scope, role, text, unknown_extension_attribute, unstored, user_name, ScimError, Scope, MAX_TEXT,
 };
 
 /// The PATCH request schema.
@@ -105,7 +105,11 @@ fn apply_operation(u: &mut ScimUser, op: &Value) -> Result<(), ScimError> {
 /// A path-less value: each key is a path (in the extension object, an extension attribute).
 fn apply_object(u: &mut ScimUser, verb: Verb, m: &Map<String, Value>, in_extension: bool) -> Result<(), ScimError> {
     for (key, v) in m {
-        let target = if in_extension { extension_target(key, &key.to_ascii_lowercase())? } else { resolve_path(key)? };
+        let target = if in_extension {
+            extension_target(key, &key.to_ascii_lowercase()).map_err(|_| unknown_extension_attribute(key))?
+        } else {
+            resolve_path(key)?
+        };
         match target {
             Target::ReadOnly | Target::Ignored => {}
             target => apply_target(u, verb, target, Some(v))?,
@@ -433,6 +437,8 @@ mod tests {
             (patch(json!([{"op": "remove"}])), "noTarget"),
             (patch(json!([{"op": "Remove", "value": {"active": false}}])), "noTarget"),
             (patch(json!([{"op": "replace", "path": "nickName2", "value": "x"}])), "invalidPath"),
+            (patch(json!([{"op": "add", "path": EXTENSION, "value": {"allowedKeyPrefixes": ["a-"]}}])), "invalidValue"),
+            (patch(json!([{"op": "replace", "value": {EXTENSION: {"tenant": "t"}}}])), "invalidValue"),
             (patch(json!([{"op": "replace", "path": "emails[type eq \"work\"", "value": "x"}])), "invalidPath"),
             (patch(json!([{"op": "replace", "path": "emails[bogus eq \"work\"].value", "value": "x"}])), "invalidPath"),
             (patch(json!([{"op": "replace", "path": "emails[type eq \"work\"].foo", "value": "x"}])), "invalidPath"),
