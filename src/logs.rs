@@ -2,7 +2,9 @@
 //! writer thread puts every line on stderr and in the run's file
 //! `$PRODEX_RUNTIME_LOG_DIR/prodex-runtime-<pid>-<unix_ms>.log`, whose path is kept in
 //! `prodex-runtime-latest.path`; audit entries also go, as JSON lines, to `prodex-audit.log` there.
-//! Old run logs beyond `keep_runs` are removed at startup.
+//! A run log past `max_bytes` continues in a new file (the pointer follows), and
+//! `prodex-audit.log` moves to `prodex-audit.log.1`…`.5`; run logs beyond `keep_runs` are removed.
+//! Every file is created 0600 in a 0700 directory: logs name keys, tenants and callers.
 //!
 //! Invariants: logging never blocks a may worker (lines go through a bounded channel; when it is
 //! full, lines are dropped and counted rather than stalling requests); callers never log secrets,
@@ -61,7 +63,7 @@ pub fn audit(mut json: Vec<u8>) {
 pub fn audit_to_file(dir: &Path, mut json: Vec<u8>) -> io::Result<()> {
     private_dir(dir)?;
     json.push(b'\n');
-    private_append(&dir.join("prodex-audit.log"))?.write_all(&json)
+    private_append(&dir.join(AUDIT_LOG))?.write_all(&json)
 }
 
 /// Creates `dir` (mode 0700 when new).
@@ -142,34 +144,17 @@ impl SharedLogger for JsonLogger {
 /// Opens this run's log file, starts the writer thread and installs the logger.
 /// Returns the run log's path.
 pub fn init(cfg: &LogConfig) -> Result<PathBuf, String> {
-    fs::create_dir_all(&cfg.dir).map_err(|e| format!("cannot create log directory {}: {e}", cfg.dir.display()))?;
+    private_dir(&cfg.dir).map_err(|e| format!("cannot create log directory {}: {e}", cfg.dir.display()))?;
     prune_old_runs(&cfg.dir, cfg.keep_runs.saturating_sub(1));
-    let path = cfg.dir.join(format!("prodex-runtime-{}-{}.log", std::process::id(), clock::unix_ms()));
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
-    let latest = cfg.dir.join("prodex-runtime-latest.path");
-    let tmp = cfg.dir.join(format!(".prodex-runtime-latest.path.{}", std::process::id()));
-    fs::write(&tmp, format!("{}\n", path.display()))
-        .and_then(|()| fs::rename(&tmp, &latest))
-        .map_err(|e| format!("cannot write {}: {e}", latest.display()))?;
-
-    let audit_path = cfg.dir.join("prodex-audit.log");
-    let audit = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&audit_path)
-        .map_err(|e| format!("cannot open audit log {}: {e}", audit_path.display()))?;
-
+    let files = Files::open(cfg)?;
+    let path = files.run_path.clone();
     let (tx, rx) = sync_channel(QUEUE_LINES);
     let _ = QUEUE.set(tx);
     std::thread::Builder::new()
         .name("prodex-log".into())
         .spawn(move || {
             crate::background::lower_this_thread();
-            writer(&rx, file, audit);
+            writer(&rx, files);
         })
         .map_err(|e| format!("cannot start the log thread: {e}"))?;
 
@@ -247,7 +232,94 @@ impl SharedLogger for Capped {
 /// means a logging coroutine never pays for waking this thread: sending is a lock-free push.
 const WRITE_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
-fn writer(rx: &Receiver<Msg>, mut file: File, mut audit: File) {
+/// The files the writer thread owns, and how much it has written to each since it opened them.
+struct Files {
+    dir: PathBuf,
+    keep_runs: usize,
+    max_bytes: u64,
+    run: File,
+    run_path: PathBuf,
+    run_bytes: u64,
+    audit: File,
+    audit_bytes: u64,
+}
+
+impl Files {
+    fn open(cfg: &LogConfig) -> Result<Self, String> {
+        let (run, run_path) = new_run_file(&cfg.dir)?;
+        let audit_path = cfg.dir.join(AUDIT_LOG);
+        let audit =
+            private_append(&audit_path).map_err(|e| format!("cannot open audit log {}: {e}", audit_path.display()))?;
+        let audit_bytes = audit.metadata().map_or(0, |m| m.len());
+        Ok(Self {
+            dir: cfg.dir.clone(),
+            keep_runs: cfg.keep_runs,
+            max_bytes: cfg.max_bytes,
+            run,
+            run_path,
+            run_bytes: 0,
+            audit,
+            audit_bytes,
+        })
+    }
+
+    fn write_run(&mut self, bytes: &[u8]) {
+        if self.run_bytes > 0 && self.run_bytes + bytes.len() as u64 > self.max_bytes {
+            match new_run_file(&self.dir) {
+                Ok((file, path)) => {
+                    let note = format!("log continues in {}\n", path.display());
+                    let _ = self.run.write_all(note.as_bytes());
+                    (self.run, self.run_path, self.run_bytes) = (file, path, 0);
+                    prune_old_runs(&self.dir, self.keep_runs.max(1));
+                }
+                Err(e) => {
+                    let _ = io::stderr().lock().write_all(format!("log rotation failed: {e}\n").as_bytes());
+                }
+            }
+        }
+        let _ = self.run.write_all(bytes);
+        self.run_bytes += bytes.len() as u64;
+    }
+
+    /// Past `max_bytes`, `prodex-audit.log` becomes `.1` (`.1` becomes `.2`, … up to
+    /// `AUDIT_GENERATIONS`; the oldest is dropped: the store keeps the whole audit trail).
+    fn write_audit(&mut self, bytes: &[u8]) {
+        if self.audit_bytes > 0 && self.audit_bytes + bytes.len() as u64 > self.max_bytes {
+            let path = self.dir.join(AUDIT_LOG);
+            for n in (1..AUDIT_GENERATIONS).rev() {
+                let _ = fs::rename(
+                    self.dir.join(format!("{AUDIT_LOG}.{n}")),
+                    self.dir.join(format!("{AUDIT_LOG}.{}", n + 1)),
+                );
+            }
+            let _ = fs::rename(&path, self.dir.join(format!("{AUDIT_LOG}.1")));
+            if let Ok(f) = private_append(&path) {
+                (self.audit, self.audit_bytes) = (f, 0);
+            }
+        }
+        let _ = self.audit.write_all(bytes);
+        self.audit_bytes += bytes.len() as u64;
+    }
+}
+
+const AUDIT_LOG: &str = "prodex-audit.log";
+/// Rotated audit files kept beside the live one.
+const AUDIT_GENERATIONS: usize = 5;
+
+/// Creates a new run log (0600) and points `prodex-runtime-latest.path` at it.
+fn new_run_file(dir: &Path) -> Result<(File, PathBuf), String> {
+    let path = dir.join(format!("prodex-runtime-{}-{}.log", std::process::id(), clock::unix_ms()));
+    let file = private_append(&path).map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+    let latest = dir.join("prodex-runtime-latest.path");
+    let tmp = dir.join(format!(".prodex-runtime-latest.path.{}", std::process::id()));
+    private_append(&tmp)
+        .and_then(|mut f| f.set_len(0).and_then(|()| f.write_all(format!("{}\n", path.display()).as_bytes())))
+        .and_then(|()| fs::rename(&tmp, &latest))
+        .map_err(|e| format!("cannot write {}: {e}", latest.display()))?;
+    Ok((file, path))
+}
+
+fn writer(rx: &Receiver<Msg>, mut files: Files) {
     let stderr = io::stderr();
     let mut batch = Vec::with_capacity(64 * 1024);
     let mut audit_batch = Vec::new();
@@ -273,11 +345,11 @@ fn writer(rx: &Receiver<Msg>, mut file: File, mut audit: File) {
         }
         if !batch.is_empty() {
             let _ = stderr.lock().write_all(&batch);
-            let _ = file.write_all(&batch);
+            files.write_run(&batch);
             batch.clear();
         }
         if !audit_batch.is_empty() {
-            let _ = audit.write_all(&audit_batch);
+            files.write_audit(&audit_batch);
             audit_batch.clear();
         }
         for ack in acks {

@@ -550,3 +550,53 @@ fn f11_unknown_scim_extension_attributes_are_refused() {
     let r = call(&gw, master, "POST", "scim/v2/Users", Some(&ok), &[]);
     assert_eq!(r.status, 201, "an unknown core attribute (`colour`) is still ignored: {}", r.text());
 }
+
+/// F6: state, run logs and the audit log are private (0600 in 0700 directories), and both logs
+/// rotate by size.
+#[test]
+fn f6_files_are_private_and_logs_rotate_by_size() {
+    use std::os::unix::fs::PermissionsExt;
+    let mock = Mock::start();
+    let master = "master-token-f6-0123456789";
+    let gw = Gateway::start(Opts {
+        base_url: Some(mock.base_url()),
+        env: vec![
+            ("PRODEX_GATEWAY_TOKEN", master.into()),
+            ("PRODEX_RUNTIME_LOG_MAX_BYTES", "4096".into()),
+            ("PRODEX_RUNTIME_LOG_KEEP", "3".into()),
+        ],
+        ..Opts::default()
+    });
+    let auth = format!("Bearer {master}");
+    for i in 0..30 {
+        assert_eq!(gw.post_json("/v1/chat/completions", &[("authorization", &auth)], &chat()).status, 200);
+        let r = call(&gw, master, "POST", "keys", Some(&json!({"name": format!("f6-key-{i}")})), &[]);
+        assert_eq!(r.status, 201);
+    }
+    let logs = gw.home.0.join("logs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !logs.join("prodex-audit.log.1").exists() {
+        assert!(std::time::Instant::now() < deadline, "the audit log never rotated");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let runs: Vec<_> = std::fs::read_dir(&logs)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name().to_string_lossy().starts_with("prodex-runtime-")
+                && e.file_name().to_string_lossy().ends_with(".log")
+        })
+        .collect();
+    assert_eq!(runs.len(), 3, "rotated and pruned to PRODEX_RUNTIME_LOG_KEEP");
+    for r in &runs {
+        assert!(r.metadata().unwrap().len() <= 4096 + 2048, "{:?} grew past the limit", r.path());
+    }
+    let latest = std::fs::read_to_string(logs.join("prodex-runtime-latest.path")).unwrap();
+    assert!(std::path::Path::new(latest.trim()).exists(), "the pointer follows the rotation");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&logs), 0o700);
+    for entry in std::fs::read_dir(&logs).unwrap().flatten() {
+        assert_eq!(mode(&entry.path()), 0o600, "{:?}", entry.path());
+    }
+    assert_eq!(mode(&gw.home.0.join("gateway-state.redb")), 0o600);
+}

@@ -255,8 +255,10 @@ pub struct LogConfig {
     pub dir: PathBuf,
     pub format: LogFormat,
     pub level: log::LevelFilter,
-    /// Run logs kept at startup (older ones are removed).
+    /// Run logs kept (older ones are removed, at startup and at each rotation).
     pub keep_runs: usize,
+    /// Size at which the run log starts a new file and `prodex-audit.log` moves to `.1`.
+    pub max_bytes: u64,
 }
 
 /// Upstream client settings.

@@ -147,6 +147,7 @@ pub(super) fn redacted(c: &Config) -> String {
                 "format": match c.logs.format { LogFormat::Text => "text", LogFormat::Json => "json" },
                 "level": c.logs.level.to_string().to_ascii_lowercase(),
                 "keep_runs": c.logs.keep_runs,
+                "max_bytes": c.logs.max_bytes,
             },
         }
     });

@@ -730,5 +730,15 @@ fn read_logs(d: &mut Diagnostics<'_>, env: &Env<'_>, inputs: &Inputs<'_>) -> Log
             20
         }),
     };
-    LogConfig { dir, format, level, keep_runs }
+    let max_bytes = match env.get("PRODEX_RUNTIME_LOG_MAX_BYTES") {
+        None => 64 << 20,
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if n >= 4096 => n,
+            _ => {
+                Env::error(d, "PRODEX_RUNTIME_LOG_MAX_BYTES", "expected a size in bytes of at least 4096");
+                64 << 20
+            }
+        },
+    };
+    LogConfig { dir, format, level, keep_runs, max_bytes }
 }

@@ -178,7 +178,12 @@ impl RedbStore {
     /// Opens (or creates) the store at `path` and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
         }
         let owner = path.with_extension("redb.owner");
         // redb's default page cache is 1 GiB; the gateway's hot data (keys, recent rows) is small.
@@ -195,6 +200,12 @@ impl RedbStore {
             Err(e) => return Err(unavailable(format!("cannot open {}: {e}", path.display()))),
         };
         let _ = std::fs::write(&owner, format!("pid {}\n", std::process::id()));
+        // The state holds token hashes, spend and identities: owner-only, whatever the umask.
+        for f in [path, owner.as_path()] {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| unavailable(format!("cannot make {} private: {e}", f.display())))?;
+        }
         let txn = db.begin_write().map_err(unavailable)?;
         {
             txn.open_table(KEYS).map_err(unavailable)?;
