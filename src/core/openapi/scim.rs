@@ -14,8 +14,8 @@ use serde_json::{json, Map, Value};
 
 use super::{response, schema_ref, Route, JSON, PRINTABLE};
 use crate::core::scim::{
-    ENTERPRISE, ERROR_SCHEMA, EXTENSION, LIST_SCHEMA, MAX_EMAILS, MAX_FILTER_LEN, MAX_OPERATIONS, MAX_PREFIXES,
-    MAX_PREFIX_LEN, MAX_RESULTS, MAX_TEXT, PATCH_OP, USER_SCHEMA,
+    ENTERPRISE, ERROR_SCHEMA, EXTENSION, EXTENSION_ATTRIBUTES, LIST_SCHEMA, MAX_EMAILS, MAX_FILTER_LEN, MAX_OPERATIONS,
+    MAX_PREFIXES, MAX_PREFIX_LEN, MAX_RESULTS, MAX_TEXT, PATCH_OP, USER_SCHEMA,
 };
 
 /// The SCIM media type.
@@ -222,6 +222,40 @@ fn supported() -> Value {
     required_object(&["supported"], json!({"supported": {"type": "boolean"}}))
 }
 
+/// `name` as an anchored pattern that matches it case-insensitively (ECMA-262 has no inline
+/// flag, so each letter is a class).
+fn any_case(name: &str) -> String {
+    let classes: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphabetic() {
+                format!("[{}{}]", c.to_ascii_uppercase(), c.to_ascii_lowercase())
+            } else {
+                c.to_string()
+            }
+        })
+        .collect();
+    format!("^{classes}$")
+}
+
+/// The extension object of a POST/PUT body: exactly its attributes, in any letter case.
+fn extension_input() -> Value {
+    let value_schema = |name: &str| match name {
+        "role" => json!({"type": ["string", "null"], "pattern": ROLE_TEXT}),
+        "tenantId" => optional_text(),
+        _ => multi(&text(1, MAX_PREFIX_LEN), false, MAX_PREFIXES),
+    };
+    let mut properties = Map::new();
+    let mut patterns = Map::new();
+    for name in EXTENSION_ATTRIBUTES {
+        properties.insert(name.into(), value_schema(name));
+        patterns.insert(any_case(name), value_schema(name));
+    }
+    json!({"type": ["object", "null"], "properties": properties, "patternProperties": patterns,
+        "additionalProperties": false,
+        "description": "Attribute names match case-insensitively; any other attribute is a 400 `invalidValue` naming it"})
+}
+
 /// The SCIM component schemas.
 pub(super) fn schemas() -> Map<String, Value> {
     let strings = json!({"type": "array", "items": {"type": "string"}});
@@ -244,11 +278,7 @@ pub(super) fn schemas() -> Map<String, Value> {
                 "properties": {"formatted": optional_text()}},
             "emails": multi(&text(1, MAX_TEXT), true, MAX_EMAILS),
             "active": {"type": ["boolean", "string", "null"], "pattern": BOOL_TEXT, "default": true},
-            EXTENSION: {"type": ["object", "null"], "properties": {
-                "role": {"type": ["string", "null"], "pattern": ROLE_TEXT},
-                "tenantId": optional_text(),
-                "keyPrefixes": multi(&text(1, MAX_PREFIX_LEN), false, MAX_PREFIXES),
-            }},
+            EXTENSION: extension_input(),
         },
     });
     let patch = json!({

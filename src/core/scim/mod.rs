@@ -141,6 +141,17 @@ pub fn parse_user(body: &Value) -> Result<UserFields, ScimError> {
     if let Some(unknown) = ext.keys().find(|k| !EXTENSION_ATTRIBUTES.iter().any(|a| a.eq_ignore_ascii_case(k))) {
         return Err(unknown_extension_attribute(unknown));
     }
+    // Names match in any case, so one attribute may come twice (`role`, `ROLE`): every spelling
+    // must hold a valid value, and the exact spelling (else the first) is the one kept.
+    for (k, v) in &ext {
+        if k.eq_ignore_ascii_case("role") {
+            role(v)?;
+        } else if k.eq_ignore_ascii_case("tenantId") {
+            text("tenantId", v, MAX_TEXT)?;
+        } else {
+            check_lists(&[], &prefix_values(v)?)?;
+        }
+    }
     let fields = UserFields {
         user_name,
         external_id: field(obj, "externalId").map(|v| text("externalId", v, MAX_TEXT)).transpose()?.flatten(),
@@ -541,6 +552,8 @@ mod tests {
             (ext(json!({"keyPrefixes": [1]})), "invalidValue"),
             (ext(json!({"role": "admin", "allowedKeyPrefixes": ["team-a-"]})), "invalidValue"),
             (ext(json!({"tenant": "t"})), "invalidValue"),
+            (ext(json!({"tenantId": "t", "TENANTID": {}})), "invalidValue"),
+            (ext(json!({"role": "viewer", "ROLE": 5})), "invalidValue"),
         ];
         for (body, want) in cases {
             let e = parse_user(&body).expect_err(&body.to_string());
