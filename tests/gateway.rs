@@ -9,6 +9,8 @@ mod support;
 mod admin;
 /// Virtual keys: admission rules, metering, the ledger.
 mod admission;
+/// Billing integrity under hostile input: worst cases, hidden usage, malformed usage.
+mod billing;
 /// Third-party checkers: promtool on metrics, the OpenAPI validator and schemathesis.
 mod contract;
 /// Deployment: the container reproduced around the binary.

@@ -296,6 +296,9 @@ pub struct Config {
     /// `Config::auth_required`).
     pub require_auth: Option<bool>,
     pub shutdown_grace: Duration,
+    /// Input tokens reserved for what a Responses call draws from stored context the gateway
+    /// cannot see (`previous_response_id`, `conversation`).
+    pub stored_context_input_tokens: u64,
     pub server: ServerConfig,
     pub upstream: UpstreamConfig,
     pub route_aliases: Vec<RouteAlias>,

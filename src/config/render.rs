@@ -115,6 +115,7 @@ pub(super) fn redacted(c: &Config) -> String {
             "upstream_connect_timeout_seconds": c.upstream.connect_timeout.as_secs(),
             "upstream_idle_timeout_seconds": c.upstream.idle_timeout.as_secs(),
             "shutdown_grace_seconds": c.shutdown_grace.as_secs(),
+            "stored_context_input_tokens": c.stored_context_input_tokens,
             "providers": providers,
             "route_aliases": aliases,
             "pricing": pricing,

@@ -39,6 +39,7 @@ pub(super) fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env
     let require_auth = gw.boolean(d, "require_auth");
     let policy_max_body = gw.uint(d, "max_request_body_bytes");
     let grace = gw.uint(d, "shutdown_grace_seconds").unwrap_or(30);
+    let stored_context_input_tokens = gw.uint(d, "stored_context_input_tokens").unwrap_or(200_000);
     let policy_workers = gw.uint(d, "workers");
     let max_connections = gw.uint(d, "max_connections").unwrap_or(16_384);
     let header_timeout = gw.uint(d, "header_timeout_seconds").unwrap_or(10);
@@ -274,6 +275,7 @@ pub(super) fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env
             idle_timeout: Duration::from_secs(upstream_idle.max(1)),
             max_idle_per_host: 64,
         },
+        stored_context_input_tokens,
         route_aliases,
         pricing,
         virtual_keys,

@@ -106,43 +106,88 @@ pub struct Usage {
     pub reasoning_tokens: u64,
 }
 
-fn u(v: &Value, path: &[&str]) -> u64 {
+/// The most tokens one count of one call may report before it is taken as malformed (no model
+/// reads or writes anywhere near 100 million tokens in a call; a larger number is a provider bug
+/// or an attack on the bill).
+pub const MAX_REPORTED_TOKENS: u64 = 100_000_000;
+
+/// Provider usage that cannot be billed: a count that is negative, fractional, not a number, or
+/// absurdly large. The call is billed at its reservation instead (never 0, never an overflow).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidUsage(pub String);
+
+/// Usage as read from provider output: the counts, or why they cannot be billed.
+pub type UsageRead = Result<Usage, InvalidUsage>;
+
+fn u(v: &Value, path: &[&str]) -> Result<u64, InvalidUsage> {
     let mut cur = v;
     for p in path {
         match cur.get(p) {
             Some(next) => cur = next,
-            None => return 0,
+            None => return Ok(0),
         }
     }
-    cur.as_u64().unwrap_or(0)
+    match cur {
+        Value::Null => Ok(0),
+        Value::Number(n) => match n.as_u64() {
+            Some(t) if t <= MAX_REPORTED_TOKENS => Ok(t),
+            Some(t) => Err(InvalidUsage(format!("usage `{}` reports {t} tokens", path.join(".")))),
+            // Integral floats (`12.0`) are still counts; anything else is not.
+            None => match n.as_f64() {
+                Some(f) if f >= 0.0 && f.fract() == 0.0 && f <= MAX_REPORTED_TOKENS as f64 => {
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                    let t = f as u64;
+                    Ok(t)
+                }
+                _ => Err(InvalidUsage(format!("usage `{}` is {n}, not a token count", path.join(".")))),
+            },
+        },
+        other => Err(InvalidUsage(format!("usage `{}` is a {}, not a token count", path.join("."), kind(other)))),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
 }
 
 /// Reads a `usage` object in either the chat/completions/embeddings shape (`prompt_tokens`) or the
-/// responses shape (`input_tokens`). `None` when there is no usage object.
+/// responses shape (`input_tokens`). `None` when there is no usage object (`null` included).
 #[must_use]
-pub fn usage_of(usage: &Value) -> Option<Usage> {
-    if !usage.is_object() {
-        return None;
+pub fn usage_of(usage: &Value) -> Option<UsageRead> {
+    match usage {
+        Value::Null => return None,
+        Value::Object(_) => {}
+        other => return Some(Err(InvalidUsage(format!("`usage` is a {}, not an object", kind(other))))),
     }
-    if usage.get("input_tokens").is_some() || usage.get("output_tokens").is_some() {
-        return Some(Usage {
-            input_tokens: u(usage, &["input_tokens"]),
-            cached_input_tokens: u(usage, &["input_tokens_details", "cached_tokens"]),
-            output_tokens: u(usage, &["output_tokens"]),
-            reasoning_tokens: u(usage, &["output_tokens_details", "reasoning_tokens"]),
-        });
-    }
-    Some(Usage {
-        input_tokens: u(usage, &["prompt_tokens"]),
-        cached_input_tokens: u(usage, &["prompt_tokens_details", "cached_tokens"]),
-        output_tokens: u(usage, &["completion_tokens"]),
-        reasoning_tokens: u(usage, &["completion_tokens_details", "reasoning_tokens"]),
-    })
+    let read = || -> UsageRead {
+        if usage.get("input_tokens").is_some() || usage.get("output_tokens").is_some() {
+            return Ok(Usage {
+                input_tokens: u(usage, &["input_tokens"])?,
+                cached_input_tokens: u(usage, &["input_tokens_details", "cached_tokens"])?,
+                output_tokens: u(usage, &["output_tokens"])?,
+                reasoning_tokens: u(usage, &["output_tokens_details", "reasoning_tokens"])?,
+            });
+        }
+        Ok(Usage {
+            input_tokens: u(usage, &["prompt_tokens"])?,
+            cached_input_tokens: u(usage, &["prompt_tokens_details", "cached_tokens"])?,
+            output_tokens: u(usage, &["completion_tokens"])?,
+            reasoning_tokens: u(usage, &["completion_tokens_details", "reasoning_tokens"])?,
+        })
+    };
+    Some(read())
 }
 
 /// Usage from a whole (non-streamed) response body.
 #[must_use]
-pub fn response_usage(body: &Value) -> Option<Usage> {
+pub fn response_usage(body: &Value) -> Option<UsageRead> {
     body.get("usage").and_then(usage_of)
 }
 
@@ -162,6 +207,10 @@ pub fn prepare_chat(body: &mut Map<String, Value>) -> (StreamPlan, bool) {
         return (StreamPlan { stream, client_wants_usage: false }, false);
     }
     let options = body.entry("stream_options").or_insert_with(|| Value::Object(Map::new()));
+    if options.is_null() {
+        // `"stream_options": null` means "no options": metering still needs usage.
+        *options = Value::Object(Map::new());
+    }
     let Some(options) = options.as_object_mut() else {
         // Not an object: leave it for the upstream to reject in its own words.
         return (StreamPlan { stream, client_wants_usage: false }, false);
@@ -187,7 +236,7 @@ pub enum ChatEvent {
 
 /// Inspects one chat stream event: returns its usage, if any, and what to relay.
 #[must_use]
-pub fn chat_event(raw: &[u8], data: &str, client_wants_usage: bool) -> (Option<Usage>, ChatEvent) {
+pub fn chat_event(raw: &[u8], data: &str, client_wants_usage: bool) -> (Option<UsageRead>, ChatEvent) {
     if !data.contains("\"usage\"") {
         return (None, ChatEvent::Forward);
     }
@@ -217,7 +266,7 @@ pub fn chat_event(raw: &[u8], data: &str, client_wants_usage: bool) -> (Option<U
 
 /// Usage carried by a responses-API or completions stream event (`response.completed` etc.).
 #[must_use]
-pub fn stream_event_usage(data: &str) -> Option<Usage> {
+pub fn stream_event_usage(data: &str) -> Option<UsageRead> {
     if !data.contains("\"usage\"") {
         return None;
     }
@@ -236,8 +285,29 @@ pub struct RequestPeek {
     pub stream: bool,
     /// `stream_options.include_usage`, when the client set it.
     pub include_usage: Option<bool>,
-    /// `max_completion_tokens`, `max_output_tokens` or `max_tokens`, whichever is set.
+    /// The output bound of the route's own parameter: chat `max_completion_tokens` (else the
+    /// deprecated `max_tokens`), Responses `max_output_tokens`, completions `max_tokens`;
+    /// `Some(0)` for embeddings (no output). A parameter of another route is not read: it bounds
+    /// nothing the provider generates here.
     pub max_output_tokens: Option<u64>,
+    /// Completions the provider generates and bills: `n` (chat, completions) and completions'
+    /// `best_of`, the larger. At least 1.
+    pub choices: u64,
+    /// The request draws on input the gateway cannot see (Responses `previous_response_id` or
+    /// `conversation`).
+    pub stored_context: bool,
+}
+
+/// Largest `n` / `best_of` accepted (OpenAI's own limit is 128).
+pub const MAX_CHOICES: u64 = 128;
+
+/// Why a request body cannot be admitted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeekError {
+    /// Not JSON, or not an object with a string `model` (the message says which).
+    Json(String),
+    /// A parameter the reservation depends on is not what the route defines.
+    Param { param: &'static str, message: String },
 }
 
 #[derive(Deserialize)]
@@ -254,23 +324,59 @@ struct PeekWire<'a> {
     max_completion_tokens: Option<Value>,
     #[serde(default)]
     max_output_tokens: Option<Value>,
+    #[serde(default)]
+    n: Option<Value>,
+    #[serde(default)]
+    best_of: Option<Value>,
+    #[serde(default)]
+    previous_response_id: Option<Value>,
+    #[serde(default)]
+    conversation: Option<Value>,
 }
 
-/// Reads `model`, `stream` and `stream_options.include_usage` from a request body. The whole body
-/// is still validated as JSON; an error names what is wrong.
-pub fn peek_request(body: &[u8]) -> Result<RequestPeek, String> {
-    match serde_json::from_slice::<PeekWire<'_>>(body) {
-        Ok(w) => Ok(RequestPeek {
-            model: w.model.map(Cow::into_owned),
-            stream: w.stream.unwrap_or(false),
-            include_usage: w.stream_options.as_ref().and_then(|o| o.get("include_usage")).and_then(Value::as_bool),
-            max_output_tokens: [&w.max_completion_tokens, &w.max_output_tokens, &w.max_tokens]
-                .into_iter()
-                .find_map(|v| v.as_ref().and_then(Value::as_u64)),
+/// `n` or `best_of`: absent or null is 1; otherwise an integer in 1..=`MAX_CHOICES`.
+fn choices_of(param: &'static str, v: Option<&Value>) -> Result<u64, PeekError> {
+    match v {
+        None | Some(Value::Null) => Ok(1),
+        Some(v) => v.as_u64().filter(|n| (1..=MAX_CHOICES).contains(n)).ok_or_else(|| PeekError::Param {
+            param,
+            message: format!("`{param}` must be an integer from 1 to {MAX_CHOICES}"),
         }),
-        Err(e) if e.is_data() => Err(format!("expected a JSON object with a string `model` ({e})")),
-        Err(e) => Err(e.to_string()),
     }
+}
+
+/// Reads what admission and metering need from a request body for `route`. The whole body is
+/// still validated as JSON; an error names what is wrong.
+pub fn peek_request(route: &Route, body: &[u8]) -> Result<RequestPeek, PeekError> {
+    let w = match serde_json::from_slice::<PeekWire<'_>>(body) {
+        Ok(w) => w,
+        Err(e) if e.is_data() => {
+            return Err(PeekError::Json(format!("expected a JSON object with a string `model` ({e})")))
+        }
+        Err(e) => return Err(PeekError::Json(e.to_string())),
+    };
+    let bound = |v: &Option<Value>| v.as_ref().and_then(Value::as_u64);
+    let (max_output_tokens, choices) = match route {
+        Route::ChatCompletions => {
+            (bound(&w.max_completion_tokens).or_else(|| bound(&w.max_tokens)), choices_of("n", w.n.as_ref())?)
+        }
+        Route::Completions => {
+            let n = choices_of("n", w.n.as_ref())?;
+            (bound(&w.max_tokens), n.max(choices_of("best_of", w.best_of.as_ref())?))
+        }
+        Route::Responses => (bound(&w.max_output_tokens), 1),
+        Route::Embeddings => (Some(0), 1),
+        _ => (None, 1),
+    };
+    let present = |v: &Option<Value>| v.as_ref().is_some_and(|v| !v.is_null());
+    Ok(RequestPeek {
+        model: w.model.map(Cow::into_owned),
+        stream: w.stream.unwrap_or(false),
+        include_usage: w.stream_options.as_ref().and_then(|o| o.get("include_usage")).and_then(Value::as_bool),
+        max_output_tokens,
+        choices,
+        stored_context: *route == Route::Responses && (present(&w.previous_response_id) || present(&w.conversation)),
+    })
 }
 
 #[derive(Deserialize)]
@@ -285,7 +391,7 @@ pub struct NotJson;
 
 /// Usage from a whole response body without building the whole tree. `Err` when the body is not a
 /// JSON object (the caller answers 502 `upstream_invalid_response`).
-pub fn body_usage(body: &[u8]) -> Result<Option<Usage>, NotJson> {
+pub fn body_usage(body: &[u8]) -> Result<Option<UsageRead>, NotJson> {
     let wire: UsageWire = serde_json::from_slice(body).map_err(|_| NotJson)?;
     Ok(wire.usage.as_ref().and_then(usage_of))
 }
@@ -436,15 +542,15 @@ mod tests {
         let chat = json!({"prompt_tokens": 10, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 3}, "completion_tokens_details": {"reasoning_tokens": 2}});
         assert_eq!(
             usage_of(&chat),
-            Some(Usage { input_tokens: 10, cached_input_tokens: 3, output_tokens: 5, reasoning_tokens: 2 })
+            Some(Ok(Usage { input_tokens: 10, cached_input_tokens: 3, output_tokens: 5, reasoning_tokens: 2 }))
         );
         let resp = json!({"input_tokens": 7, "output_tokens": 4, "input_tokens_details": {"cached_tokens": 1}, "output_tokens_details": {"reasoning_tokens": 1}});
         assert_eq!(
             usage_of(&resp),
-            Some(Usage { input_tokens: 7, cached_input_tokens: 1, output_tokens: 4, reasoning_tokens: 1 })
+            Some(Ok(Usage { input_tokens: 7, cached_input_tokens: 1, output_tokens: 4, reasoning_tokens: 1 }))
         );
         let emb = json!({"usage": {"prompt_tokens": 8, "total_tokens": 8}});
-        assert_eq!(response_usage(&emb).map(|u| u.input_tokens), Some(8));
+        assert_eq!(response_usage(&emb).map(|u| u.unwrap().input_tokens), Some(8));
         assert_eq!(usage_of(&Value::Null), None);
     }
 
@@ -482,7 +588,7 @@ mod tests {
         let last = r#"{"id":"c","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#;
         let raw = format!("data: {last}\n\n");
         let (usage, action) = chat_event(raw.as_bytes(), last, false);
-        assert_eq!(usage.map(|u| (u.input_tokens, u.output_tokens)), Some((3, 2)));
+        assert_eq!(usage.map(|u| u.map(|u| (u.input_tokens, u.output_tokens))), Some(Ok((3, 2))));
         assert_eq!(action, ChatEvent::Drop);
         assert_eq!(chat_event(raw.as_bytes(), last, true).1, ChatEvent::Forward);
         assert_eq!(chat_event(b"data: [DONE]\n\n", "[DONE]", false), (None, ChatEvent::Forward));
@@ -490,7 +596,9 @@ mod tests {
 
     #[test]
     fn request_peek_reads_only_what_routing_needs() {
+        let chat = Route::ChatCompletions;
         let p = peek_request(
+            &chat,
             br#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"a":[1,2]}]}"#,
         );
         assert_eq!(
@@ -499,24 +607,102 @@ mod tests {
                 model: Some("m".into()),
                 stream: true,
                 include_usage: Some(true),
-                max_output_tokens: None
+                max_output_tokens: None,
+                choices: 1,
+                stored_context: false,
             })
         );
-        let p = peek_request(br#"{"model":"m","max_tokens":50,"max_completion_tokens":70}"#).unwrap();
-        assert_eq!(p.max_output_tokens, Some(70));
-        assert_eq!(peek_request(br#"{"messages":[]}"#).map(|p| p.model), Ok(None));
-        assert!(peek_request(b"[1]").unwrap_err().contains("expected a JSON object"));
-        assert!(peek_request(br#"{"model":1}"#).unwrap_err().contains("expected a JSON object with a string `model`"));
-        assert!(peek_request(b"{nope").is_err());
-        assert!(peek_request(br#"{"model":"m"} trailing"#).is_err());
+        assert_eq!(peek_request(&chat, br#"{"messages":[]}"#).map(|p| p.model), Ok(None));
+        let json_err = |r: Result<RequestPeek, PeekError>| match r {
+            Err(PeekError::Json(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert!(json_err(peek_request(&chat, b"[1]")).contains("expected a JSON object"));
+        assert!(
+            json_err(peek_request(&chat, br#"{"model":1}"#)).contains("expected a JSON object with a string `model`")
+        );
+        assert!(peek_request(&chat, b"{nope").is_err());
+        assert!(peek_request(&chat, br#"{"model":"m"} trailing"#).is_err());
+    }
+
+    #[test]
+    fn the_worst_case_reads_each_routes_own_parameters() {
+        use Route::{ChatCompletions as Chat, Completions, Embeddings, Responses};
+        let cases: &[(Route, &str, Option<u64>, u64, bool)] = &[
+            (Chat, r#"{"max_tokens":50,"max_completion_tokens":70}"#, Some(70), 1, false),
+            (Chat, r#"{"max_tokens":50}"#, Some(50), 1, false),
+            (Chat, r#"{"max_output_tokens":5}"#, None, 1, false),
+            (Chat, r#"{"n":128,"max_completion_tokens":10}"#, Some(10), 128, false),
+            (Chat, r#"{"n":null}"#, None, 1, false),
+            (Chat, r#"{"best_of":20}"#, None, 1, false),
+            (Completions, r#"{"max_tokens":16,"n":2,"best_of":5}"#, Some(16), 5, false),
+            (Completions, r#"{"max_completion_tokens":16,"n":3}"#, None, 3, false),
+            (Responses, r#"{"max_output_tokens":9,"max_tokens":1,"n":4}"#, Some(9), 1, false),
+            (Responses, r#"{"previous_response_id":"resp_1"}"#, None, 1, true),
+            (Responses, r#"{"conversation":{"id":"conv_1"}}"#, None, 1, true),
+            (Responses, r#"{"previous_response_id":null}"#, None, 1, false),
+            (Chat, r#"{"previous_response_id":"resp_1"}"#, None, 1, false),
+            (Embeddings, r#"{"max_tokens":5,"n":3}"#, Some(0), 1, false),
+        ];
+        for (route, body, max, choices, stored) in cases {
+            let p = peek_request(route, body.as_bytes()).unwrap();
+            assert_eq!(
+                (p.max_output_tokens, p.choices, p.stored_context),
+                (*max, *choices, *stored),
+                "{route:?} {body}"
+            );
+        }
+        for (route, body, param) in [
+            (Chat, r#"{"n":0}"#, "n"),
+            (Chat, r#"{"n":129}"#, "n"),
+            (Chat, r#"{"n":"2"}"#, "n"),
+            (Chat, r#"{"n":1.5}"#, "n"),
+            (Completions, r#"{"best_of":-1}"#, "best_of"),
+        ] {
+            assert!(
+                matches!(peek_request(&route, body.as_bytes()), Err(PeekError::Param { param: p, .. }) if p == param),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_or_absurd_usage_is_never_billed_as_zero() {
+        let read = |v: Value| usage_of(&v);
+        assert_eq!(read(json!(null)), None);
+        assert_eq!(
+            read(json!({"prompt_tokens": 3, "completion_tokens": 2.0})),
+            Some(Ok(Usage { input_tokens: 3, output_tokens: 2, ..Usage::default() }))
+        );
+        assert_eq!(read(json!({"prompt_tokens": null, "completion_tokens": 1})).unwrap().unwrap().output_tokens, 1);
+        for bad in [
+            json!({"prompt_tokens": -5, "completion_tokens": 1}),
+            json!({"prompt_tokens": 1, "completion_tokens": 1.5}),
+            json!({"prompt_tokens": "12", "completion_tokens": 1}),
+            json!({"prompt_tokens": 1, "completion_tokens": 18_446_744_073_709_551_615_u64}),
+            json!({"prompt_tokens": 1, "completion_tokens": 1e300}),
+            json!({"input_tokens": 1, "output_tokens": 1, "output_tokens_details": {"reasoning_tokens": [1]}}),
+            json!({"input_tokens": 100_000_001, "output_tokens": 1}),
+            json!("12"),
+        ] {
+            assert!(matches!(read(bad.clone()), Some(Err(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn null_stream_options_still_get_usage_injected() {
+        let mut body = json!({"model": "m", "stream": true, "stream_options": null});
+        let (plan, changed) = prepare_chat(body.as_object_mut().unwrap());
+        assert!(changed && !plan.client_wants_usage);
+        assert_eq!(body["stream_options"], json!({"include_usage": true}));
     }
 
     #[test]
     fn body_usage_validates_and_extracts() {
         assert_eq!(
             body_usage(br#"{"id":"x","usage":{"prompt_tokens":2,"completion_tokens":1}}"#)
-                .map(|u| u.map(|u| u.input_tokens)),
-            Ok(Some(2))
+                .map(|u| u.map(|u| u.map(|u| u.input_tokens))),
+            Ok(Some(Ok(2)))
         );
         assert_eq!(body_usage(br#"{"id":"x"}"#), Ok(None));
         assert_eq!(body_usage(b"{not json"), Err(NotJson));
@@ -525,7 +711,7 @@ mod tests {
     #[test]
     fn responses_stream_usage_comes_from_the_completed_event() {
         let data = r#"{"type":"response.completed","response":{"usage":{"input_tokens":5,"output_tokens":6}}}"#;
-        assert_eq!(stream_event_usage(data).map(|u| u.output_tokens), Some(6));
+        assert_eq!(stream_event_usage(data).map(|u| u.map(|u| u.output_tokens)), Some(Ok(6)));
         assert_eq!(stream_event_usage(r#"{"type":"response.output_text.delta","delta":"x"}"#), None);
     }
 }

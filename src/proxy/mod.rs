@@ -21,7 +21,7 @@ use crate::core::credential::{ct_eq, digest, presented, CREDENTIAL_HEADERS};
 use crate::core::hops;
 use crate::core::keys::{KeyRecord, Limits};
 use crate::core::ledger::LedgerRow;
-use crate::core::openai::{self, Route, StreamPlan, Usage};
+use crate::core::openai::{self, RequestPeek, Route, StreamPlan, Usage};
 use crate::core::pricing::{self, Price};
 use crate::error::ApiError;
 use crate::http::codec::Framing;
@@ -36,6 +36,8 @@ pub enum UsageSource {
     Provider,
     Partial,
     Estimated,
+    /// The provider's usage was malformed or absurd: billed at the reservation (the worst case).
+    Reserved,
     None,
 }
 
@@ -45,6 +47,7 @@ impl UsageSource {
             Self::Provider => "provider",
             Self::Partial => "partial",
             Self::Estimated => "estimated",
+            Self::Reserved => "reserved",
             Self::None => "none",
         }
     }
@@ -76,6 +79,10 @@ pub(crate) struct Call {
     pub relayed_bytes: u64,
     /// The upstream answered 2xx (so a missing usage means estimate, not release).
     pub upstream_ok: bool,
+    /// Why the provider's usage could not be billed, when it could not (`core::openai::InvalidUsage`).
+    pub usage_invalid: Option<String>,
+    /// The worst-case usage the reservation was priced at (billed when `usage_invalid`).
+    pub worst: Usage,
     /// Whether the call is admitted and billed at all (model listings are free: they check the
     /// key but take nothing from budgets or rate limits).
     pub metered: bool,
@@ -120,6 +127,8 @@ pub fn handle(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &st
         relayed_bytes: 0,
         upstream_ok: false,
         metered: !matches!(route, Route::Models | Route::Model(_)),
+        usage_invalid: None,
+        worst: Usage::default(),
     };
     let tail = match run(shared, ex, route, suffix, &mut call) {
         Ok(tail) => tail,
@@ -226,6 +235,17 @@ fn finalize_usage(call: &mut Call) {
     if call.usage_source == UsageSource::Provider || !call.metered {
         return;
     }
+    if let Some(why) = &call.usage_invalid {
+        log::warn!(
+            "call {}: upstream {}: {why}; billed at the reservation",
+            call.call_id,
+            call.provider.as_deref().unwrap_or("-")
+        );
+        call.usage = call.worst;
+        call.usage_source = UsageSource::Reserved;
+        call.error_code.get_or_insert_with(|| "upstream_invalid_usage".into());
+        return;
+    }
     let produced = call.relayed_bytes > 0 || (call.upstream_ok && !call.stream);
     if call.upstream_ok && produced {
         // Output from the content relayed; input from the body estimate (itself ~2× generous) halved.
@@ -284,7 +304,10 @@ fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, call
     match route {
         Route::ChatCompletions | Route::Responses | Route::Embeddings | Route::Completions => {
             let body = ex.read_body_to_end().map_err(|e| e.to_api_error())?;
-            let peek = openai::peek_request(&body).map_err(ApiError::invalid_json)?;
+            let peek = openai::peek_request(route, &body).map_err(|e| match e {
+                openai::PeekError::Json(m) => ApiError::invalid_json(m),
+                openai::PeekError::Param { param, message } => ApiError::invalid_parameter(param, message),
+            })?;
             let Some(model) = peek.model.clone() else {
                 return Err(ApiError::bad_request("missing_parameter", "`model` is required").with_param("model"));
             };
@@ -292,18 +315,22 @@ fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, call
             call.stream = peek.stream;
             check_model(call, &model)?;
             call.input_estimate = admission::estimate_input_tokens(body.len());
-            admit(shared, call, &model, peek.max_output_tokens, now)?;
+            admit(shared, call, &model, &peek, now)?;
             let provider = pick_provider(shared, Some(&model), ex.head.path(), call)?;
             let mut plan = StreamPlan { stream: peek.stream, client_wants_usage: true };
             let mut bytes = body;
             if *route == Route::ChatCompletions && peek.stream && peek.include_usage != Some(true) {
-                // Only this case changes the body: ask upstream for usage in the stream.
-                if let Ok(Value::Object(mut json)) = serde_json::from_slice::<Value>(&bytes) {
-                    let (p, changed) = openai::prepare_chat(&mut json);
-                    plan = p;
-                    if changed {
-                        bytes = serde_json::to_vec(&json).unwrap_or(bytes);
-                    }
+                // Only this case changes the body: ask upstream for usage in the stream. A body
+                // that cannot be rewritten is refused: metering is never skipped.
+                let Ok(Value::Object(mut json)) = serde_json::from_slice::<Value>(&bytes) else {
+                    return Err(ApiError::invalid_json(
+                        "the body nests deeper than 128 levels, so the gateway cannot ask the upstream for stream usage",
+                    ));
+                };
+                let (p, changed) = openai::prepare_chat(&mut json);
+                plan = p;
+                if changed {
+                    bytes = serde_json::to_vec(&json).map_err(|e| ApiError::internal(&e.to_string()))?;
                 }
             }
             let resp = call_upstream(shared, ex, provider, &target, Payload::Bytes(&bytes), call)?;
@@ -333,7 +360,7 @@ fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, call
                     ));
                 }
             }
-            admit(shared, call, "", None, now)?;
+            admit(shared, call, "", &RequestPeek::default(), now)?;
             let provider = pick_provider(shared, None, ex.head.path(), call)?;
             let resp = if ex.head.framing == Framing::None {
                 call_upstream(shared, ex, provider, &target, Payload::Empty, call)?
@@ -360,7 +387,10 @@ fn check_model(call: &mut Call, model: &str) -> Result<(), ApiError> {
 }
 
 /// Prices the call and takes its reservation (every principal is metered; limits apply to keys).
-fn admit(shared: &Shared, call: &mut Call, model: &str, max_output: Option<u64>, now: u64) -> Result<(), ApiError> {
+/// The worst case is every choice (`n`, `best_of`) running to the route's output bound (else the
+/// model's maximum output), on the body's input estimate plus, for stored-context calls, the
+/// configured `stored_context_input_tokens`.
+fn admit(shared: &Shared, call: &mut Call, model: &str, peek: &RequestPeek, now: u64) -> Result<(), ApiError> {
     let limits = call.key.as_ref().map_or_else(Limits::default, |k| k.limits.clone());
     call.price = if model.is_empty() { None } else { shared.prices.get(model) };
     if limits.budget_microusd.is_some() && call.price.is_none() && !model.is_empty() {
@@ -370,12 +400,17 @@ fn admit(shared: &Shared, call: &mut Call, model: &str, max_output: Option<u64>,
         )
         .with_param("model"));
     }
-    let worst_output =
-        max_output.or(call.price.map(|p| p.max_output_tokens).filter(|m| *m > 0)).unwrap_or(DEFAULT_MAX_OUTPUT);
-    let worst = Usage { input_tokens: call.input_estimate, output_tokens: worst_output, ..Usage::default() };
+    let stored = if peek.stored_context { shared.config.stored_context_input_tokens } else { 0 };
+    let ask_input = call.input_estimate.saturating_add(stored);
+    let worst_output = peek
+        .max_output_tokens
+        .or(call.price.map(|p| p.max_output_tokens).filter(|m| *m > 0))
+        .unwrap_or(DEFAULT_MAX_OUTPUT)
+        .saturating_mul(peek.choices);
+    call.worst = Usage { input_tokens: ask_input, output_tokens: worst_output, ..Usage::default() };
     let ask = Ask {
-        cost_microusd: call.price.map_or(0, |p| pricing::cost(&worst, &p)),
-        tokens: call.input_estimate + max_output.unwrap_or(0),
+        cost_microusd: call.price.map_or(0, |p| pricing::cost(&call.worst, &p)),
+        tokens: ask_input.saturating_add(peek.max_output_tokens.unwrap_or(0).saturating_mul(peek.choices)),
     };
     let scope = call.key.as_ref().map_or_else(|| format!("key:{}", call.key_name), |k| k.limit_scope());
     let reservation = Reservation { call_id: call.call_id.clone(), scope, limits: limits.clone(), ask, at: now };

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::{ratelimit_headers, Call, Tail, UsageSource};
 use crate::clock;
-use crate::core::openai::{self, ChatEvent, Route, StreamPlan, Usage};
+use crate::core::openai::{self, ChatEvent, Route, StreamPlan, UsageRead};
 use crate::core::pricing;
 use crate::core::sse;
 use crate::error::ApiError;
@@ -54,14 +54,13 @@ pub(super) fn relay(
         let body = read_whole(ex, resp, call)?;
         let usage =
             openai::body_usage(&body).map_err(|_| ApiError::upstream_invalid_response("the body is not JSON"))?;
-        if let Some(usage) = usage {
-            call.usage = usage;
-            call.usage_source = UsageSource::Provider;
-        }
+        note_usage(call, usage);
         if let Some(price) = call.price {
+            // What the ledger will bill: the reservation when the provider's usage was malformed.
+            let billed = if call.usage_invalid.is_some() { call.worst } else { call.usage };
             headers.push((
                 "x-prodex-cost-usd".into(),
-                format!("{:.6}", pricing::micros_to_usd(pricing::cost(&call.usage, &price))),
+                format!("{:.6}", pricing::micros_to_usd(pricing::cost(&billed, &price))),
             ));
         }
         call.ttfb = Some(clock::elapsed(ex.started));
@@ -214,10 +213,17 @@ fn relay_sse(
     Ok(Tail::EndOfStream)
 }
 
-fn note_usage(call: &mut Call, usage: Option<Usage>) {
-    if let Some(u) = usage {
-        call.usage = u;
-        call.usage_source = UsageSource::Provider;
+/// Takes the provider's usage; a malformed one is remembered (the call is billed at its
+/// reservation unless valid usage follows).
+fn note_usage(call: &mut Call, usage: Option<UsageRead>) {
+    match usage {
+        Some(Ok(u)) => {
+            call.usage = u;
+            call.usage_source = UsageSource::Provider;
+            call.usage_invalid = None;
+        }
+        Some(Err(why)) if call.usage_source != UsageSource::Provider => call.usage_invalid = Some(why.0),
+        _ => {}
     }
 }
 

@@ -9,6 +9,9 @@
 //! - `x-mock-fault: F`           `close-before-headers`, `reset-mid-stream`, `malformed-json`,
 //!   `hang` (no answer for 60 s)
 //! - `x-mock-usage: none`        omit usage from the response
+//! - `x-mock-usage-json: J`      report the JSON `J` as the usage object, verbatim (malformed usage)
+//!
+//! Like the real API, chat usage bills every choice: `completion_tokens` is 7 × `n`.
 //! - `x-mock-429-key: K`         answer 429 when the request carries `Authorization: Bearer K`
 //!
 //! Every request is recorded (method, path, headers, body) for assertions.
@@ -159,7 +162,13 @@ fn send(out: &mut TcpStream, status: u16, content_type: &str, body: &[u8]) -> st
 }
 
 fn usage_json(responses_shape: bool) -> serde_json::Value {
+    usage_for(responses_shape, 1)
+}
+
+/// The usage of a call that generated `choices` completions.
+fn usage_for(responses_shape: bool, choices: u64) -> serde_json::Value {
     let (p, c, cached, r) = USAGE;
+    let c = c * choices;
     if responses_shape {
         serde_json::json!({"input_tokens": p, "output_tokens": c, "total_tokens": p + c,
             "input_tokens_details": {"cached_tokens": cached}, "output_tokens_details": {"reasoning_tokens": r}})
@@ -210,8 +219,10 @@ fn respond(out: &mut TcpStream, req: &Seen) -> std::io::Result<bool> {
         ("POST", "/v1/chat/completions") => {
             let mut body = serde_json::json!({"id": "chatcmpl-mock", "object": "chat.completion", "created": 1, "model": json["model"],
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from mock"}, "finish_reason": "stop"}]});
-            if !no_usage {
-                body["usage"] = usage_json(false);
+            if let Some(raw) = req.header("x-mock-usage-json") {
+                body["usage"] = serde_json::from_str(raw).unwrap_or(serde_json::Value::Null);
+            } else if !no_usage {
+                body["usage"] = usage_for(false, json["n"].as_u64().unwrap_or(1));
             }
             send(out, 200, "application/json", body.to_string().as_bytes())
         }

@@ -2,10 +2,14 @@
 //! always shorter than the original.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use prodex::core::openai::{body_usage, chat_event, peek_request, stream_event_usage, ChatEvent};
+use prodex::core::openai::{body_usage, chat_event, peek_request, stream_event_usage, ChatEvent, Route};
 
 fuzz_target!(|data: &[u8]| {
-    let _ = peek_request(data);
+    for route in [Route::ChatCompletions, Route::Responses, Route::Completions, Route::Embeddings] {
+        if let Ok(p) = peek_request(&route, data) {
+            assert!((1..=prodex::core::openai::MAX_CHOICES).contains(&p.choices));
+        }
+    }
     let _ = body_usage(data);
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = stream_event_usage(text);

@@ -1,0 +1,174 @@
+//! Billing integrity under hostile input (the hostile tester's issue): the reservation bounds
+//! what a call can cost, streamed usage cannot be hidden, malformed usage is never billed as 0.
+//! The mock bills like the real API (`n` × output).
+
+use serde_json::{json, Value};
+
+use crate::support::admin::call;
+use crate::support::client::Response;
+use crate::support::mock::Mock;
+use crate::support::{Gateway, Opts};
+
+const MASTER: &str = "master-token-billing-0123456789";
+
+fn gateway(mock: &Mock) -> Gateway {
+    Gateway::start(Opts {
+        base_url: Some(mock.base_url()),
+        env: vec![("PRODEX_GATEWAY_TOKEN", MASTER.into())],
+        ..Opts::default()
+    })
+}
+
+/// A key with a spend budget; its token once it has loaded.
+fn budgeted_key(gw: &Gateway, name: &str, budget_usd: f64) -> String {
+    let r = call(gw, MASTER, "POST", "keys", Some(&json!({"name": name, "budget_usd": budget_usd})), &[]);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let token = r.json()["token"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while gw.get_with("/v1/models", &[("authorization", &format!("Bearer {token}"))]).status == 401 {
+        assert!(std::time::Instant::now() < deadline, "the key never loaded");
+    }
+    token
+}
+
+fn post(gw: &Gateway, token: &str, path: &str, body: &Value, extra: &[(&str, &str)]) -> Response {
+    let auth = format!("Bearer {token}");
+    let mut h = vec![("authorization", auth.as_str())];
+    h.extend_from_slice(extra);
+    gw.post_json(path, &h, body)
+}
+
+/// The ledger row of the call that answered `r`.
+fn row_of(gw: &Gateway, r: &Response) -> Value {
+    let id = r.header("x-prodex-call-id").unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let page = call(gw, MASTER, "GET", "ledger?limit=1000", None, &[]);
+        if let Some(row) = page.json()["data"].as_array().unwrap().iter().find(|row| row["call_id"] == id.as_str()) {
+            return row.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no ledger row for {id}");
+    }
+}
+
+fn u(row: &Value, field: &str) -> u64 {
+    row[field].as_u64().unwrap_or_else(|| panic!("{field} in {row}"))
+}
+
+/// `n` is in the worst case: a call billed for 128 choices was reserved for 128 choices.
+#[test]
+fn the_reservation_counts_every_choice() {
+    let mock = Mock::start();
+    let gw = gateway(&mock);
+    let key = budgeted_key(&gw, "n-key", 1.0);
+    let body = json!({"model": "gpt-4o-mini", "n": 128, "max_completion_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+    let r = post(&gw, &key, "/v1/chat/completions", &body, &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let row = row_of(&gw, &r);
+    assert_eq!(u(&row, "output_tokens"), 7 * 128, "the mock bills every choice");
+    assert!(u(&row, "reserved_microusd") >= u(&row, "cost_microusd"), "the reservation bounds the call: {row}");
+    // 128 × 10 output tokens at $0.60/M is $0.000768 on its own.
+    assert!(u(&row, "reserved_microusd") >= 768, "{row}");
+    for bad in [json!(0), json!(129), json!("2")] {
+        let body = json!({"model": "gpt-4o-mini", "n": bad, "messages": []});
+        let r = post(&gw, &key, "/v1/chat/completions", &body, &[]);
+        assert_eq!((r.status, r.json()["error"]["param"].as_str()), (400, Some("n")), "{}", r.text());
+    }
+}
+
+/// A parameter of another route bounds nothing: `max_output_tokens` on a chat call is ignored, so
+/// the reservation is the model's full output.
+#[test]
+fn only_the_routes_own_output_bound_shrinks_the_reservation() {
+    let mock = Mock::start();
+    let gw = gateway(&mock);
+    let key = budgeted_key(&gw, "bound-key", 1.0);
+    let chat = |extra: Value| {
+        let mut body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        row_of(&gw, &post(&gw, &key, "/v1/chat/completions", &body, &[]))
+    };
+    let foreign = chat(json!({"max_output_tokens": 1}));
+    let unbounded = chat(json!({}));
+    let bounded = chat(json!({"max_completion_tokens": 1}));
+    // Equal but for the few bytes the extra parameter adds to the input estimate.
+    assert!(
+        u(&foreign, "reserved_microusd").abs_diff(u(&unbounded, "reserved_microusd")) < 10,
+        "{foreign}\n{unbounded}"
+    );
+    assert!(u(&bounded, "reserved_microusd") < u(&unbounded, "reserved_microusd") / 100, "{bounded}");
+}
+
+/// Stored context the gateway cannot see is reserved at the configured worst case.
+#[test]
+fn stored_context_is_reserved_at_its_configured_worst_case() {
+    let mock = Mock::start();
+    let gw = Gateway::start(Opts {
+        base_url: Some(mock.base_url()),
+        env: vec![("PRODEX_GATEWAY_TOKEN", MASTER.into())],
+        policy: Some("[gateway]\nstored_context_input_tokens = 50000\n"),
+        ..Opts::default()
+    });
+    let key = budgeted_key(&gw, "ctx-key", 1.0);
+    let plain = json!({"model": "gpt-4o-mini", "input": "hi", "max_output_tokens": 10});
+    let mut chained = plain.clone();
+    chained["previous_response_id"] = json!("resp_earlier");
+    let plain = row_of(&gw, &post(&gw, &key, "/v1/responses", &plain, &[]));
+    let chained = row_of(&gw, &post(&gw, &key, "/v1/responses", &chained, &[]));
+    // 50,000 input tokens at $0.15/M = 7,500 µUSD more (and a few for the longer body).
+    let more = u(&chained, "reserved_microusd") - u(&plain, "reserved_microusd");
+    assert!((7_500..7_510).contains(&more), "{plain}\n{chained}");
+}
+
+/// Malformed or absurd provider usage is an upstream error billed at the reservation.
+#[test]
+fn malformed_usage_is_billed_at_the_reservation() {
+    let mock = Mock::start();
+    let gw = gateway(&mock);
+    let key = budgeted_key(&gw, "usage-key", 5.0);
+    for usage in [
+        r#"{"prompt_tokens": -5, "completion_tokens": 1}"#,
+        r#"{"prompt_tokens": 1, "completion_tokens": 2.5}"#,
+        r#"{"prompt_tokens": "12", "completion_tokens": 1}"#,
+        r#"{"prompt_tokens": 1, "completion_tokens": 18446744073709551615}"#,
+        r#"{"prompt_tokens": 1, "completion_tokens": 1e300}"#,
+    ] {
+        let body = json!({"model": "gpt-4o-mini", "max_completion_tokens": 100, "messages": [{"role": "user", "content": "hi"}]});
+        let r = post(&gw, &key, "/v1/chat/completions", &body, &[("x-mock-usage-json", usage)]);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let row = row_of(&gw, &r);
+        assert_eq!(row["usage_source"], "reserved", "{usage}: {row}");
+        assert_eq!(row["error_code"], "upstream_invalid_usage", "{row}");
+        assert!(u(&row, "cost_microusd") > 0 && u(&row, "cost_microusd") == u(&row, "reserved_microusd"), "{row}");
+        assert_eq!(
+            r.header("x-prodex-cost-usd").unwrap(),
+            format!("{:.6}", u(&row, "cost_microusd") as f64 / 1e6),
+            "the header says what is billed"
+        );
+    }
+}
+
+/// `"stream_options": null` does not switch metering off; a body too deep to rewrite is refused.
+#[test]
+fn streamed_usage_cannot_be_hidden_by_the_client() {
+    let mock = Mock::start();
+    let gw = gateway(&mock);
+    let key = budgeted_key(&gw, "stream-key", 5.0);
+    let body = json!({"model": "gpt-4o-mini", "stream": true, "stream_options": null, "messages": [{"role": "user", "content": "hi"}]});
+    let r = post(&gw, &key, "/v1/chat/completions", &body, &[]);
+    assert_eq!(r.status, 200);
+    assert!(!r.text().contains("\"usage\""), "the client did not ask for usage: {}", r.text());
+    assert_eq!(mock.requests().last().unwrap().json()["stream_options"], json!({"include_usage": true}));
+    let row = row_of(&gw, &r);
+    assert_eq!((row["usage_source"].as_str(), u(&row, "output_tokens")), (Some("provider"), 7), "{row}");
+
+    let mut deep = json!("x");
+    for _ in 0..200 {
+        deep = json!([deep]);
+    }
+    let body = json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": deep}]});
+    let before = mock.count();
+    let r = post(&gw, &key, "/v1/chat/completions", &body, &[]);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(mock.count(), before, "never forwarded unmetered");
+}
