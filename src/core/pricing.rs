@@ -124,8 +124,10 @@ impl PriceTable {
         Self { entries, version }
     }
 
-    /// The price of `model`: an exact entry, else the longest entry that prefixes it followed by
-    /// `-` (dated snapshots such as `gpt-4o-mini-2024-07-18`).
+    /// The price of `model`: an exact entry, else the longest entry it extends by a dated or
+    /// numbered snapshot suffix only (`gpt-4o-mini-2024-07-18`, `gpt-4-0613`,
+    /// `claude-3-5-sonnet-20241022`, `gemini-1.5-flash-001`). A variant with a word in its suffix
+    /// (`gpt-5-pro`, `o3-pro`, `…-preview`) is another model: unpriced, never its base's price.
     #[must_use]
     pub fn get(&self, model: &str) -> Option<Price> {
         self.entries
@@ -133,11 +135,19 @@ impl PriceTable {
             .find(|(m, _)| m == model)
             .or_else(|| {
                 self.entries.iter().find(|(m, _)| {
-                    model.len() > m.len() && model.starts_with(m.as_str()) && model.as_bytes()[m.len()] == b'-'
+                    model
+                        .strip_prefix(m.as_str())
+                        .and_then(|rest| rest.strip_prefix('-'))
+                        .is_some_and(is_snapshot_suffix)
                 })
             })
             .map(|(_, p)| *p)
     }
+}
+
+/// `2024-07-18`, `0613`, `20241022`, `001`: groups of digits joined by `-`, and nothing else.
+fn is_snapshot_suffix(rest: &str) -> bool {
+    !rest.is_empty() && rest.split('-').all(|g| !g.is_empty() && g.len() <= 8 && g.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Cost of `usage` at `price`, in micro-USD, rounded up. Cached input tokens are part of the input
@@ -155,6 +165,27 @@ pub fn cost(usage: &Usage, price: &Price) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn variants_are_priced_only_by_snapshot_suffixes() {
+        let t = PriceTable::new(&[("gpt-5".into(), 1.0, 8.0, None), ("o3".into(), 2.0, 8.0, None)]);
+        for (model, priced_as) in [
+            ("gpt-5", Some("gpt-5")),
+            ("gpt-5-2025-08-07", Some("gpt-5")),
+            ("gpt-5-0807", Some("gpt-5")),
+            ("o3-20250416", Some("o3")),
+            ("gpt-5-pro", None),
+            ("o3-pro", None),
+            ("o3-pro-2025-06-10", None),
+            ("gpt-5-", None),
+            ("gpt-5--1", None),
+            ("gpt-5-2025-08-07-preview", None),
+            ("gpt-5x", None),
+        ] {
+            assert_eq!(t.get(model), priced_as.and_then(|m| t.get(m)), "{model}");
+            assert_eq!(t.get(model).is_some(), priced_as.is_some(), "{model}");
+        }
+    }
 
     #[test]
     fn usd_text_keeps_every_micro_dollar() {
