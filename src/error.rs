@@ -195,6 +195,9 @@ impl ApiError {
         )
         .with_header("etag", format!("\"{current}\""))
     }
+    pub fn invalid_path(message: &str) -> Self {
+        Self::new(400, "invalid_path", Side::Downstream, message)
+    }
     pub fn loop_detected(message: String) -> Self {
         Self::new(508, "loop_detected", Side::Internal, message)
     }

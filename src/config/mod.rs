@@ -299,6 +299,9 @@ pub struct Config {
     /// Input tokens reserved for what a Responses call draws from stored context the gateway
     /// cannot see (`previous_response_id`, `conversation`).
     pub stored_context_input_tokens: u64,
+    /// Whether virtual keys may use the passthrough routes that hold provider objects (files,
+    /// batches, uploads, stored responses), which every key shares. Off by default.
+    pub allow_key_object_routes: bool,
     pub server: ServerConfig,
     pub upstream: UpstreamConfig,
     pub route_aliases: Vec<RouteAlias>,

@@ -116,6 +116,7 @@ pub(super) fn redacted(c: &Config) -> String {
             "upstream_idle_timeout_seconds": c.upstream.idle_timeout.as_secs(),
             "shutdown_grace_seconds": c.shutdown_grace.as_secs(),
             "stored_context_input_tokens": c.stored_context_input_tokens,
+            "allow_key_object_routes": c.allow_key_object_routes,
             "providers": providers,
             "route_aliases": aliases,
             "pricing": pricing,

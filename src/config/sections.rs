@@ -40,6 +40,7 @@ pub(super) fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env
     let policy_max_body = gw.uint(d, "max_request_body_bytes");
     let grace = gw.uint(d, "shutdown_grace_seconds").unwrap_or(30);
     let stored_context_input_tokens = gw.uint(d, "stored_context_input_tokens").unwrap_or(200_000);
+    let allow_key_object_routes = gw.boolean(d, "allow_key_object_routes").unwrap_or(false);
     let policy_workers = gw.uint(d, "workers");
     let max_connections = gw.uint(d, "max_connections").unwrap_or(16_384);
     let header_timeout = gw.uint(d, "header_timeout_seconds").unwrap_or(10);
@@ -276,6 +277,7 @@ pub(super) fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env
             max_idle_per_host: 64,
         },
         stored_context_input_tokens,
+        allow_key_object_routes,
         route_aliases,
         pricing,
         virtual_keys,

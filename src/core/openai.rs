@@ -67,6 +67,59 @@ const PASSTHROUGH: &[(&str, &str)] = &[
     ("responses", "GET, POST, DELETE"),
 ];
 
+/// Why a request path is refused before any route sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadPath {
+    /// A `.` or `..` segment, plain or percent-encoded.
+    DotSegment,
+    /// `%2F`, `%5C` or `\`: a separator a server or CDN may decode into another path.
+    EncodedSeparator,
+    /// `//`: an empty segment some servers collapse.
+    EmptySegment,
+}
+
+impl BadPath {
+    #[must_use]
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::DotSegment => "the path has a `.` or `..` segment",
+            Self::EncodedSeparator => "the path has an encoded or backslash separator (%2F, %5C, \\)",
+            Self::EmptySegment => "the path has an empty segment (//)",
+        }
+    }
+}
+
+/// Checks that `path` (without query) means one thing to every server on the way: what is
+/// classified is exactly what the upstream receives, so no dot segment or encoded separator may
+/// let an upstream or CDN that normalises paths reach another route than the one admitted.
+pub fn check_path(path: &str) -> Result<(), BadPath> {
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") || lower.contains('\\') {
+        return Err(BadPath::EncodedSeparator);
+    }
+    for (i, segment) in lower.split('/').enumerate() {
+        let decoded = segment.replace("%2e", ".");
+        if decoded == "." || decoded == ".." {
+            return Err(BadPath::DotSegment);
+        }
+        if segment.is_empty() && i > 0 && i + 1 < lower.split('/').count() {
+            return Err(BadPath::EmptySegment);
+        }
+    }
+    Ok(())
+}
+
+/// Passthrough families whose objects live in the provider account every key shares (uploaded
+/// files, batches, uploads, stored responses): one key could read or delete another's.
+const OBJECT_FAMILIES: [&str; 4] = ["files", "batches", "uploads", "responses"];
+
+/// Whether a passthrough `suffix` (as `classify` returns it) reaches shared provider objects.
+#[must_use]
+pub fn holds_objects(suffix: &str) -> bool {
+    let family = suffix.trim_start_matches('/').split('/').next().unwrap_or("");
+    OBJECT_FAMILIES.contains(&family)
+}
+
 /// Matches `method path` (path without query) to a data-plane route.
 #[must_use]
 pub fn classify(method: &str, path: &str) -> RouteMatch {
@@ -507,6 +560,47 @@ mod tests {
         ];
         for (data, want) in cases {
             assert_eq!(generated_bytes(data), want, "{data}");
+        }
+    }
+
+    #[test]
+    fn object_routes_are_the_shared_account_families() {
+        for (suffix, shared) in [
+            ("/files", true),
+            ("/files/file-1/content", true),
+            ("/batches/b1", true),
+            ("/uploads", true),
+            ("/responses/resp_1", true),
+            ("/images/generations", false),
+            ("/audio/speech", false),
+            ("/moderations", false),
+        ] {
+            assert_eq!(holds_objects(suffix), shared, "{suffix}");
+        }
+    }
+
+    #[test]
+    fn paths_that_could_mean_two_routes_are_refused() {
+        for (path, want) in [
+            ("/v1/chat/completions", Ok(())),
+            ("/v1/models/gpt-4o-mini", Ok(())),
+            ("/v1/files/file-1/content", Ok(())),
+            ("/v1/models/ft:gpt-4o:org:x:1", Ok(())),
+            ("/", Ok(())),
+            ("/v1/models/", Ok(())),
+            ("/v1/models/gpt-4o-mini/../../files", Err(BadPath::DotSegment)),
+            ("/v1/images/../chat/completions", Err(BadPath::DotSegment)),
+            ("/v1/./chat/completions", Err(BadPath::DotSegment)),
+            ("/v1/images/%2e%2E/chat/completions", Err(BadPath::DotSegment)),
+            ("/v1/images/.%2e/chat/completions", Err(BadPath::DotSegment)),
+            ("/v1/images/..", Err(BadPath::DotSegment)),
+            ("/v1/models/a%2Fb", Err(BadPath::EncodedSeparator)),
+            ("/v1/models/a%5cb", Err(BadPath::EncodedSeparator)),
+            ("/v1/images\\..\\chat", Err(BadPath::EncodedSeparator)),
+            ("/v1//chat/completions", Err(BadPath::EmptySegment)),
+            ("/v1/models/..x", Ok(())),
+        ] {
+            assert_eq!(check_path(path), want, "{path}");
         }
     }
 

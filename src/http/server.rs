@@ -272,6 +272,7 @@ impl Conn {
             max_body: limits.max_body_bytes,
             io_timeout: limits.io_timeout,
             continue_sent: false,
+            body_failed: None,
             response: ResponseState::NotStarted,
             status: 0,
         };
@@ -465,6 +466,9 @@ pub struct Exchange<'c> {
     max_body: u64,
     io_timeout: Duration,
     continue_sent: bool,
+    /// Why reading the body through a `BodyReader` failed (too large, too slow, malformed): the
+    /// client's fault, to be answered as such even when the read happened inside an upstream send.
+    pub body_failed: Option<ApiError>,
     response: ResponseState,
     status: u16,
 }
@@ -730,6 +734,11 @@ pub struct BodyReader<'e, 'c> {
 
 impl Read for BodyReader<'_, '_> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        self.exchange.read_body(out).map_err(io::Error::from)
+        self.exchange.read_body(out).map_err(|e| {
+            if !matches!(e, BodyError::Io(_)) {
+                self.exchange.body_failed = Some(e.to_api_error());
+            }
+            io::Error::from(e)
+        })
     }
 }

@@ -352,6 +352,17 @@ fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, call
             "POST /v1/messages (Anthropic shape) needs the Anthropic translation, which this build does not include yet",
         )),
         Route::Passthrough => {
+            if call.key.is_some() && openai::holds_objects(suffix) && !shared.config.allow_key_object_routes {
+                return Err(ApiError::permission(
+                    "object_route_forbidden",
+                    format!(
+                        "{} reaches files, batches, uploads or stored responses, which live in the one provider \
+                         account every key shares; virtual keys may not use them unless the operator sets \
+                         allow_key_object_routes = true",
+                        ex.head.path()
+                    ),
+                ));
+            }
             if let Some(key) = &call.key {
                 if !key.allowed_models.is_empty() || key.limits.budget_microusd.is_some() {
                     return Err(ApiError::permission(
@@ -642,7 +653,12 @@ fn call_streaming_body(
     let waited = clock::elapsed(t0);
     ex.add_upstream_time(waited);
     call.upstream += waited;
+    // A body the client made too large or too slow is the client's error (413/408), not a 502.
+    let client_fault = ex.body_failed.take();
     result.map_err(|f| {
+        if let Some(e) = client_fault {
+            return e;
+        }
         let err = failure_error(f);
         log::warn!("call {}: upstream {}: {}", call.call_id, provider.name, err.message);
         err

@@ -1,0 +1,113 @@
+//! Tenant isolation and request hygiene under hostile input (the hostile tester's issue): paths
+//! that could mean two routes, shared provider objects, oversized streamed bodies.
+
+use std::io::Write;
+
+use serde_json::json;
+
+use crate::support::admin::call;
+use crate::support::client;
+use crate::support::mock::Mock;
+use crate::support::{Gateway, Opts};
+
+const MASTER: &str = "master-token-isolation-0123456789";
+
+fn gateway(mock: &Mock, extra_env: Vec<(&'static str, String)>, policy: Option<&'static str>) -> Gateway {
+    let mut env = vec![("PRODEX_GATEWAY_TOKEN", MASTER.to_string())];
+    env.extend(extra_env);
+    Gateway::start(Opts { base_url: Some(mock.base_url()), env, policy, ..Opts::default() })
+}
+
+/// A key with no allowlist and no budget (passthrough is open to it); its token once loaded.
+fn open_key(gw: &Gateway, name: &str) -> String {
+    let r = call(gw, MASTER, "POST", "keys", Some(&json!({"name": name})), &[]);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let token = r.json()["token"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while gw.get_with("/v1/models", &[("authorization", &format!("Bearer {token}"))]).status == 401 {
+        assert!(std::time::Instant::now() < deadline, "the key never loaded");
+    }
+    token
+}
+
+/// Dot segments and encoded separators are refused before classification: an upstream or CDN
+/// that normalises paths can never turn an admitted route into another.
+#[test]
+fn paths_with_dot_segments_never_reach_the_upstream() {
+    let mock = Mock::start();
+    let gw = gateway(&mock, vec![], None);
+    let key = open_key(&gw, "dots");
+    let auth = format!("Bearer {key}");
+    let before = mock.count();
+    for (method, path) in [
+        ("GET", "/v1/models/gpt-4o-mini/../../files"),
+        ("POST", "/v1/images/../chat/completions"),
+        ("POST", "/v1/images/%2e%2e/chat/completions"),
+        ("GET", "/v1/models/x%2F..%2Ffiles"),
+        ("POST", "/v1//chat/completions"),
+        ("GET", "/v1/prodex/gateway/../gateway/keys"),
+    ] {
+        let body = json!({"model": "gpt-4o-mini", "messages": []}).to_string();
+        let r = client::request(
+            gw.addr,
+            method,
+            path,
+            &[("authorization", &auth), ("content-type", "application/json")],
+            body.as_bytes(),
+        );
+        assert_eq!((r.status, r.code().as_str()), (400, "invalid_path"), "{method} {path}: {}", r.text());
+    }
+    assert_eq!(mock.count(), before, "nothing was forwarded");
+}
+
+/// Files, batches, uploads and stored responses live in the one provider account: off for
+/// virtual keys unless the operator turns them on; the master token keeps them.
+#[test]
+fn shared_provider_objects_are_off_for_keys_by_default() {
+    let mock = Mock::start();
+    let gw = gateway(&mock, vec![], None);
+    let key = open_key(&gw, "objects");
+    for (method, path) in [
+        ("GET", "/v1/files"),
+        ("GET", "/v1/files/file-1/content"),
+        ("POST", "/v1/batches"),
+        ("GET", "/v1/responses/resp_1"),
+        ("DELETE", "/v1/responses/resp_1"),
+    ] {
+        let r = client::request(gw.addr, method, path, &[("authorization", &format!("Bearer {key}"))], b"");
+        assert_eq!((r.status, r.code().as_str()), (403, "object_route_forbidden"), "{method} {path}: {}", r.text());
+        let r = client::request(gw.addr, method, path, &[("authorization", &format!("Bearer {MASTER}"))], b"");
+        assert_eq!(r.status, 200, "the operator's own token: {method} {path}");
+    }
+    let r = client::request(gw.addr, "POST", "/v1/moderations", &[("authorization", &format!("Bearer {key}"))], b"{}");
+    assert_eq!(r.status, 200, "stateless passthrough stays open");
+
+    let on = gateway(&mock, vec![], Some("[gateway]\nallow_key_object_routes = true\n"));
+    let key = open_key(&on, "objects-on");
+    let r = client::request(on.addr, "GET", "/v1/files", &[("authorization", &format!("Bearer {key}"))], b"");
+    assert_eq!(r.status, 200, "the operator opted in");
+}
+
+/// A streamed passthrough body over the limit is the client's 413, not a 502.
+#[test]
+fn an_oversized_streamed_body_is_413() {
+    let mock = Mock::start();
+    let gw = gateway(&mock, vec![("PRODEX_GATEWAY_MAX_BODY_BYTES", "4096".into())], None);
+    let mut s = client::connect(gw.addr);
+    let head = format!(
+        "POST /v1/audio/transcriptions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {MASTER}\r\ncontent-type: multipart/form-data; boundary=b\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let chunk = vec![b'a'; 2048];
+    for _ in 0..4 {
+        let mut framed = format!("{:x}\r\n", chunk.len()).into_bytes();
+        framed.extend_from_slice(&chunk);
+        framed.extend_from_slice(b"\r\n");
+        if s.write_all(&framed).is_err() {
+            break;
+        }
+    }
+    let _ = s.write_all(b"0\r\n\r\n");
+    let (r, _) = client::read_response(&mut s, false).unwrap();
+    assert_eq!((r.status, r.code().as_str()), (413, "request_too_large"), "{}", r.text());
+}
