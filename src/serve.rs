@@ -109,6 +109,7 @@ pub fn run(config: Config) -> ExitCode {
     let parts = Parts { config, upstream, lifecycle: Arc::clone(&lifecycle), store: Arc::clone(&store), keyring };
     let shared = Arc::new(Shared::new(parts, started_at_ms));
     crate::admin::metrics::spawn_restore(&shared, crate::clock::unix_ms());
+    spawn_spool(Arc::clone(&shared));
     if let Some(p) = shared.config.provider(&default_provider) {
         log::info!(
             "default provider {} ({}) at {} with {} key(s)",
@@ -154,10 +155,33 @@ pub fn self_loop(config: &Config, listen: std::net::SocketAddr) -> Option<String
     ))
 }
 
+/// Retries failed finishes every second until the store takes them.
+fn spawn_spool(shared: Arc<Shared>) {
+    may::go!(move || loop {
+        may::coroutine::sleep(Duration::from_secs(1));
+        let waiting = shared.spooled();
+        if waiting > 0 {
+            let landed = shared.drain_spool();
+            if landed > 0 {
+                log::warn!("recorded {landed} ledger row(s) whose first write had failed; {} still waiting", waiting - landed);
+            }
+        }
+    });
+}
+
+/// How long a readiness ping may take: a hung backend (SIGSTOPped, a black-holed network) is not
+/// ready.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Pings the state backend every second; `/readyz` reports what it last saw.
 fn spawn_state_probe(store: Arc<dyn Store>, lifecycle: Arc<Lifecycle>) {
     may::go!(move || loop {
-        let down = store.ping().is_err();
+        let (tx, rx) = may::sync::mpsc::channel();
+        let probe = Arc::clone(&store);
+        may::go!(move || {
+            let _ = tx.send(probe.ping().is_ok());
+        });
+        let down = !rx.recv_timeout(PING_TIMEOUT).unwrap_or(false);
         let was = lifecycle.state_down.swap(down, Ordering::AcqRel);
         if down != was {
             if down {

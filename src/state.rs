@@ -14,7 +14,7 @@ use crate::core::model_matches;
 use crate::core::pricing::PriceTable;
 use crate::http::server::Lifecycle;
 use crate::keyring::Keyring;
-use crate::store::Store;
+use crate::store::{Finished, Store};
 use crate::upstream::Upstream;
 
 /// What `Shared` is built from.
@@ -51,6 +51,8 @@ pub struct Shared {
     key_cursor: AtomicUsize,
     /// Unix ms at startup, for `/startupz`.
     pub started_at_ms: u64,
+    /// Ledger rows whose `finish` failed, retried by `spawn_spool` until the store takes them.
+    spool: Mutex<std::collections::VecDeque<Finished>>,
     /// This process's random id, its `Via` entry upstream (`core::hops`): a request carrying it
     /// came back to us.
     pub instance: String,
@@ -64,6 +66,9 @@ fn instance_id() -> String {
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Failed finishes kept for retry at most.
+const SPOOL_CAP: usize = 100_000;
 
 impl Shared {
     #[must_use]
@@ -103,6 +108,7 @@ impl Shared {
             key_cursor: AtomicUsize::new(0),
             started_at_ms,
             instance: instance_id(),
+            spool: Mutex::default(),
         }
     }
 
@@ -134,6 +140,39 @@ impl Shared {
                 m.set_budget_remaining(row.tenant_id.as_deref(), &row.key_name, left);
             }
         });
+    }
+
+    /// Keeps a call whose `finish` failed, to be retried until the store takes it (the upstream
+    /// was called: the row and the spend must land). Past `SPOOL_CAP` the oldest is dropped, loudly.
+    pub fn retry_finish(&self, mut f: Finished) {
+        f.wait_durable = true;
+        let mut q = self.spool.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if q.len() >= SPOOL_CAP {
+            if let Some(lost) = q.pop_front() {
+                log::error!("finish retry queue full: the ledger row of call {} is lost", lost.row.call_id);
+            }
+        }
+        q.push_back(f);
+    }
+
+    /// Retries spooled finishes, oldest first, until one fails; returns how many landed.
+    pub fn drain_spool(&self) -> usize {
+        let mut landed = 0;
+        loop {
+            let next = self.spool.lock().unwrap_or_else(std::sync::PoisonError::into_inner).front().cloned();
+            let Some(f) = next else { return landed };
+            if self.store.finish(&f).is_err() {
+                return landed;
+            }
+            self.spool.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop_front();
+            landed += 1;
+        }
+    }
+
+    /// Finishes waiting for a retry.
+    #[must_use]
+    pub fn spooled(&self) -> usize {
+        self.spool.lock().map_or(0, |q| q.len())
     }
 
     /// Where to start in a provider's key pool for this call (round-robin across calls).

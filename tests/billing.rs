@@ -172,3 +172,103 @@ fn streamed_usage_cannot_be_hidden_by_the_client() {
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(mock.count(), before, "never forwarded unmetered");
 }
+
+/// Mounts a tmpfs of `bytes` at a new directory (root only: the suite runs as root in CI and says
+/// so loudly otherwise); unmounted on drop.
+struct SmallDisk(crate::support::TempDir);
+
+impl SmallDisk {
+    fn mount(bytes: u64) -> SmallDisk {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(unsafe { libc::geteuid() }, 0, "the disk-full test mounts a tmpfs and must run as root (CI does)");
+        let dir = crate::support::TempDir::new("small-disk");
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}")])
+            .arg("tmpfs")
+            .arg(&dir.0)
+            .output()
+            .expect("mount(8) is needed for the disk-full test");
+        assert!(out.status.success(), "cannot mount a tmpfs: {}", String::from_utf8_lossy(&out.stderr));
+        SmallDisk(dir)
+    }
+
+    /// Writes a filler file until the disk is full.
+    fn fill(&self) -> std::path::PathBuf {
+        let path = self.0 .0.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0 .0).status();
+    }
+}
+
+use std::io::Write as _;
+
+/// A full disk stops admission (503, `/readyz` 503) instead of letting calls through unbilled;
+/// every 200 has its row; the store recovers by itself once space is back.
+#[test]
+fn a_full_disk_stops_admission_and_recovers_without_a_restart() {
+    let disk = SmallDisk::mount(4 << 20);
+    let logs = crate::support::TempDir::new("disk-full-logs");
+    let mock = Mock::start();
+    let home = crate::support::TempDir(disk.0 .0.join("home"));
+    std::fs::create_dir_all(&home.0).unwrap();
+    let gw = Gateway::start(Opts {
+        base_url: Some(mock.base_url()),
+        home: Some(home),
+        args: vec!["--log-dir", logs.0.to_str().unwrap()],
+        env: vec![("PRODEX_GATEWAY_TOKEN", MASTER.into())],
+        ..Opts::default()
+    });
+    let key = budgeted_key(&gw, "disk-key", 100.0);
+    let filler = disk.fill();
+    let body = json!({"model": "gpt-4o-mini", "max_completion_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
+    let mut ok_ids = Vec::new();
+    let mut refused = 0;
+    for _ in 0..3000 {
+        let r = post(&gw, &key, "/v1/chat/completions", &body, &[]);
+        match r.status {
+            200 => ok_ids.push(r.header("x-prodex-call-id").unwrap().to_string()),
+            503 => {
+                assert_eq!(r.code(), "state_unavailable", "{}", r.text());
+                refused += 1;
+                if refused >= 5 {
+                    break;
+                }
+            }
+            other => panic!("unexpected {other}: {}", r.text()),
+        }
+    }
+    assert!(refused >= 5, "the disk never filled up ({} calls passed)", ok_ids.len());
+    let ready = gw.get("/readyz");
+    assert_eq!((ready.status, ready.json()["status"].as_str()), (503, Some("state_unavailable")), "{}", ready.text());
+    gw.wait_for_log("state file write failed");
+
+    std::fs::remove_file(filler).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = post(&gw, &key, "/v1/chat/completions", &body, &[]);
+        if r.status == 200 {
+            ok_ids.push(r.header("x-prodex-call-id").unwrap().to_string());
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never recovered: {} {}", r.status, r.text());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    gw.wait_ready();
+    // Every call that got a 200 has exactly its row.
+    let page = call(&gw, MASTER, "GET", "ledger?limit=1000&key=disk-key", None, &[]);
+    let rows: std::collections::BTreeSet<String> =
+        page.json()["data"].as_array().unwrap().iter().map(|r| r["call_id"].as_str().unwrap().to_string()).collect();
+    for id in &ok_ids {
+        assert!(rows.contains(id), "a 200 without its ledger row: {id}");
+    }
+    gw.wait_for_log("state file writes succeed again");
+}

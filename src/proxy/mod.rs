@@ -147,7 +147,19 @@ pub fn handle(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &st
     };
     let durable = shared.config.ledger.durability == Durability::Commit;
     if durable {
-        record(shared, ex, &mut call, true);
+        let recorded = record(shared, ex, &mut call, true);
+        // No success leaves without its row: a response is replaced by the store's error, and
+        // a stream is cut before its terminating chunk (the client sees it incomplete).
+        let tail = match tail {
+            Tail::Body { status, .. } if !recorded && status < 400 => {
+                let err = ApiError::state_unavailable();
+                let mut headers: Vec<(String, String)> = vec![("content-type".into(), "application/json".into())];
+                headers.extend(err.headers.iter().map(|(k, v)| ((*k).to_string(), v.clone())));
+                Tail::Body { status: err.status, headers, body: err.body() }
+            }
+            Tail::EndOfStream if !recorded => Tail::Nothing,
+            tail => tail,
+        };
         deliver(ex, tail, &mut call);
     } else {
         deliver(ex, tail, &mut call);
@@ -167,7 +179,8 @@ fn deliver(ex: &mut Exchange<'_>, tail: Tail, call: &mut Call) {
 }
 
 /// Settles (or releases) the reservation and appends the ledger row; logs the access line.
-fn record(shared: &Shared, ex: &Exchange<'_>, call: &mut Call, wait_durable: bool) {
+/// Returns whether the store took the row (durably, when `wait_durable`).
+fn record(shared: &Shared, ex: &Exchange<'_>, call: &mut Call, wait_durable: bool) -> bool {
     let now = clock::unix_ms();
     finalize_usage(call);
     let cost = call.price.map(|p| pricing::cost(&call.usage, &p));
@@ -222,12 +235,18 @@ fn record(shared: &Shared, ex: &Exchange<'_>, call: &mut Call, wait_durable: boo
         call.headroom.and_then(|h| h.spend_remaining_microusd).map(|r| r.saturating_add(reserved).saturating_sub(spent))
     });
     let finished = Finished { reservation: call.reservation.take(), settlement, row, wait_durable, now };
-    if let Err(e) = shared.store.finish(&finished) {
-        shared.note_state_error();
-        log::error!("call {}: recording the ledger row failed: {e}", call.call_id);
-    }
+    let recorded = match shared.store.finish(&finished) {
+        Ok(()) => true,
+        Err(e) => {
+            shared.note_state_error();
+            log::error!("call {}: recording the ledger row failed: {e}", call.call_id);
+            shared.retry_finish(finished.clone());
+            false
+        }
+    };
     shared.observe(&finished.row, budget_remaining);
     log_access(&finished.row, call.usage_source);
+    recorded
 }
 
 /// Decides the usage to bill when the provider did not report it.

@@ -11,12 +11,19 @@
 //!   transaction as the ledger row, so after a crash usage always equals the ledger's sums. Open
 //!   reservations and RPM/TPM windows are not persisted: they expire with the process.
 //!
+//! - A failed write (disk full, I/O error) never lets calls through unbilled: the writer marks the
+//!   store failing (admission then refuses with 503 `state_unavailable`, `ping` fails so
+//!   `/readyz` turns 503), answers every waiting caller with the error, keeps the async rows of the
+//!   failed commit, reopens the file (redb refuses every operation after an I/O error until it is
+//!   reopened) and retries with backoff until a commit succeeds again — no restart needed.
+//!
 //! Invariant: a second process opening the same file fails with an error naming the file and the
 //! process that holds it (redb's exclusive lock, plus an owner note written next to the file).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 mod writer;
 
@@ -129,9 +136,30 @@ struct UsageRow {
     spend_microusd: u64,
 }
 
+/// The open database, shared by readers and the writer. The writer swaps it for a freshly opened
+/// one after a failed write (redb latches an I/O error until the file is reopened).
+pub(super) struct Slot {
+    db: RwLock<Option<Arc<Database>>>,
+    path: PathBuf,
+    /// The last write failed and no commit has succeeded since.
+    failing: AtomicBool,
+}
+
+impl Slot {
+    fn current(&self) -> Option<Arc<Database>> {
+        self.db.read().ok().and_then(|g| g.clone())
+    }
+}
+
+/// Opens (or creates) the file. redb's default page cache is 1 GiB; the gateway's hot data (keys,
+/// recent rows) is small.
+fn open_file(path: &Path) -> std::result::Result<Database, redb::DatabaseError> {
+    Database::builder().set_cache_size(32 << 20).create(path)
+}
+
 /// The redb store. Cheap to share behind an `Arc`.
 pub struct RedbStore {
-    db: Arc<Database>,
+    slot: Arc<Slot>,
     path: PathBuf,
     /// The writer's inbox; closing it stops the writer after it drains the queue.
     jobs: Arc<writer::JobQueue>,
@@ -186,8 +214,7 @@ impl RedbStore {
                 .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
         }
         let owner = path.with_extension("redb.owner");
-        // redb's default page cache is 1 GiB; the gateway's hot data (keys, recent rows) is small.
-        let db = match Database::builder().set_cache_size(32 << 20).create(path) {
+        let db = match open_file(path) {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
                 let holder = std::fs::read_to_string(&owner).unwrap_or_else(|_| "an unknown process".into());
@@ -221,22 +248,26 @@ impl RedbStore {
             txn.open_table(AUDIT).map_err(unavailable)?;
         }
         txn.commit().map_err(unavailable)?;
-        let db = Arc::new(db);
+        let slot = Arc::new(Slot {
+            db: RwLock::new(Some(Arc::new(db))),
+            path: path.to_path_buf(),
+            failing: AtomicBool::new(false),
+        });
         let jobs = Arc::new(writer::JobQueue::new());
         let deleted: Arc<Mutex<HashMap<String, KeyRecord>>> = Arc::default();
         let backlog = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (writer_db, writer_jobs, writer_deleted, writer_backlog) =
-            (Arc::clone(&db), Arc::clone(&jobs), Arc::clone(&deleted), Arc::clone(&backlog));
+        let (writer_slot, writer_jobs, writer_deleted, writer_backlog) =
+            (Arc::clone(&slot), Arc::clone(&jobs), Arc::clone(&deleted), Arc::clone(&backlog));
         let relay = writer::start_ack_relay();
         let writer_thread = std::thread::Builder::new()
             .name("prodex-redb-writer".into())
             .spawn(move || {
                 crate::background::lower_this_thread();
-                writer::run(&writer_db, &writer_jobs, &relay, &writer_deleted, &writer_backlog);
+                writer::run(&writer_slot, &writer_jobs, &relay, &writer_deleted, &writer_backlog);
             })
             .map_err(|e| unavailable(format!("cannot start the redb writer: {e}")))?;
         Ok(Self {
-            db,
+            slot,
             path: path.to_path_buf(),
             jobs,
             backlog,
@@ -251,6 +282,20 @@ impl RedbStore {
     #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The open database (unavailable while the writer reopens it after a failed write).
+    fn db(&self) -> Result<Arc<Database>> {
+        self.slot.current().ok_or_else(|| unavailable("the state file is being reopened after a write error"))
+    }
+
+    /// Refuses while writes fail: a call admitted now could not be recorded.
+    fn check_writable(&self) -> Result<()> {
+        if self.slot.failing.load(Ordering::Acquire) {
+            Err(unavailable("writes to the state file are failing (see the run log); refusing calls until one succeeds"))
+        } else {
+            Ok(())
+        }
     }
 
     fn send(&self, job: Job) -> Result<()> {
@@ -269,7 +314,7 @@ impl RedbStore {
     }
 
     fn read_usage(&self, scope: &str, period_start: UnixMs) -> Result<UsageRow> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let table = txn.open_table(USAGE).map_err(unavailable)?;
         match table.get(usage_key(scope, period_start).as_str()).map_err(unavailable)? {
             Some(v) => serde_json::from_slice(v.value()).map_err(corrupt),
@@ -315,7 +360,7 @@ impl RedbStore {
         after: Option<&(UnixMs, String)>,
         f: &mut dyn FnMut(LedgerRow) -> bool,
     ) -> Result<()> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let ledger = txn.open_table(LEDGER).map_err(unavailable)?;
         let lo = q.from.unwrap_or(0);
         let mut hi_ms = q.to.unwrap_or(u64::MAX);
@@ -375,11 +420,12 @@ impl Store for RedbStore {
     }
 
     fn ping(&self) -> Result<()> {
-        self.db.begin_read().map(|_| ()).map_err(unavailable)
+        self.check_writable()?;
+        self.db()?.begin_read().map(|_| ()).map_err(unavailable)
     }
 
     fn key_by_hash(&self, hash: &TokenHash) -> Result<Option<KeyRecord>> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let index = txn.open_table(KEY_HASH).map_err(unavailable)?;
         let Some(name) = index.get(hash.as_slice()).map_err(unavailable)? else { return Ok(None) };
         let keys = txn.open_table(KEYS).map_err(unavailable)?;
@@ -388,14 +434,14 @@ impl Store for RedbStore {
     }
 
     fn key(&self, name: &str) -> Result<Option<KeyRecord>> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let keys = txn.open_table(KEYS).map_err(unavailable)?;
         let found = keys.get(name.to_ascii_lowercase().as_str()).map_err(unavailable)?;
         found.map(|v| serde_json::from_slice(v.value()).map_err(corrupt)).transpose()
     }
 
     fn keys(&self, filter: &KeyFilter, after: Option<&str>, limit: usize) -> Result<Vec<KeyRecord>> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let keys = txn.open_table(KEYS).map_err(unavailable)?;
         let mut out = Vec::new();
         let iter = match after {
@@ -434,7 +480,7 @@ impl Store for RedbStore {
     }
 
     fn key_changes(&self, since: u64) -> Result<KeyChanges> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let feed = txn.open_table(KEY_FEED).map_err(unavailable)?;
         let keys = txn.open_table(KEYS).map_err(unavailable)?;
         let mut names = BTreeSet::new();
@@ -455,6 +501,7 @@ impl Store for RedbStore {
     }
 
     fn reserve(&self, r: &Reservation) -> Result<std::result::Result<Headroom, Refusal>> {
+        self.check_writable()?;
         self.with_counters(&r.scope, &r.limits, r.at, |c| {
             admission::admit(c, &r.limits, r.ask, r.at).map(|()| admission::headroom(c, &r.limits, r.at))
         })
@@ -531,7 +578,7 @@ impl Store for RedbStore {
     }
 
     fn scim_get(&self, id: &str) -> Result<Option<ScimUser>> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let table = txn.open_table(SCIM).map_err(unavailable)?;
         let found = table.get(id).map_err(unavailable)?;
         found.map(|v| serde_json::from_slice(v.value()).map_err(corrupt)).transpose()
@@ -539,7 +586,7 @@ impl Store for RedbStore {
 
     fn scim_by_user_name(&self, user_name: &str) -> Result<Option<ScimUser>> {
         let id = {
-            let txn = self.db.begin_read().map_err(unavailable)?;
+            let txn = self.db()?.begin_read().map_err(unavailable)?;
             let names = txn.open_table(SCIM_NAME).map_err(unavailable)?;
             let found = names.get(user_name.to_ascii_lowercase().as_str()).map_err(unavailable)?;
             found.map(|v| v.value().to_string())
@@ -551,7 +598,7 @@ impl Store for RedbStore {
     }
 
     fn scim_list(&self, tenant: Option<&str>, start: usize, count: usize) -> Result<(Vec<ScimUser>, usize)> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let table = txn.open_table(SCIM).map_err(unavailable)?;
         let mut all = Vec::new();
         for entry in table.range::<&str>(..).map_err(unavailable)? {
@@ -602,7 +649,7 @@ impl Store for RedbStore {
     }
 
     fn idempotency_get(&self, key: &str, now: UnixMs) -> Result<Option<IdempotencyRecord>> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let table = txn.open_table(IDEMPOTENCY).map_err(unavailable)?;
         let found = table.get(key).map_err(unavailable)?;
         let record: Option<IdempotencyRecord> =
@@ -639,7 +686,7 @@ impl Store for RedbStore {
     }
 
     fn audit_list(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let table = txn.open_table(AUDIT).map_err(unavailable)?;
         let mut out = Vec::new();
         for entry in table.range::<&[u8]>(..).map_err(unavailable)?.rev() {

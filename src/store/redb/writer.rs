@@ -4,14 +4,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableTable};
 
 use super::{
-    by_key_key, corrupt, ledger_key, unavailable, usage_key, Ack, Job, KeyOp, UsageDelta, UsageRow, AUDIT, IDEMPOTENCY,
-    KEYS, KEY_FEED, KEY_HASH, LEDGER, LEDGER_BY_KEY, LEDGER_IDS, SCIM, SCIM_NAME, USAGE,
+    by_key_key, corrupt, ledger_key, open_file, unavailable, usage_key, Ack, Job, KeyOp, Slot, UsageDelta, UsageRow,
+    AUDIT, IDEMPOTENCY, KEYS, KEY_FEED, KEY_HASH, LEDGER, LEDGER_BY_KEY, LEDGER_IDS, SCIM, SCIM_NAME, USAGE,
 };
 use crate::core::keys::KeyRecord;
 use crate::core::ledger::LedgerRow;
@@ -59,6 +59,17 @@ impl JobQueue {
         Ok(())
     }
 
+    /// Everything queued now, without waiting.
+    fn take_all(&self) -> Vec<Job> {
+        let mut inbox = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        inbox.awaited = false;
+        std::mem::take(&mut inbox.jobs)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.state.lock().map_or(true, |i| i.closed)
+    }
+
     /// No more jobs are taken; the writer commits what is queued and exits.
     pub(super) fn close(&self) {
         if let Ok(mut inbox) = self.state.lock() {
@@ -99,8 +110,12 @@ impl JobQueue {
 }
 
 /// The writer thread: commits queued jobs in groups, one immediate-durability transaction each.
+///
+/// A failed commit marks the store failing, answers every waiting job with the error, keeps the
+/// batch's async ledger rows for the next attempt, reopens the file and backs off; the first
+/// commit that succeeds again clears the flag.
 pub(super) fn run(
-    db: &Database,
+    slot: &Slot,
     queue: &JobQueue,
     relay: &AckRelay,
     deleted: &Mutex<HashMap<String, KeyRecord>>,
@@ -108,13 +123,38 @@ pub(super) fn run(
 ) {
     let _ = queue.writer.set(std::thread::current());
     let mut last_commit = crate::clock::now();
-    while let Some(batch) = queue.next_batch(last_commit) {
+    let mut retry: Vec<Job> = Vec::new();
+    let mut failures = 0u32;
+    loop {
+        let batch = if retry.is_empty() {
+            match queue.next_batch(last_commit) {
+                Some(b) => b,
+                None => return,
+            }
+        } else {
+            let mut b = std::mem::take(&mut retry);
+            b.extend(queue.take_all());
+            b
+        };
         let unawaited = batch.iter().filter(|j| !j.is_awaited()).count();
         let mut drops = Vec::new();
         let mut acks: Vec<(Ack, Result<()>)> = Vec::new();
-        let outcome = commit_batch(db, batch, &mut drops, &mut acks, deleted);
+        let outcome = match slot.current() {
+            Some(db) => commit_batch(&db, batch, &mut drops, &mut acks, &mut retry, deleted),
+            None => {
+                let err = unavailable("the state file is not open (reopening after a write error)");
+                fail_jobs(batch, &err, &mut drops, &mut acks, &mut retry);
+                Err(err)
+            }
+        };
         last_commit = crate::clock::now();
-        backlog.fetch_sub(unawaited, Ordering::Relaxed);
+        // The backlog counts async rows not yet committed: kept rows stay in it (rows of waiting
+        // callers kept after a failed commit join it).
+        if retry.len() >= unawaited {
+            backlog.fetch_add(retry.len() - unawaited, Ordering::Relaxed);
+        } else {
+            backlog.fetch_sub(unawaited - retry.len(), Ordering::Relaxed);
+        }
         let acks: Vec<(Ack, Result<()>)> = acks
             .into_iter()
             .map(|(ack, result)| {
@@ -126,8 +166,92 @@ pub(super) fn run(
             })
             .collect();
         acknowledge(acks, relay);
-        for (before, ack) in drops {
-            let _ = ack.send(drop_before(db, before));
+        match &outcome {
+            Ok(()) => {
+                if failures > 0 {
+                    log::warn!("state file writes succeed again after {failures} failed attempt(s); admitting calls");
+                }
+                failures = 0;
+                slot.failing.store(false, Ordering::Release);
+            }
+            Err(e) => {
+                failures += 1;
+                slot.failing.store(true, Ordering::Release);
+                if failures == 1 || failures.is_power_of_two() {
+                    log::error!(
+                        "state file write failed (attempt {failures}): {e}; refusing governed calls with 503 and \
+                         keeping {} unwritten ledger row(s) for the next attempt",
+                        retry.len()
+                    );
+                }
+                if queue.is_closed() && failures >= 5 {
+                    log::error!("shutting down with {} ledger row(s) that could not be written", retry.len());
+                    return;
+                }
+                reopen(slot);
+                std::thread::sleep(backoff(failures));
+            }
+        }
+        if let Some(db) = slot.current() {
+            for (before, ack) in drops {
+                let _ = ack.send(drop_before(&db, before));
+            }
+        } else {
+            for (_, ack) in drops {
+                let _ = ack.send(Err(unavailable("the state file is not open")));
+            }
+        }
+    }
+}
+
+/// 100 ms, doubling, at most 3 s.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(1 << failures.saturating_sub(1).min(5))).min(Duration::from_secs(3))
+}
+
+/// Closes the database and opens the file again: after an I/O error redb answers every operation
+/// with `PreviousIo` until the file is reopened. Readers holding the old handle finish first (a
+/// bounded wait; if one outlives it, the next failed attempt reopens again).
+fn reopen(slot: &Slot) {
+    let old = slot.db.write().ok().and_then(|mut g| g.take());
+    if let Some(old) = old {
+        let deadline = crate::clock::now() + Duration::from_secs(1);
+        while Arc::strong_count(&old) > 1 && crate::clock::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(old);
+    }
+    match open_file(&slot.path) {
+        Ok(db) => {
+            if let Ok(mut g) = slot.db.write() {
+                *g = Some(Arc::new(db));
+            }
+        }
+        Err(e) => log::warn!("cannot reopen {} yet: {e}", slot.path.display()),
+    }
+}
+
+/// A batch that never reached a transaction: waiting jobs get `err`, ledger rows are kept.
+fn fail_jobs(
+    batch: Vec<Job>,
+    err: &StoreError,
+    drops: &mut Vec<(UnixMs, may::sync::mpsc::Sender<Result<u64>>)>,
+    acks: &mut Vec<(Ack, Result<()>)>,
+    retry: &mut Vec<Job>,
+) {
+    for job in batch {
+        match job {
+            Job::Finish { row, usage, ack } => {
+                if let Some(ack) = ack {
+                    acks.push((ack, Err(err.clone())));
+                }
+                retry.push(Job::Finish { row, usage, ack: None });
+            }
+            Job::Key { ack, .. }
+            | Job::Barrier(ack)
+            | Job::SetUsage { ack, .. }
+            | Job::Apply(_, ack) => acks.push((ack, Err(err.clone()))),
+            Job::DropBefore { before, ack } => drops.push((before, ack)),
         }
     }
 }
@@ -165,27 +289,67 @@ fn acknowledge(mut acks: Vec<(Ack, Result<()>)>, relay: &AckRelay) {
     }
 }
 
+/// Commits `batch` in one transaction. The ledger rows it wrote are moved to `written` (as async
+/// rows), so that a failed commit can hand them to the next attempt; they are dropped on success.
 fn commit_batch(
     db: &Database,
     batch: Vec<Job>,
     drops: &mut Vec<(UnixMs, may::sync::mpsc::Sender<Result<u64>>)>,
     acks: &mut Vec<(Ack, Result<()>)>,
+    written: &mut Vec<Job>,
     deleted: &Mutex<HashMap<String, KeyRecord>>,
 ) -> Result<()> {
-    let mut txn = db.begin_write().map_err(unavailable)?;
-    txn.set_durability(redb::Durability::Immediate).map_err(unavailable)?;
+    let begun = db.begin_write().map_err(unavailable).and_then(|mut t| {
+        t.set_durability(redb::Durability::Immediate).map_err(unavailable)?;
+        Ok(t)
+    });
+    let mut txn = match begun {
+        Ok(t) => t,
+        Err(err) => {
+            fail_jobs(batch, &err, drops, acks, written);
+            return Err(err);
+        }
+    };
+    let kept_from = written.len();
+    let result = write_jobs(&mut txn, batch, drops, acks, written, deleted).and_then(|()| txn.commit().map_err(unavailable));
+    if result.is_ok() {
+        written.truncate(kept_from);
+    }
+    result
+}
+
+fn write_jobs(
+    txn: &mut redb::WriteTransaction,
+    batch: Vec<Job>,
+    drops: &mut Vec<(UnixMs, may::sync::mpsc::Sender<Result<u64>>)>,
+    acks: &mut Vec<(Ack, Result<()>)>,
+    written: &mut Vec<Job>,
+    deleted: &Mutex<HashMap<String, KeyRecord>>,
+) -> Result<()> {
+    let mut tables = match Tables::open(txn) {
+        Ok(t) => t,
+        Err(e) => {
+            fail_jobs(batch, &e, drops, acks, written);
+            return Err(e);
+        }
+    };
     {
-        let mut tables = Tables::open(&txn)?;
         let mut usage_sums: HashMap<String, (u64, u64)> = HashMap::new();
         for job in batch {
             match job {
                 Job::Finish { row, usage, ack } => {
                     let result = tables.finish(&row, usage.as_ref(), &mut usage_sums);
-                    if let Some(ack) = ack {
-                        acks.push((ack, result));
-                    } else if let Err(e) = result {
-                        log::error!("ledger write failed for {}: {e}", row.call_id);
+                    match ack {
+                        Some(ack) => acks.push((ack, result)),
+                        None => {
+                            if let Err(e) = result {
+                                log::error!("ledger write failed for {}: {e}", row.call_id);
+                            }
+                        }
                     }
+                    // Kept until the commit succeeds: a failed commit retries every row (a waiting
+                    // caller is told, but the upstream was called, so the row must still land).
+                    written.push(Job::Finish { row, usage, ack: None });
                 }
                 Job::Key { op, ack } => {
                     let result = tables.key_op(op, deleted);
@@ -207,7 +371,7 @@ fn commit_batch(
         }
         tables.add_usage(usage_sums)?;
     }
-    txn.commit().map_err(unavailable)
+    Ok(())
 }
 
 /// The tables of one write transaction.
