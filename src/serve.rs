@@ -163,7 +163,10 @@ fn spawn_spool(shared: Arc<Shared>) {
         if waiting > 0 {
             let landed = shared.drain_spool();
             if landed > 0 {
-                log::warn!("recorded {landed} ledger row(s) whose first write had failed; {} still waiting", waiting - landed);
+                log::warn!(
+                    "recorded {landed} ledger row(s) whose first write had failed; {} still waiting",
+                    waiting - landed
+                );
             }
         }
     });

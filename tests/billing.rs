@@ -229,7 +229,8 @@ fn a_full_disk_stops_admission_and_recovers_without_a_restart() {
     });
     let key = budgeted_key(&gw, "disk-key", 100.0);
     let filler = disk.fill();
-    let body = json!({"model": "gpt-4o-mini", "max_completion_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
+    let body =
+        json!({"model": "gpt-4o-mini", "max_completion_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
     let mut ok_ids = Vec::new();
     let mut refused = 0;
     for _ in 0..3000 {
@@ -271,4 +272,81 @@ fn a_full_disk_stops_admission_and_recovers_without_a_restart() {
         assert!(rows.contains(id), "a 200 without its ledger row: {id}");
     }
     gw.wait_for_log("state file writes succeed again");
+}
+
+/// Postgres stopped while calls are in flight: those calls are told (503 instead of their last
+/// byte, `durability = "commit"`), their rows land once Postgres is back, exactly once; a hung
+/// (SIGSTOPped) Postgres turns `/readyz` 503 within seconds.
+#[test]
+fn calls_in_flight_when_postgres_stops_are_told_and_recorded_later() {
+    let mut pg = crate::support::servers::PgServer::start();
+    let mock = Mock::start();
+    let gw = Gateway::start(Opts {
+        base_url: Some(mock.base_url()),
+        env: vec![
+            ("PRODEX_GATEWAY_TOKEN", MASTER.into()),
+            ("PRODEX_GATEWAY_STATE_BACKEND", "postgres".into()),
+            ("PRODEX_GATEWAY_POSTGRES_URL", pg.url()),
+        ],
+        ..Opts::default()
+    });
+    let key = budgeted_key(&gw, "pg-key", 10.0);
+    let addr = gw.addr;
+    let slow: Vec<_> = (0..3)
+        .map(|_| {
+            let key = key.clone();
+            std::thread::spawn(move || {
+                let body = json!({"model": "gpt-4o-mini", "max_completion_tokens": 5, "messages": []}).to_string();
+                let auth = format!("Bearer {key}");
+                let h = [
+                    ("authorization", auth.as_str()),
+                    ("content-type", "application/json"),
+                    ("x-mock-delay-ms", "1500"),
+                ];
+                crate::support::client::request(addr, "POST", "/v1/chat/completions", &h, body.as_bytes())
+            })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while mock.count() < 3 {
+        assert!(std::time::Instant::now() < deadline, "the slow calls never reached the upstream");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    pg.stop();
+    let ids: Vec<String> = slow
+        .into_iter()
+        .map(|t| {
+            let r = t.join().unwrap();
+            assert_eq!(
+                (r.status, r.code().as_str()),
+                (503, "state_unavailable"),
+                "no 200 without its row: {}",
+                r.text()
+            );
+            r.header("x-prodex-call-id").unwrap().to_string()
+        })
+        .collect();
+    pg.resume();
+    let store = prodex::store::postgres::PgStore::open(&pg.url(), 2).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let rows = prodex::store::Store::ledger_page(&store, &prodex::core::ledger::LedgerQuery::default(), None, 1000)
+            .unwrap()
+            .rows;
+        let landed = ids.iter().filter(|id| rows.iter().filter(|r| &r.call_id == *id).count() == 1).count();
+        if landed == ids.len() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{landed} of {} rows landed after Postgres returned", ids.len());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    gw.wait_ready();
+    pg.signal_all(libc::SIGSTOP);
+    let t0 = std::time::Instant::now();
+    while gw.get("/readyz").status != 503 {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(6), "a hung Postgres still looks ready");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    pg.signal_all(libc::SIGCONT);
+    gw.wait_ready();
 }

@@ -292,7 +292,9 @@ impl RedbStore {
     /// Refuses while writes fail: a call admitted now could not be recorded.
     fn check_writable(&self) -> Result<()> {
         if self.slot.failing.load(Ordering::Acquire) {
-            Err(unavailable("writes to the state file are failing (see the run log); refusing calls until one succeeds"))
+            Err(unavailable(
+                "writes to the state file are failing (see the run log); refusing calls until one succeeds",
+            ))
         } else {
             Ok(())
         }

@@ -182,6 +182,34 @@ impl PgServer {
     }
 }
 
+impl PgServer {
+    /// Sends `sig` to the postmaster and every backend it forked (SIGSTOP freezes the server
+    /// with its sockets open: a hung database, not a stopped one).
+    pub fn signal_all(&self, sig: i32) {
+        let pidfile = std::fs::read_to_string(self.dir.0.join("data/postmaster.pid")).unwrap();
+        let postmaster: i32 = pidfile.lines().next().unwrap().trim().parse().unwrap();
+        let mut pids = vec![postmaster];
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            let ppid = stat
+                .rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<i32>().ok());
+            if ppid == Some(postmaster) {
+                pids.push(pid);
+            }
+        }
+        for pid in pids {
+            // SAFETY: signalling processes of the server this test started.
+            unsafe {
+                libc::kill(pid, sig);
+            }
+        }
+    }
+}
+
 impl Drop for PgServer {
     fn drop(&mut self) {
         self.stop();

@@ -247,10 +247,9 @@ fn fail_jobs(
                 }
                 retry.push(Job::Finish { row, usage, ack: None });
             }
-            Job::Key { ack, .. }
-            | Job::Barrier(ack)
-            | Job::SetUsage { ack, .. }
-            | Job::Apply(_, ack) => acks.push((ack, Err(err.clone()))),
+            Job::Key { ack, .. } | Job::Barrier(ack) | Job::SetUsage { ack, .. } | Job::Apply(_, ack) => {
+                acks.push((ack, Err(err.clone())))
+            }
             Job::DropBefore { before, ack } => drops.push((before, ack)),
         }
     }
@@ -311,7 +310,8 @@ fn commit_batch(
         }
     };
     let kept_from = written.len();
-    let result = write_jobs(&mut txn, batch, drops, acks, written, deleted).and_then(|()| txn.commit().map_err(unavailable));
+    let result =
+        write_jobs(&mut txn, batch, drops, acks, written, deleted).and_then(|()| txn.commit().map_err(unavailable));
     if result.is_ok() {
         written.truncate(kept_from);
     }
