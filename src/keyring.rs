@@ -17,6 +17,34 @@ use crate::core::keys::{KeyRecord, KeySource, Limits, TokenHash};
 use crate::core::time::UnixMs;
 use crate::store::{KeyFilter, Store, StoreError};
 
+/// Pools became tenant-scoped (`budget:<tenant>/<id>`): a tenant's pool that has no counters
+/// yet starts from what its old, shared `budget:<id>` scope holds, so an upgrade never resets
+/// spend. Two tenants that shared an id both start from the combined figure — more, never less.
+pub fn carry_tenant_pools(store: &dyn Store, now: UnixMs) -> Result<usize, StoreError> {
+    let mut carried = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.keys(&KeyFilter::default(), after.as_deref(), 500)?;
+        for k in &page {
+            let Some(old) = k.legacy_limit_scope() else { continue };
+            let new = k.limit_scope();
+            let current = store.counters(&new, &k.limits, now)?;
+            if current.requests > 0 || current.spend_microusd > 0 {
+                continue;
+            }
+            let legacy = store.counters(&old, &k.limits, now)?;
+            if legacy.requests > 0 || legacy.spend_microusd > 0 {
+                store.set_counters(&new, &legacy)?;
+                carried += 1;
+            }
+        }
+        if page.len() < 500 {
+            return Ok(carried);
+        }
+        after = page.last().map(|k| k.name.to_ascii_lowercase());
+    }
+}
+
 /// The key map.
 #[derive(Default)]
 pub struct Keyring {

@@ -67,6 +67,11 @@ pub fn run(config: Config) -> ExitCode {
         return ExitCode::from(1);
     }
     log::info!("state: {} store; {} virtual key(s) loaded", store.backend(), keyring.len());
+    match keyring::carry_tenant_pools(store.as_ref(), clock::unix_ms()) {
+        Ok(0) => {}
+        Ok(n) => log::info!("budget pools: {n} tenant pool(s) started from their pre-tenant counters"),
+        Err(e) => log::warn!("budget pools: carrying pre-tenant counters failed: {e}"),
+    }
     match config.auth_status(keyring.len()) {
         Ok(status) if config.auth_required(keyring.len()) => log::info!("{status}"),
         Ok(status) => log::warn!("{status}"),

@@ -111,3 +111,52 @@ fn an_oversized_streamed_body_is_413() {
     let (r, _) = client::read_response(&mut s, false).unwrap();
     assert_eq!((r.status, r.code().as_str()), (413, "request_too_large"), "{}", r.text());
 }
+
+/// Budget pools are the tenant's own: a tenant-a admin naming tenant-b's `budget_id` gets a pool
+/// of its own, cannot read tenant-b's spend, and cannot exhaust tenant-b's key.
+#[test]
+fn budget_pools_are_namespaced_by_tenant() {
+    let mock = Mock::start();
+    let policy = "[[gateway.admin_tokens]]\nname = \"a-admin\"\ntoken_env = \"A_ADMIN\"\nrole = \"admin\"\ntenant_id = \"tenant-a\"\n";
+    let gw = gateway(&mock, vec![("A_ADMIN", "a-admin-token-0123456789".into())], Some(policy));
+    let b = call(
+        &gw,
+        MASTER,
+        "POST",
+        "keys",
+        Some(&json!({"name": "b-key", "tenant_id": "tenant-b", "budget_id": "shared", "request_budget": 2})),
+        &[],
+    );
+    assert_eq!(b.status, 201, "{}", b.text());
+    let a = call(
+        &gw,
+        "a-admin-token-0123456789",
+        "POST",
+        "keys",
+        Some(&json!({"name": "a-key", "budget_id": "shared", "request_budget": 2})),
+        &[],
+    );
+    assert_eq!(a.status, 201, "{}", a.text());
+    assert_eq!(a.json()["tenant_id"], "tenant-a");
+    let (a_token, b_token) =
+        (a.json()["token"].as_str().unwrap().to_string(), b.json()["token"].as_str().unwrap().to_string());
+    let chat = |t: &str| {
+        gw.post_json(
+            "/v1/chat/completions",
+            &[("authorization", &format!("Bearer {t}"))],
+            &json!({"model": "gpt-4o-mini", "messages": []}),
+        )
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while chat(&a_token).status == 401 {
+        assert!(std::time::Instant::now() < deadline);
+    }
+    assert_eq!(chat(&a_token).status, 200);
+    assert_eq!(chat(&a_token).status, 429, "tenant-a's pool of 2 requests is used up");
+    assert_eq!(chat(&b_token).status, 200, "tenant-b's pool is untouched");
+    let usage = call(&gw, "a-admin-token-0123456789", "GET", "usage", None, &[]);
+    let doc = usage.json();
+    let scopes: Vec<&str> =
+        doc["data"].as_array().unwrap().iter().map(|u| u["limit_scope"].as_str().unwrap()).collect();
+    assert_eq!(scopes, ["budget:tenant-a/shared"], "{}", usage.text());
+}

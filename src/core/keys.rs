@@ -96,12 +96,25 @@ pub struct KeyRecord {
 }
 
 impl KeyRecord {
-    /// The id that budgets and rate limits are counted under.
+    /// The id that budgets and rate limits are counted under. A shared pool (`budget_id`) belongs
+    /// to the key's tenant: the same `budget_id` in two tenants is two pools, so no tenant can
+    /// join, read or exhaust another's.
     #[must_use]
     pub fn limit_scope(&self) -> String {
-        match &self.budget_id {
-            Some(b) => format!("budget:{b}"),
-            None => format!("key:{}", self.id),
+        match (&self.budget_id, &self.tenant_id) {
+            (Some(b), Some(t)) => format!("budget:{t}/{b}"),
+            (Some(b), None) => format!("budget:{b}"),
+            (None, _) => format!("key:{}", self.id),
+        }
+    }
+
+    /// The scope this key's pool was counted under before pools were tenant-scoped, when it
+    /// differs (its counters are carried over once, see `keyring::carry_tenant_pools`).
+    #[must_use]
+    pub fn legacy_limit_scope(&self) -> Option<String> {
+        match (&self.budget_id, &self.tenant_id) {
+            (Some(b), Some(_)) => Some(format!("budget:{b}")),
+            _ => None,
         }
     }
 
@@ -190,6 +203,10 @@ mod tests {
         assert_eq!(k.limit_scope(), "key:k1");
         k.budget_id = Some("shared".into());
         assert_eq!(k.limit_scope(), "budget:shared");
+        assert_eq!(k.legacy_limit_scope(), None);
+        k.tenant_id = Some("tenant-a".into());
+        assert_eq!(k.limit_scope(), "budget:tenant-a/shared", "pools are the tenant's own");
+        assert_eq!(k.legacy_limit_scope().as_deref(), Some("budget:shared"));
     }
 
     #[test]

@@ -91,7 +91,7 @@ pub struct KeyChanges {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reservation {
     pub call_id: String,
-    /// `key:<id>` or `budget:<budget_id>` (see `KeyRecord::limit_scope`).
+    /// `key:<id>`, `budget:<tenant>/<budget_id>` or `budget:<budget_id>` (see `KeyRecord::limit_scope`).
     pub scope: String,
     pub limits: Limits,
     pub ask: Ask,
