@@ -20,6 +20,7 @@ role_header = "x-prodex-role"
 key_prefixes_header = "x-prodex-key-prefixes"
 tenant_header = "x-prodex-tenant"
 default_role = "viewer"
+default_tenant_id = "tenant-home"
 "#;
 
 fn start() -> Gateway {
@@ -52,7 +53,7 @@ fn proxy_headers_count_only_with_the_shared_secret() {
         (me["name"].as_str(), me["source"].as_str(), me["role"].as_str()),
         (Some("ada@example.com"), Some("sso_proxy"), Some("viewer"))
     );
-    assert!(me["tenant_id"].is_null(), "no tenant stated and no SCIM user: the default role, unscoped");
+    assert_eq!(me["tenant_id"], "tenant-home", "no tenant stated and no SCIM user: the configured default scope");
 
     let scoped = [
         ("x-prodex-sso-token", PROXY),
@@ -115,4 +116,25 @@ fn scim_users_supply_missing_claims_and_inactive_users_are_refused() {
         ("x-prodex-tenant", "tenant-b"),
     ];
     assert_eq!(via_proxy(&gw, "GET", "whoami", &off, None).status, 401);
+}
+
+/// With no default scope configured, an SSO user whose proxy states no tenant and who has no SCIM
+/// record opens no tenant at all (the hostile tester got an unscoped viewer over every tenant).
+#[test]
+fn an_sso_user_with_no_tenant_and_no_scim_record_is_refused_without_a_default_scope() {
+    let policy = POLICY.replace("default_tenant_id = \"tenant-home\"\n", "");
+    let gw = Gateway::start(Opts {
+        policy: Some(&policy),
+        env: vec![("PRODEX_GATEWAY_TOKEN", MASTER.into()), ("PRODEX_GATEWAY_SSO_PROXY_TOKEN", PROXY.into())],
+        ..Opts::default()
+    });
+    let ada = [("x-prodex-sso-token", PROXY), ("x-auth-request-email", "ada@example.com")];
+    assert_eq!(via_proxy(&gw, "GET", "whoami", &ada, None).status, 401);
+    assert_eq!(via_proxy(&gw, "GET", "keys", &ada, None).status, 401);
+    let stated =
+        [("x-prodex-sso-token", PROXY), ("x-auth-request-email", "ada@example.com"), ("x-prodex-tenant", "tenant-a")];
+    let me = via_proxy(&gw, "GET", "whoami", &stated, None);
+    assert_eq!((me.status, me.json()["tenant_id"].as_str()), (200, Some("tenant-a")));
+    let audit = via_proxy(&gw, "GET", "audit?limit=50", &[("authorization", &format!("Bearer {MASTER}"))], None);
+    assert!(audit.text().contains("unscoped_sso_user"), "{}", audit.text());
 }

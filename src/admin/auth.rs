@@ -35,6 +35,7 @@ pub fn principal(shared: &Shared, ex: &Exchange<'_>) -> Result<Principal, ApiErr
         Denial::Missing => "anonymous",
         Denial::Unknown => "unknown_credential",
         Denial::Inactive => "inactive_user",
+        Denial::NoScope => "unscoped_sso_user",
     };
     record(
         shared,
@@ -107,7 +108,10 @@ fn sso_proxy(shared: &Shared, ex: &Exchange<'_>) -> Option<Result<Principal, Sso
         tenant_id: u.tenant_id.as_deref(),
         key_prefixes: &u.key_prefixes,
     });
-    Some(federated(Source::SsoProxy, &claims, provisioned, cfg.default_role).map_err(SsoRefusal::Denied))
+    Some(
+        federated(Source::SsoProxy, &claims, provisioned, cfg.default_role, &cfg.default_scope)
+            .map_err(SsoRefusal::Denied),
+    )
 }
 
 /// Audits a request refused for its role or scope.

@@ -229,6 +229,8 @@ pub struct SsoConfig {
     pub key_prefixes_header: String,
     pub tenant_header: String,
     pub default_role: Role,
+    /// The scope of an SSO user with no tenant from its headers or a SCIM user.
+    pub default_scope: crate::core::auth::DefaultScope,
     pub oidc_issuer: Option<String>,
     pub oidc_audience: Option<String>,
     pub oidc_jwks_url: Option<String>,

@@ -138,6 +138,8 @@ pub(super) fn redacted(c: &Config) -> String {
                 "token_header": c.sso.token_header, "user_header": c.sso.user_header,
                 "role_header": c.sso.role_header, "key_prefixes_header": c.sso.key_prefixes_header,
                 "tenant_header": c.sso.tenant_header, "default_role": c.sso.default_role.as_str(),
+                "default_tenant_id": match &c.sso.default_scope { crate::core::auth::DefaultScope::Tenant(t) => Some(t.as_str()), _ => None },
+                "default_unscoped": c.sso.default_scope == crate::core::auth::DefaultScope::Unscoped,
                 "oidc_issuer": c.sso.oidc_issuer, "oidc_audience": c.sso.oidc_audience,
                 "oidc_jwks_url": c.sso.oidc_jwks_url, "oidc_user_claim": c.sso.oidc_user_claim,
                 "oidc_role_claim": c.sso.oidc_role_claim, "oidc_tenant_claim": c.sso.oidc_tenant_claim,

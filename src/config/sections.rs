@@ -634,6 +634,7 @@ fn read_sso(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env<'_>) ->
         key_prefixes_header: "x-prodex-key-prefixes".into(),
         tenant_header: "x-prodex-tenant".into(),
         default_role: Role::Viewer,
+        default_scope: crate::core::auth::DefaultScope::Refuse,
         oidc_issuer: None,
         oidc_audience: None,
         oidc_jwks_url: None,
@@ -663,6 +664,21 @@ fn read_sso(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env<'_>) ->
             None => d.error_at(s.offset_of("default_role"), "gateway.sso.default_role", "expected viewer or admin"),
         }
     }
+    let default_tenant = s.string(d, "default_tenant_id");
+    let default_unscoped = s.boolean(d, "default_unscoped").unwrap_or(false);
+    cfg.default_scope = match (default_tenant, default_unscoped) {
+        (Some(t), false) => crate::core::auth::DefaultScope::Tenant(t),
+        (None, true) => crate::core::auth::DefaultScope::Unscoped,
+        (None, false) => crate::core::auth::DefaultScope::Refuse,
+        (Some(_), true) => {
+            d.error_at(
+                s.offset_of("default_unscoped"),
+                "gateway.sso.default_unscoped",
+                "conflicts with default_tenant_id: set one",
+            );
+            crate::core::auth::DefaultScope::Refuse
+        }
+    };
     cfg.oidc_issuer =
         s.string(d, "oidc_issuer").map(|u| check_url(d, s.offset_of("oidc_issuer"), "gateway.sso.oidc_issuer", &u));
     cfg.oidc_audience = s.string(d, "oidc_audience");

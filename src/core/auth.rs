@@ -96,6 +96,21 @@ pub enum Denial {
     Unknown,
     /// The user is provisioned through SCIM and deactivated.
     Inactive,
+    /// Neither the identity provider nor a SCIM user says which tenant the user belongs to, and
+    /// the configuration sets no default scope: no tenant's data is opened by default.
+    NoScope,
+}
+
+/// What an identity-provider principal gets when neither its claims nor a SCIM user name a
+/// tenant (`[gateway.sso] default_tenant_id` / `default_unscoped`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum DefaultScope {
+    /// Refused (the default): an unknown user never sees every tenant.
+    #[default]
+    Refuse,
+    Tenant(String),
+    /// Every tenant, as the operator explicitly chose.
+    Unscoped,
 }
 
 impl Principal {
@@ -189,13 +204,15 @@ pub struct Provisioned<'a> {
 }
 
 /// The principal for identity-provider claims: stated values first, then the active SCIM user's,
-/// then `default_role` (unscoped). An inactive SCIM user, an empty user or an unknown role is
-/// refused.
+/// then `default_role`; the tenant from the claims, else the SCIM user's (a SCIM user provisioned
+/// without one is unscoped, as its unscoped provisioner chose), else `default_scope`. An inactive
+/// SCIM user, an empty user, an unknown role or no scope at all is refused.
 pub fn federated(
     source: Source,
     claims: &Claims,
     scim: Option<Provisioned<'_>>,
     default_role: Role,
+    default_scope: &DefaultScope,
 ) -> Result<Principal, Denial> {
     let user = claims.user.trim();
     if user.is_empty() || user.chars().any(char::is_control) {
@@ -208,7 +225,15 @@ pub fn federated(
         Some(r) => Role::parse(r).ok_or(Denial::Unknown)?,
         None => default_role,
     };
-    let tenant_id = claims.tenant_id.clone().or_else(|| scim.and_then(|u| u.tenant_id.map(String::from)));
+    let tenant_id = match (&claims.tenant_id, scim) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(u)) => u.tenant_id.map(String::from),
+        (None, None) => match default_scope {
+            DefaultScope::Refuse => return Err(Denial::NoScope),
+            DefaultScope::Tenant(t) => Some(t.clone()),
+            DefaultScope::Unscoped => None,
+        },
+    };
     let key_prefixes = match &claims.key_prefixes {
         Some(p) => p.clone(),
         None => scim.map(|u| u.key_prefixes.to_vec()).unwrap_or_default(),
@@ -335,24 +360,48 @@ mod tests {
         let prefixes = vec!["team-a-".to_string()];
         let scim =
             Provisioned { active: true, role: Some("admin"), tenant_id: Some("tenant-a"), key_prefixes: &prefixes };
-        let p = federated(Source::SsoProxy, &claims(None, None, None), Some(scim), Role::Viewer).unwrap();
+        let refuse = DefaultScope::Refuse;
+        let p = federated(Source::SsoProxy, &claims(None, None, None), Some(scim), Role::Viewer, &refuse).unwrap();
         assert_eq!((p.role, p.tenant_id.as_deref(), p.key_prefixes.len()), (Role::Admin, Some("tenant-a"), 1));
-        let p = federated(Source::SsoProxy, &claims(Some("viewer"), Some("t-b"), Some(&[])), Some(scim), Role::Admin)
-            .unwrap();
+        let p = federated(
+            Source::SsoProxy,
+            &claims(Some("viewer"), Some("t-b"), Some(&[])),
+            Some(scim),
+            Role::Admin,
+            &refuse,
+        )
+        .unwrap();
         assert_eq!((p.role, p.tenant_id.as_deref(), p.key_prefixes.len()), (Role::Viewer, Some("t-b"), 0));
-        let p = federated(Source::SsoProxy, &claims(None, None, None), None, Role::Viewer).unwrap();
+        // No tenant from the headers and no SCIM user: refused unless a default scope is set.
+        assert_eq!(
+            federated(Source::SsoProxy, &claims(None, None, None), None, Role::Viewer, &refuse),
+            Err(Denial::NoScope)
+        );
+        assert_eq!(
+            federated(Source::SsoProxy, &claims(Some("admin"), None, None), None, Role::Viewer, &refuse),
+            Err(Denial::NoScope)
+        );
+        let p = federated(Source::SsoProxy, &claims(None, None, None), None, Role::Viewer, &DefaultScope::Unscoped)
+            .unwrap();
         assert_eq!((p.role, p.scoped(), p.source), (Role::Viewer, false, Source::SsoProxy));
+        let home = DefaultScope::Tenant("t-h".into());
+        let p = federated(Source::SsoProxy, &claims(None, None, None), None, Role::Viewer, &home).unwrap();
+        assert_eq!(p.tenant_id.as_deref(), Some("t-h"));
+        let unscoped_scim = Provisioned { tenant_id: None, ..scim };
+        let p =
+            federated(Source::SsoProxy, &claims(None, None, None), Some(unscoped_scim), Role::Viewer, &refuse).unwrap();
+        assert_eq!(p.tenant_id, None, "provisioned without a tenant by an unscoped admin: no default applies");
         let inactive = Provisioned { active: false, ..scim };
         assert_eq!(
-            federated(Source::SsoProxy, &claims(Some("admin"), None, None), Some(inactive), Role::Viewer),
+            federated(Source::SsoProxy, &claims(Some("admin"), None, None), Some(inactive), Role::Viewer, &refuse),
             Err(Denial::Inactive)
         );
         assert_eq!(
-            federated(Source::SsoProxy, &claims(Some("root"), None, None), None, Role::Viewer),
+            federated(Source::SsoProxy, &claims(Some("root"), None, None), None, Role::Viewer, &home),
             Err(Denial::Unknown)
         );
         let nobody = Claims { user: " ".into(), ..Claims::default() };
-        assert_eq!(federated(Source::SsoProxy, &nobody, None, Role::Viewer), Err(Denial::Unknown));
+        assert_eq!(federated(Source::SsoProxy, &nobody, None, Role::Viewer, &home), Err(Denial::Unknown));
         assert_eq!(split_list(" team-a-, ,team-b-"), vec!["team-a-".to_string(), "team-b-".to_string()]);
     }
 
