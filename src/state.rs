@@ -51,6 +51,8 @@ pub struct Shared {
     key_cursor: AtomicUsize,
     /// Unix ms at startup, for `/startupz`.
     pub started_at_ms: u64,
+    /// When the last refused-credential call got a ledger row (they are sampled, one a second).
+    last_refusal_row_ms: AtomicU64,
     /// Ledger rows whose `finish` failed, retried by `spawn_spool` until the store takes them.
     spool: Mutex<std::collections::VecDeque<Finished>>,
     /// This process's random id, its `Via` entry upstream (`core::hops`): a request carrying it
@@ -109,6 +111,7 @@ impl Shared {
             started_at_ms,
             instance: instance_id(),
             spool: Mutex::default(),
+            last_refusal_row_ms: AtomicU64::new(0),
         }
     }
 
@@ -173,6 +176,13 @@ impl Shared {
     #[must_use]
     pub fn spooled(&self) -> usize {
         self.spool.lock().map_or(0, |q| q.len())
+    }
+
+    /// Whether a call refused for its credential at `now` gets a ledger row (one a second).
+    pub fn sample_refusal(&self, now: u64) -> bool {
+        let last = self.last_refusal_row_ms.load(Ordering::Relaxed);
+        now.saturating_sub(last) >= 1000
+            && self.last_refusal_row_ms.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
     }
 
     /// Where to start in a provider's key pool for this call (round-robin across calls).

@@ -160,3 +160,24 @@ fn budget_pools_are_namespaced_by_tenant() {
         doc["data"].as_array().unwrap().iter().map(|u| u["limit_scope"].as_str().unwrap()).collect();
     assert_eq!(scopes, ["budget:tenant-a/shared"], "{}", usage.text());
 }
+
+/// Anonymous traffic cannot fill the disk: refused credentials are counted in the metrics but
+/// sampled into the ledger (one row a second at most).
+#[test]
+fn refused_credentials_are_counted_not_recorded_one_row_each() {
+    let mock = Mock::start();
+    let gw = gateway(&mock, vec![], None);
+    for _ in 0..50 {
+        let r = gw.post_json("/v1/chat/completions", &[("authorization", "Bearer pk-garbage")], &json!({"model": "m"}));
+        assert_eq!(r.status, 401);
+    }
+    let rows = call(&gw, MASTER, "GET", "ledger?limit=1000&key=_unauthenticated", None, &[]);
+    let n = rows.json()["data"].as_array().unwrap().len();
+    assert!((1..=5).contains(&n), "{n} rows for 50 refusals");
+    let metrics = call(&gw, MASTER, "GET", "metrics", None, &[]).text();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("prodex_gateway_rejections_total") && l.contains("invalid_api_key"))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(line.ends_with(" 50"), "every refusal is counted: {line}");
+}

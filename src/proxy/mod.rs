@@ -235,6 +235,13 @@ fn record(shared: &Shared, ex: &Exchange<'_>, call: &mut Call, wait_durable: boo
         call.headroom.and_then(|h| h.spend_remaining_microusd).map(|r| r.saturating_add(reserved).saturating_sub(spent))
     });
     let finished = Finished { reservation: call.reservation.take(), settlement, row, wait_durable, now };
+    if call.key_name == "_unauthenticated" && !shared.sample_refusal(now) {
+        // Anonymous traffic cannot fill the disk: refused credentials are counted (metrics, access
+        // log) and sampled into the ledger, one row per second at most.
+        shared.observe(&finished.row, None);
+        log_access(&finished.row, call.usage_source);
+        return true;
+    }
     let recorded = match shared.store.finish(&finished) {
         Ok(()) => true,
         Err(e) => {
