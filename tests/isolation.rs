@@ -181,3 +181,29 @@ fn refused_credentials_are_counted_not_recorded_one_row_each() {
         .unwrap_or_else(|| panic!("{metrics}"));
     assert!(line.ends_with(" 50"), "every refusal is counted: {line}");
 }
+
+/// Client-chosen model names on refused calls do not create metric series without bound.
+#[test]
+fn invented_model_names_do_not_grow_the_metrics() {
+    let mock = Mock::start();
+    let gw = gateway(&mock, vec![], None);
+    let r = call(&gw, MASTER, "POST", "keys", Some(&json!({"name": "m-key", "allowed_models": ["gpt-4o-mini"]})), &[]);
+    let token = r.json()["token"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while gw.get_with("/v1/models", &[("authorization", &format!("Bearer {token}"))]).status == 401 {
+        assert!(std::time::Instant::now() < deadline);
+    }
+    let before = call(&gw, MASTER, "GET", "metrics", None, &[]).text().len();
+    for i in 0..300 {
+        let body = json!({"model": format!("invented-model-{i}"), "messages": []});
+        assert_eq!(
+            gw.post_json("/v1/chat/completions", &[("authorization", &format!("Bearer {token}"))], &body).status,
+            403
+        );
+        assert_eq!(gw.post_json("/v1/chat/completions", &[("authorization", "Bearer pk-nope")], &body).status, 401);
+    }
+    let text = call(&gw, MASTER, "GET", "metrics", None, &[]).text();
+    assert!(!text.contains("invented-model-"), "refused names became labels");
+    assert!(text.contains("model=\"_refused\""), "{text}");
+    assert!(text.len() < before + 8 * 1024, "metrics grew from {before} to {} bytes", text.len());
+}

@@ -17,6 +17,20 @@ use crate::core::metrics::{render as render_text, Process, Registry, Sample, Vie
 use crate::core::time::UnixMs;
 use crate::state::Shared;
 
+/// The `model` label of a row. A client names any model it likes, so a label is kept only for a
+/// model that answered or has a price: calls the gateway refused fold into `_refused`, and
+/// upstream errors for unpriced names into `_unknown` — a flood of invented names cannot grow
+/// the exposition without bound.
+fn model_label(row: &LedgerRow) -> Option<&str> {
+    if row.rejected() {
+        Some("_refused")
+    } else if !(200..300).contains(&row.status) && row.cost_microusd.is_none() && row.model.is_some() {
+        Some("_unknown")
+    } else {
+        row.model.as_deref()
+    }
+}
+
 /// The sample a ledger row contributes.
 #[must_use]
 pub fn sample(row: &LedgerRow) -> Sample<'_> {
@@ -26,7 +40,7 @@ pub fn sample(row: &LedgerRow) -> Sample<'_> {
         key: &row.key_name,
         route: &row.route,
         provider: row.provider.as_deref(),
-        model: row.model.as_deref(),
+        model: model_label(row),
         status: row.status,
         error_code: row.error_code.as_deref(),
         rejected: row.rejected(),
