@@ -102,6 +102,7 @@ pub fn run(config: Config) -> ExitCode {
         header_timeout: config.server.header_timeout,
         idle_timeout: config.server.idle_timeout,
         io_timeout: config.server.io_timeout,
+        body_timeout: config.server.body_timeout,
         max_connections: config.server.max_connections,
     };
     let grace = config.shutdown_grace;

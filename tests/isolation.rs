@@ -207,3 +207,31 @@ fn invented_model_names_do_not_grow_the_metrics() {
     assert!(text.contains("model=\"_refused\""), "{text}");
     assert!(text.len() < before + 8 * 1024, "metrics grew from {before} to {} bytes", text.len());
 }
+
+/// A request body has an overall deadline: trickling one byte at a time within the per-read
+/// timeout no longer holds a connection open forever.
+#[test]
+fn a_trickled_body_hits_the_body_deadline() {
+    let mock = Mock::start();
+    let gw = gateway(&mock, vec![], Some("[gateway]\nbody_timeout_seconds = 2\n"));
+    let mut s = client::connect(gw.addr);
+    let head = format!("POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {MASTER}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    let t0 = std::time::Instant::now();
+    let writer = {
+        let mut s = s.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for _ in 0..20 {
+                if s.write_all(b" ").is_err() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+        })
+    };
+    let (r, _) = client::read_response(&mut s, false).unwrap();
+    assert_eq!((r.status, r.code().as_str()), (408, "request_timeout"), "{}", r.text());
+    assert!(t0.elapsed() < std::time::Duration::from_secs(5), "took {:?}", t0.elapsed());
+    assert_eq!(mock.count(), 0);
+    let _ = writer.join();
+}

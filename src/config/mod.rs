@@ -281,6 +281,8 @@ pub struct ServerConfig {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub io_timeout: Duration,
+    /// Time allowed for a whole request body (`body_timeout_seconds`).
+    pub body_timeout: Duration,
 }
 
 /// The validated, effective configuration.

@@ -99,6 +99,7 @@ pub(super) fn redacted(c: &Config) -> String {
             })
         })
         .collect();
+    let (sso, logs) = (sso_section(c), logs_section(c));
     let doc = json!({
         "gateway": {
             "home": c.home.display().to_string(),
@@ -112,6 +113,7 @@ pub(super) fn redacted(c: &Config) -> String {
             "max_connections": c.server.max_connections,
             "header_timeout_seconds": c.server.header_timeout.as_secs(),
             "idle_timeout_seconds": c.server.idle_timeout.as_secs(),
+            "body_timeout_seconds": c.server.body_timeout.as_secs(),
             "upstream_connect_timeout_seconds": c.upstream.connect_timeout.as_secs(),
             "upstream_idle_timeout_seconds": c.upstream.idle_timeout.as_secs(),
             "shutdown_grace_seconds": c.shutdown_grace.as_secs(),
@@ -133,7 +135,16 @@ pub(super) fn redacted(c: &Config) -> String {
                 "durability": match c.ledger.durability { Durability::Commit => "commit", Durability::Async => "async" },
             },
             "admin_tokens": admin_tokens,
-            "sso": {
+            "sso": sso,
+            "metrics": { "per_key_labels": c.metrics.per_key_labels, "max_label_keys": c.metrics.max_label_keys },
+            "logs": logs,
+        }
+    });
+    toml::to_string_pretty(&prune(doc)).unwrap_or_else(|e| format!("# could not render the configuration: {e}\n"))
+}
+
+fn sso_section(c: &Config) -> Value {
+    json!({
                 "proxy_token": opt_secret(c.sso.proxy_token.as_ref()),
                 "token_header": c.sso.token_header, "user_header": c.sso.user_header,
                 "role_header": c.sso.role_header, "key_prefixes_header": c.sso.key_prefixes_header,
@@ -144,16 +155,15 @@ pub(super) fn redacted(c: &Config) -> String {
                 "oidc_jwks_url": c.sso.oidc_jwks_url, "oidc_user_claim": c.sso.oidc_user_claim,
                 "oidc_role_claim": c.sso.oidc_role_claim, "oidc_tenant_claim": c.sso.oidc_tenant_claim,
                 "oidc_key_prefixes_claim": c.sso.oidc_key_prefixes_claim,
-            },
-            "metrics": { "per_key_labels": c.metrics.per_key_labels, "max_label_keys": c.metrics.max_label_keys },
-            "logs": {
+    })
+}
+
+fn logs_section(c: &Config) -> Value {
+    json!({
                 "dir": c.logs.dir.display().to_string(),
                 "format": match c.logs.format { LogFormat::Text => "text", LogFormat::Json => "json" },
                 "level": c.logs.level.to_string().to_ascii_lowercase(),
                 "keep_runs": c.logs.keep_runs,
                 "max_bytes": c.logs.max_bytes,
-            },
-        }
-    });
-    toml::to_string_pretty(&prune(doc)).unwrap_or_else(|e| format!("# could not render the configuration: {e}\n"))
+    })
 }

@@ -44,6 +44,7 @@ pub(super) fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env
     let policy_workers = gw.uint(d, "workers");
     let max_connections = gw.uint(d, "max_connections").unwrap_or(16_384);
     let header_timeout = gw.uint(d, "header_timeout_seconds").unwrap_or(10);
+    let body_timeout = gw.uint(d, "body_timeout_seconds").unwrap_or(300);
     let idle_timeout = gw.uint(d, "idle_timeout_seconds").unwrap_or(75);
     let connect_timeout = gw.uint(d, "upstream_connect_timeout_seconds").unwrap_or(5);
     let upstream_idle = gw.uint(d, "upstream_idle_timeout_seconds").unwrap_or(300);
@@ -270,6 +271,7 @@ pub(super) fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env
             header_timeout: Duration::from_secs(header_timeout.max(1)),
             idle_timeout: Duration::from_secs(idle_timeout.max(1)),
             io_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(body_timeout.max(1)),
         },
         upstream: UpstreamConfig {
             connect_timeout: Duration::from_secs(connect_timeout.max(1)),

@@ -197,6 +197,8 @@ enum ChunkState {
         size: u64,
         digits: u8,
         in_ext: bool,
+        /// Bytes of this line's extension so far (bounded across reads, not per read).
+        ext_len: usize,
     },
     SizeLf {
         size: u64,
@@ -206,18 +208,23 @@ enum ChunkState {
     },
     DataCr,
     DataLf,
-    /// After the last chunk: trailer lines until an empty line. `line_len` counts the current line.
+    /// After the last chunk: trailer lines until an empty line. `line_len` counts the current
+    /// line, `total` the whole trailer section.
     Trailer {
         line_len: usize,
+        total: usize,
     },
     TrailerLf {
         line_len: usize,
+        total: usize,
     },
     Done,
 }
 
-/// Bytes a chunk-size line or trailer section may take before we call it abuse.
+/// Bytes a chunk extension or one trailer line may take before we call it abuse.
 const MAX_CHUNK_LINE: usize = 4096;
+/// Bytes the whole trailer section may take.
+const MAX_TRAILERS: usize = 16 * 1024;
 
 impl ChunkedDecoder {
     #[must_use]
@@ -233,9 +240,9 @@ impl ChunkedDecoder {
             let b = input[i];
             match &mut self.state {
                 ChunkState::SizeStart | ChunkState::Size { .. } => {
-                    let (mut size, mut digits, mut in_ext) = match self.state {
-                        ChunkState::Size { size, digits, in_ext } => (size, digits, in_ext),
-                        _ => (0, 0, false),
+                    let (mut size, mut digits, mut in_ext, mut ext_len) = match self.state {
+                        ChunkState::Size { size, digits, in_ext, ext_len } => (size, digits, in_ext, ext_len),
+                        _ => (0, 0, false, 0),
                     };
                     i += 1;
                     if b == b'\r' {
@@ -246,7 +253,8 @@ impl ChunkedDecoder {
                         continue;
                     }
                     if in_ext {
-                        if usize::from(digits) + i > MAX_CHUNK_LINE * 2 {
+                        ext_len += 1;
+                        if ext_len > MAX_CHUNK_LINE {
                             return Err("chunk extension too long");
                         }
                     } else if let Some(v) = (b as char).to_digit(16) {
@@ -260,7 +268,7 @@ impl ChunkedDecoder {
                     } else {
                         return Err("invalid chunk size");
                     }
-                    self.state = ChunkState::Size { size, digits, in_ext };
+                    self.state = ChunkState::Size { size, digits, in_ext, ext_len };
                 }
                 ChunkState::SizeLf { size } => {
                     if b != b'\n' {
@@ -268,7 +276,7 @@ impl ChunkedDecoder {
                     }
                     i += 1;
                     self.state = if *size == 0 {
-                        ChunkState::Trailer { line_len: 0 }
+                        ChunkState::Trailer { line_len: 0, total: 0 }
                     } else {
                         ChunkState::Data { remaining: *size }
                     };
@@ -302,11 +310,15 @@ impl ChunkedDecoder {
                     i += 1;
                     self.state = ChunkState::SizeStart;
                 }
-                ChunkState::Trailer { line_len } => {
+                ChunkState::Trailer { line_len, total } => {
                     i += 1;
+                    *total += 1;
+                    if *total > MAX_TRAILERS {
+                        return Err("chunked trailers too long");
+                    }
                     if b == b'\r' {
-                        let line_len = *line_len;
-                        self.state = ChunkState::TrailerLf { line_len };
+                        let (line_len, total) = (*line_len, *total);
+                        self.state = ChunkState::TrailerLf { line_len, total };
                     } else {
                         *line_len += 1;
                         if *line_len > MAX_CHUNK_LINE {
@@ -314,12 +326,14 @@ impl ChunkedDecoder {
                         }
                     }
                 }
-                ChunkState::TrailerLf { line_len } => {
+                ChunkState::TrailerLf { line_len, total } => {
                     if b != b'\n' {
                         return Err("trailer line not terminated by CRLF");
                     }
                     i += 1;
-                    self.state = if *line_len == 0 { ChunkState::Done } else { ChunkState::Trailer { line_len: 0 } };
+                    let total = *total + 1;
+                    self.state =
+                        if *line_len == 0 { ChunkState::Done } else { ChunkState::Trailer { line_len: 0, total } };
                 }
                 ChunkState::Done => break,
             }
@@ -489,6 +503,33 @@ mod tests {
         assert_eq!(parse(&long_uri).unwrap_err(), HeadError::UriTooLong);
         let long_uri_partial = format!("GET /{}", "a".repeat(9000));
         assert_eq!(parse(&long_uri_partial).unwrap_err(), HeadError::UriTooLong);
+    }
+
+    #[test]
+    fn extensions_and_trailers_are_bounded_across_reads() {
+        // An extension fed one byte per read is still bounded.
+        let mut d = ChunkedDecoder::default();
+        let mut out = [0u8; 16];
+        let mut failed = None;
+        d.decode(b"5;", &mut out).unwrap();
+        for _ in 0..5000 {
+            if let Err(e) = d.decode(b"x", &mut out) {
+                failed = Some(e);
+                break;
+            }
+        }
+        assert_eq!(failed, Some("chunk extension too long"));
+        // Many short trailer lines are bounded as a whole.
+        let mut d = ChunkedDecoder::default();
+        d.decode(b"0\r\n", &mut out).unwrap();
+        let mut failed = None;
+        for _ in 0..5000 {
+            if let Err(e) = d.decode(b"X: y\r\n", &mut out) {
+                failed = Some(e);
+                break;
+            }
+        }
+        assert_eq!(failed, Some("chunked trailers too long"));
     }
 
     fn decode_all(input: &[u8], step: usize) -> Result<(Vec<u8>, bool), &'static str> {

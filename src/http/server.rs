@@ -38,6 +38,9 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Per read/write timeout while a request body is read or a response written.
     pub io_timeout: Duration,
+    /// Time allowed to receive a whole request body (408 after it): a client trickling one byte
+    /// per `io_timeout` cannot hold a connection and an upstream slot forever.
+    pub body_timeout: Duration,
     /// Open connections above this get 503 `overloaded`.
     pub max_connections: usize,
 }
@@ -50,6 +53,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(75),
             io_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(300),
             max_connections: 16_384,
         }
     }
@@ -271,6 +275,7 @@ impl Conn {
             body_read: 0,
             max_body: limits.max_body_bytes,
             io_timeout: limits.io_timeout,
+            body_deadline: started + limits.body_timeout,
             continue_sent: false,
             body_failed: None,
             response: ResponseState::NotStarted,
@@ -465,6 +470,7 @@ pub struct Exchange<'c> {
     body_read: u64,
     max_body: u64,
     io_timeout: Duration,
+    body_deadline: Instant,
     continue_sent: bool,
     /// Why reading the body through a `BodyReader` failed (too large, too slow, malformed): the
     /// client's fault, to be answered as such even when the read happened inside an upstream send.
@@ -550,7 +556,12 @@ impl<'c> Exchange<'c> {
     }
 
     fn fill_for_body(&mut self) -> Result<(), BodyError> {
-        self.conn.set_read_timeout(self.io_timeout);
+        let left = self.body_deadline.saturating_duration_since(clock::now());
+        if left.is_zero() {
+            self.close_after = true;
+            return Err(BodyError::Timeout);
+        }
+        self.conn.set_read_timeout(self.io_timeout.min(left));
         match self.conn.fill() {
             Ok(0) => {
                 self.close_after = true;
