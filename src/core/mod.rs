@@ -20,6 +20,7 @@ pub mod openai;
 pub mod openapi;
 pub mod pricing;
 pub mod query;
+pub mod route;
 pub mod scim;
 pub mod sse;
 pub mod time;
