@@ -38,6 +38,10 @@ fn metrics_pass_promtool_with_hostile_labels() {
         let body = json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
         gw.post_json("/v1/chat/completions", &[("authorization", &format!("Bearer {token}"))], &body);
     }
+    // A hostile name becomes a label only when the call was answered (refused calls fold into
+    // `_refused`): sent with the master token (no budget), the mock answers it.
+    let weird = json!({"model": "we\"ird\\model\nname", "messages": [{"role": "user", "content": "hi"}]});
+    gw.post_json("/v1/chat/completions", &[("authorization", &format!("Bearer {MASTER}"))], &weird);
     gw.post_json("/v1/chat/completions", &[("authorization", "Bearer pk-unknown")], &json!({"model": "m"}));
     gw.post_json(
         "/v1/chat/completions",

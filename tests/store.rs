@@ -157,6 +157,35 @@ fn concurrent_reservations_never_overrun_a_budget() {
     }
 }
 
+/// RPM at a second boundary, with calls reaching the store out of order (two nodes, two workers):
+/// a call stamped in second N after one stamped N+1 must still see that one (the hostile tester
+/// got 36/30 on Postgres and 31/30 on Redis). Same result on every backend.
+#[test]
+fn rate_windows_hold_when_calls_arrive_out_of_order() {
+    for (store, _dir) in backends() {
+        let limits = Limits { rpm_limit: Some(3), ..Limits::default() };
+        let base: u64 = 1_800_000_060_000;
+        // Stamps straddling a second boundary, deliberately out of order.
+        let stamps = [base + 999, base + 1_001, base + 500, base + 1_200, base + 10, base + 1_999];
+        let admitted: Vec<bool> = stamps
+            .iter()
+            .enumerate()
+            .map(|(i, at)| {
+                let r = Reservation {
+                    call_id: format!("w{i}"),
+                    scope: "key:window".into(),
+                    limits: limits.clone(),
+                    ask: Ask { cost_microusd: 0, tokens: 1 },
+                    at: *at,
+                };
+                store.reserve(&r).unwrap().is_ok()
+            })
+            .collect();
+        assert_eq!(admitted.iter().filter(|ok| **ok).count(), 3, "{}: {admitted:?}", store.backend());
+        assert_eq!(admitted, [true, true, true, false, false, false], "{}", store.backend());
+    }
+}
+
 #[test]
 fn settle_release_and_retried_finish_count_once() {
     for (store, dir) in backends() {

@@ -24,14 +24,24 @@ pub struct Window {
 }
 
 impl Window {
-    fn prune(&mut self, now_sec: u64) {
-        self.buckets.retain(|(sec, _)| sec + WINDOW_SECS > now_sec);
+    /// The second the window is read at: `now_sec`, or the newest bucket's second when a call
+    /// stamped later already counted. Calls reach a shared store out of order (two nodes, two
+    /// workers); read at a stale second, the window would skip the newer bucket and admit past
+    /// the limit at a second boundary.
+    fn effective(&self, now_sec: u64) -> u64 {
+        self.buckets.last().map_or(now_sec, |(sec, _)| (*sec).max(now_sec))
     }
 
-    /// Sum over the window ending at `now_sec`.
+    fn prune(&mut self, now_sec: u64) {
+        let now = self.effective(now_sec);
+        self.buckets.retain(|(sec, _)| sec + WINDOW_SECS > now);
+    }
+
+    /// Sum over the window ending at `now_sec` (or at the newest bucket, if that is later).
     #[must_use]
     pub fn sum(&self, now_sec: u64) -> u64 {
-        self.buckets.iter().filter(|(sec, _)| sec + WINDOW_SECS > now_sec && *sec <= now_sec).map(|(_, n)| n).sum()
+        let now = self.effective(now_sec);
+        self.buckets.iter().filter(|(sec, _)| sec + WINDOW_SECS > now && *sec <= now).map(|(_, n)| n).sum()
     }
 
     /// Adds `n` (or removes, for negative) at second `sec`.
@@ -50,14 +60,15 @@ impl Window {
     /// Seconds until the window sum drops to `target` or below (0 if it already has).
     #[must_use]
     pub fn seconds_until_at_most(&self, target: u64, now_sec: u64) -> u64 {
-        let mut total = self.sum(now_sec);
-        for (sec, n) in &self.buckets {
+        let now = self.effective(now_sec);
+        let mut total = self.sum(now);
+        for (sec, n) in self.buckets.iter().filter(|(sec, _)| sec + WINDOW_SECS > now) {
             if total <= target {
                 break;
             }
             total = total.saturating_sub(*n);
             if total <= target {
-                return (sec + WINDOW_SECS).saturating_sub(now_sec).max(1);
+                return (sec + WINDOW_SECS).saturating_sub(now).max(1);
             }
         }
         if total <= target {

@@ -11,7 +11,16 @@ local function window(w)
   return w.buckets
 end
 
+-- The second a window is read at: now, or the newest bucket's second when a call stamped later
+-- already counted (calls arrive out of order; core::admission::Window::effective).
+local function weff(b, now)
+  local last = b[#b]
+  if last and last[1] > now then return last[1] end
+  return now
+end
+
 local function wsum(b, now)
+  now = weff(b, now)
   local s = 0
   for _, p in ipairs(b) do
     if p[1] + WINDOW > now and p[1] <= now then s = s + p[2] end
@@ -20,6 +29,7 @@ local function wsum(b, now)
 end
 
 local function wadd(b, sec, n, now)
+  now = weff(b, now)
   local kept = {}
   for _, p in ipairs(b) do
     if p[1] + WINDOW > now then kept[#kept + 1] = p end
