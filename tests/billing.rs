@@ -2,6 +2,8 @@
 //! what a call can cost, streamed usage cannot be hidden, malformed usage is never billed as 0.
 //! The mock bills like the real API (`n` × output).
 
+use std::io::Write as _;
+
 use serde_json::{json, Value};
 
 use crate::support::admin::call;
@@ -21,14 +23,7 @@ fn gateway(mock: &Mock) -> Gateway {
 
 /// A key with a spend budget; its token once it has loaded.
 fn budgeted_key(gw: &Gateway, name: &str, budget_usd: f64) -> String {
-    let r = call(gw, MASTER, "POST", "keys", Some(&json!({"name": name, "budget_usd": budget_usd})), &[]);
-    assert_eq!(r.status, 201, "{}", r.text());
-    let token = r.json()["token"].as_str().unwrap().to_string();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while gw.get_with("/v1/models", &[("authorization", &format!("Bearer {token}"))]).status == 401 {
-        assert!(std::time::Instant::now() < deadline, "the key never loaded");
-    }
-    token
+    crate::support::admin::create_key(gw, MASTER, &json!({"name": name, "budget_usd": budget_usd}))
 }
 
 fn post(gw: &Gateway, token: &str, path: &str, body: &Value, extra: &[(&str, &str)]) -> Response {
@@ -208,8 +203,6 @@ impl Drop for SmallDisk {
         let _ = std::process::Command::new("umount").arg("-l").arg(&self.0 .0).status();
     }
 }
-
-use std::io::Write as _;
 
 /// A full disk stops admission (503, `/readyz` 503) instead of letting calls through unbilled;
 /// every 200 has its row; the store recovers by itself once space is back.

@@ -211,15 +211,9 @@ fn b6_model_listing_is_free() {
         env: vec![("PRODEX_GATEWAY_TOKEN", master.into())],
         ..Opts::default()
     });
-    let created =
-        call(&gw, master, "POST", "keys", Some(&json!({"name": "rb1", "request_budget": 1, "rpm_limit": 1})), &[]);
-    assert_eq!(created.status, 201, "{}", created.text());
-    let token = created.json()["token"].as_str().unwrap().to_string();
+    let body = json!({"name": "rb1", "request_budget": 1, "rpm_limit": 1});
+    let token = crate::support::admin::create_key(&gw, master, &body);
     let auth = format!("Bearer {token}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while gw.get_with("/v1/models", &[("authorization", &auth)]).status == 401 {
-        assert!(std::time::Instant::now() < deadline, "the new key never loaded");
-    }
     for path in ["/v1/models", "/v1/models/gpt-4o-mini", "/v1/models", "/models"] {
         assert_eq!(gw.get_with(path, &[("authorization", &auth)]).status, 200, "{path}");
     }

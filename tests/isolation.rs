@@ -20,14 +20,7 @@ fn gateway(mock: &Mock, extra_env: Vec<(&'static str, String)>, policy: Option<&
 
 /// A key with no allowlist and no budget (passthrough is open to it); its token once loaded.
 fn open_key(gw: &Gateway, name: &str) -> String {
-    let r = call(gw, MASTER, "POST", "keys", Some(&json!({"name": name})), &[]);
-    assert_eq!(r.status, 201, "{}", r.text());
-    let token = r.json()["token"].as_str().unwrap().to_string();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while gw.get_with("/v1/models", &[("authorization", &format!("Bearer {token}"))]).status == 401 {
-        assert!(std::time::Instant::now() < deadline, "the key never loaded");
-    }
-    token
+    crate::support::admin::create_key(gw, MASTER, &json!({"name": name}))
 }
 
 /// Dot segments and encoded separators are refused before classification: an upstream or CDN
@@ -147,10 +140,9 @@ fn budget_pools_are_namespaced_by_tenant() {
             &json!({"model": "gpt-4o-mini", "messages": []}),
         )
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while chat(&a_token).status == 401 {
-        assert!(std::time::Instant::now() < deadline);
-    }
+    crate::support::admin::wait_for_key(&gw, &a_token);
+    crate::support::admin::wait_for_key(&gw, &b_token);
+    assert_eq!(chat(&a_token).status, 200);
     assert_eq!(chat(&a_token).status, 200);
     assert_eq!(chat(&a_token).status, 429, "tenant-a's pool of 2 requests is used up");
     assert_eq!(chat(&b_token).status, 200, "tenant-b's pool is untouched");
@@ -187,12 +179,8 @@ fn refused_credentials_are_counted_not_recorded_one_row_each() {
 fn invented_model_names_do_not_grow_the_metrics() {
     let mock = Mock::start();
     let gw = gateway(&mock, vec![], None);
-    let r = call(&gw, MASTER, "POST", "keys", Some(&json!({"name": "m-key", "allowed_models": ["gpt-4o-mini"]})), &[]);
-    let token = r.json()["token"].as_str().unwrap().to_string();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while gw.get_with("/v1/models", &[("authorization", &format!("Bearer {token}"))]).status == 401 {
-        assert!(std::time::Instant::now() < deadline);
-    }
+    let token =
+        crate::support::admin::create_key(&gw, MASTER, &json!({"name": "m-key", "allowed_models": ["gpt-4o-mini"]}));
     let before = call(&gw, MASTER, "GET", "metrics", None, &[]).text().len();
     for i in 0..300 {
         let body = json!({"model": format!("invented-model-{i}"), "messages": []});

@@ -101,3 +101,22 @@ pub fn keys_cli(home: &std::path::Path, args: &[&str]) -> (Option<i32>, String, 
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Creates a key through the admin API as `admin` with `body`; returns its token once the
+/// gateway's key map has loaded it (the keyring refreshes every second; polled, never slept).
+pub fn create_key(gw: &Gateway, admin: &str, body: &Value) -> String {
+    let r = call(gw, admin, "POST", "keys", Some(body), &[]);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let token = r.json()["token"].as_str().unwrap().to_string();
+    wait_for_key(gw, &token);
+    token
+}
+
+/// Waits until `token` authenticates on the data plane (model listings are free, so polling
+/// costs the key nothing).
+pub fn wait_for_key(gw: &Gateway, token: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while gw.get_with("/v1/models", &[("authorization", &format!("Bearer {token}"))]).status == 401 {
+        assert!(std::time::Instant::now() < deadline, "the key never loaded");
+    }
+}
