@@ -138,3 +138,29 @@ fn an_sso_user_with_no_tenant_and_no_scim_record_is_refused_without_a_default_sc
     let audit = via_proxy(&gw, "GET", "audit?limit=50", &[("authorization", &format!("Bearer {MASTER}"))], None);
     assert!(audit.text().contains("unscoped_sso_user"), "{}", audit.text());
 }
+
+/// A SCIM record speaks only for its own tenant: a record another tenant made under a person's
+/// name, even deactivated, neither locks that person out nor re-scopes them when the proxy states
+/// their tenant.
+#[test]
+fn another_tenants_scim_record_cannot_claim_a_person() {
+    let gw = start();
+    let master = [("authorization", format!("Bearer {MASTER}"))];
+    let master: Vec<(&str, &str)> = master.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let squat = serde_json::json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "boss@corp", "active": false,
+        "urn:prodex:params:scim:schemas:gateway:2.0:User": {"role": "admin", "tenantId": "tenant-a"}});
+    let mut h = master.clone();
+    h.push(("content-type", "application/scim+json"));
+    let r = via_proxy(&gw, "POST", "scim/v2/Users", &h, Some(&squat));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let boss = [("x-prodex-sso-token", PROXY), ("x-auth-request-email", "boss@corp"), ("x-prodex-tenant", "tenant-b")];
+    let me = via_proxy(&gw, "GET", "whoami", &boss, None);
+    assert_eq!(me.status, 200, "tenant-a's deactivated record does not lock out tenant-b's person: {}", me.text());
+    assert_eq!((me.json()["tenant_id"].as_str(), me.json()["role"].as_str()), (Some("tenant-b"), Some("viewer")));
+    let unstated = [("x-prodex-sso-token", PROXY), ("x-auth-request-email", "boss@corp")];
+    assert_eq!(
+        via_proxy(&gw, "GET", "whoami", &unstated, None).status,
+        401,
+        "with no tenant stated, the record applies"
+    );
+}

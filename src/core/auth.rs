@@ -218,6 +218,10 @@ pub fn federated(
     if user.is_empty() || user.chars().any(char::is_control) {
         return Err(Denial::Unknown);
     }
+    // A SCIM user speaks only for its own tenant: when the identity provider states the tenant,
+    // another tenant's record of the same name neither supplies claims nor deactivates the user
+    // (whoever provisioned a name first cannot lock out or re-scope a person of another tenant).
+    let scim = scim.filter(|u| claims.tenant_id.as_deref().is_none_or(|t| u.tenant_id == Some(t)));
     if scim.is_some_and(|u| !u.active) {
         return Err(Denial::Inactive);
     }
@@ -391,6 +395,12 @@ mod tests {
         let p =
             federated(Source::SsoProxy, &claims(None, None, None), Some(unscoped_scim), Role::Viewer, &refuse).unwrap();
         assert_eq!(p.tenant_id, None, "provisioned without a tenant by an unscoped admin: no default applies");
+        // Another tenant's record of the same name is ignored when the tenant is stated.
+        let squatted = Provisioned { active: false, tenant_id: Some("tenant-x"), ..scim };
+        let p =
+            federated(Source::SsoProxy, &claims(None, Some("tenant-a"), None), Some(squatted), Role::Viewer, &refuse)
+                .unwrap();
+        assert_eq!((p.role, p.tenant_id.as_deref(), p.key_prefixes.len()), (Role::Viewer, Some("tenant-a"), 0));
         let inactive = Provisioned { active: false, ..scim };
         assert_eq!(
             federated(Source::SsoProxy, &claims(Some("admin"), None, None), Some(inactive), Role::Viewer, &refuse),
