@@ -138,10 +138,7 @@ pub fn handle(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &st
             if ex.response_started() {
                 Tail::Nothing
             } else {
-                let mut headers: Vec<(String, String)> = vec![("content-type".into(), "application/json".into())];
-                headers.extend(err.headers.iter().map(|(k, v)| ((*k).to_string(), v.clone())));
-                headers.extend(ratelimit_headers(&call));
-                Tail::Body { status: err.status, headers, body: err.body() }
+                error_tail(&err, ratelimit_headers(&call))
             }
         }
     };
@@ -152,10 +149,7 @@ pub fn handle(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &st
         // a stream is cut before its terminating chunk (the client sees it incomplete).
         let tail = match tail {
             Tail::Body { status, .. } if !recorded && status < 400 => {
-                let err = ApiError::state_unavailable();
-                let mut headers: Vec<(String, String)> = vec![("content-type".into(), "application/json".into())];
-                headers.extend(err.headers.iter().map(|(k, v)| ((*k).to_string(), v.clone())));
-                Tail::Body { status: err.status, headers, body: err.body() }
+                error_tail(&ApiError::state_unavailable(), vec![])
             }
             Tail::EndOfStream if !recorded => Tail::Nothing,
             tail => tail,
@@ -165,6 +159,14 @@ pub fn handle(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &st
         deliver(ex, tail, &mut call);
         record(shared, ex, &mut call, false);
     }
+}
+
+/// The whole response for `err`: its OpenAI error body, its own headers and `extra`.
+fn error_tail(err: &ApiError, extra: Vec<(String, String)>) -> Tail {
+    let mut headers: Vec<(String, String)> = vec![("content-type".into(), "application/json".into())];
+    headers.extend(err.headers.iter().map(|(k, v)| ((*k).to_string(), v.clone())));
+    headers.extend(extra);
+    Tail::Body { status: err.status, headers, body: err.body() }
 }
 
 fn deliver(ex: &mut Exchange<'_>, tail: Tail, call: &mut Call) {
