@@ -294,8 +294,11 @@ impl Files {
             }
             let _ = fs::rename(&path, self.dir.join(format!("{AUDIT_LOG}.1")));
             if let Ok(f) = private_append(&path) {
-                (self.audit, self.audit_bytes) = (f, 0);
+                self.audit = f;
             }
+            // Reset even when the new file could not be opened (the old handle keeps writing to
+            // `.1`): rotating again on every batch would push every generation off the end.
+            self.audit_bytes = 0;
         }
         let _ = self.audit.write_all(bytes);
         self.audit_bytes += bytes.len() as u64;

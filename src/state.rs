@@ -158,18 +158,28 @@ impl Shared {
         q.push_back(f);
     }
 
-    /// Retries spooled finishes, oldest first, until one fails; returns how many landed.
+    /// Retries spooled finishes, oldest first, until one fails (that one moves to the back, so
+    /// a row that can never land does not block the others); returns how many landed.
     pub fn drain_spool(&self) -> usize {
+        let spool = || self.spool.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut landed = 0;
-        loop {
-            let next = self.spool.lock().unwrap_or_else(std::sync::PoisonError::into_inner).front().cloned();
-            let Some(f) = next else { return landed };
-            if self.store.finish(&f).is_err() {
-                return landed;
+        let waiting = spool().len(); // (a guard in the `for` expression would live for the whole loop)
+        for _ in 0..waiting {
+            let Some(f) = spool().front().cloned() else { break };
+            let ok = self.store.finish(&f).is_ok();
+            let mut q = spool();
+            // Found by id: `retry_finish` may have evicted the front meanwhile.
+            if let Some(at) = q.iter().position(|x| x.row.call_id == f.row.call_id) {
+                let entry = q.remove(at);
+                if ok {
+                    landed += 1;
+                } else if let Some(entry) = entry {
+                    q.push_back(entry);
+                    break;
+                }
             }
-            self.spool.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop_front();
-            landed += 1;
         }
+        landed
     }
 
     /// Finishes waiting for a retry.

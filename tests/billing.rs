@@ -343,3 +343,40 @@ fn calls_in_flight_when_postgres_stops_are_told_and_recorded_later() {
     pg.signal_all(libc::SIGCONT);
     gw.wait_ready();
 }
+
+/// A stream whose events carry content only in shapes the estimate does not read (or `null`
+/// lists) and no usage is still billed (at least its input), never released for free.
+#[test]
+fn a_stream_without_countable_content_or_usage_is_still_billed() {
+    let mock = Mock::start();
+    let gw = gateway(&mock);
+    let key = budgeted_key(&gw, "uncounted-key", 5.0);
+    let body = json!({"model": "gpt-4o-mini", "stream": true, "max_completion_tokens": 10, "messages": [{"role": "user", "content": "hi there"}]});
+    let r = post(&gw, &key, "/v1/chat/completions", &body, &[("x-mock-usage", "none")]);
+    assert_eq!(r.status, 200);
+    let row = row_of(&gw, &r);
+    assert_eq!(row["usage_source"], "estimated", "{row}");
+    assert!(u(&row, "cost_microusd") > 0 && u(&row, "input_tokens") > 0, "{row}");
+}
+
+/// Completions with a list of prompts generate `n` completions per prompt: all are reserved.
+#[test]
+fn every_prompt_of_a_completions_batch_is_reserved() {
+    let mock = Mock::start();
+    let gw = gateway(&mock);
+    let key = budgeted_key(&gw, "batch-key", 5.0);
+    let one = json!({"model": "gpt-4o-mini", "prompt": "a", "max_tokens": 1000});
+    let many = json!({"model": "gpt-4o-mini", "prompt": ["a", "b", "c", "d"], "max_tokens": 1000});
+    let one = row_of(&gw, &post(&gw, &key, "/v1/completions", &one, &[]));
+    let many = row_of(&gw, &post(&gw, &key, "/v1/completions", &many, &[]));
+    // 1000 output tokens at $0.60/M = 600 µUSD per prompt.
+    assert!(u(&many, "reserved_microusd") >= u(&one, "reserved_microusd") + 3 * 600, "{one}\n{many}");
+    let r = post(
+        &gw,
+        &key,
+        "/v1/chat/completions",
+        &json!({"model": "gpt-4o-mini", "max_completion_tokens": 100000.5, "max_tokens": 1, "messages": []}),
+        &[],
+    );
+    assert_eq!((r.status, r.json()["error"]["param"].as_str()), (400, Some("max_completion_tokens")), "{}", r.text());
+}

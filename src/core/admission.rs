@@ -16,6 +16,8 @@ use crate::core::time::UnixMs;
 
 /// Length of the sliding RPM/TPM window.
 pub const WINDOW_SECS: u64 = 60;
+/// How far ahead of a call's own clock a window is read when a later-stamped call already counted.
+pub const MAX_SKEW_SECS: u64 = 5;
 
 /// Per-second counts over the last `WINDOW_SECS` seconds (oldest first).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,7 +31,9 @@ impl Window {
     /// workers); read at a stale second, the window would skip the newer bucket and admit past
     /// the limit at a second boundary.
     fn effective(&self, now_sec: u64) -> u64 {
-        self.buckets.last().map_or(now_sec, |(sec, _)| (*sec).max(now_sec))
+        // At most a few seconds ahead: a node whose clock runs far ahead (or one that stepped
+        // back) must not push the window past every new bucket and switch the limit off.
+        self.buckets.last().map_or(now_sec, |(sec, _)| (*sec).clamp(now_sec, now_sec + MAX_SKEW_SECS))
     }
 
     fn prune(&mut self, now_sec: u64) {

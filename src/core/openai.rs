@@ -247,6 +247,121 @@ struct PeekWire<'a> {
     previous_response_id: Option<Value>,
     #[serde(default)]
     conversation: Option<Value>,
+    /// Completions: how many prompts (counted without building them).
+    #[serde(default)]
+    prompt: Option<Prompts>,
+}
+
+/// How many prompts a completions `prompt` holds: a string or a token list is one; a list of
+/// strings or of token lists is one per element (each generates `n` completions). Counted
+/// without building the prompt.
+struct Prompts(u64);
+
+impl<'de> Deserialize<'de> for Prompts {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Count;
+        impl<'de> serde::de::Visitor<'de> for Count {
+            type Value = Prompts;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a prompt")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Prompts, A::Error> {
+                let (mut n, mut all_tokens) = (0u64, true);
+                while let Some(Element(token)) = seq.next_element::<Element>()? {
+                    n += 1;
+                    all_tokens &= token;
+                }
+                Ok(Prompts(if all_tokens { 1 } else { n.max(1) }))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Prompts, E> {
+                Ok(Prompts(1))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Prompts, E> {
+                Ok(Prompts(1))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Prompts, E> {
+                Ok(Prompts(1))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Prompts, E> {
+                Ok(Prompts(1))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Prompts, E> {
+                Ok(Prompts(1))
+            }
+            fn visit_unit<E>(self) -> Result<Prompts, E> {
+                Ok(Prompts(1))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Prompts, A::Error> {
+                while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Prompts(1))
+            }
+        }
+        d.deserialize_any(Count)
+    }
+}
+
+/// One element of a prompt list: `true` for a token id (the list is one tokenized prompt).
+struct Element(bool);
+
+impl<'de> Deserialize<'de> for Element {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Kind;
+        impl<'de> serde::de::Visitor<'de> for Kind {
+            type Value = Element;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a prompt element")
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Element, E> {
+                Ok(Element(true))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Element, E> {
+                Ok(Element(true))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Element, E> {
+                Ok(Element(true))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Element, E> {
+                Ok(Element(false))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Element, E> {
+                Ok(Element(false))
+            }
+            fn visit_unit<E>(self) -> Result<Element, E> {
+                Ok(Element(false))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Element, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Element(false))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Element, A::Error> {
+                while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Element(false))
+            }
+        }
+        d.deserialize_any(Kind)
+    }
+}
+
+/// The largest of the route's output bounds that are present. A bound must be a non-negative
+/// integer (400 otherwise): a value an upstream might coerce must never fall through to a smaller
+/// one, and two bounds reserve for the larger, whichever the upstream reads.
+fn bound_of(bounds: &[(&'static str, &Option<Value>)]) -> Result<Option<u64>, PeekError> {
+    let mut max: Option<u64> = None;
+    for (param, v) in bounds {
+        match v {
+            None | Some(Value::Null) => {}
+            Some(v) => {
+                let integral = v.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0 && *f < 1.8e19);
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let n = v.as_u64().or(integral.map(|f| f as u64)).ok_or_else(|| PeekError::Param {
+                    param,
+                    message: format!("`{param}` must be a non-negative integer"),
+                })?;
+                max = Some(max.map_or(n, |m| m.max(n)));
+            }
+        }
+    }
+    Ok(max)
 }
 
 /// `n` or `best_of`: absent or null is 1; otherwise an integer in 1..=`MAX_CHOICES`.
@@ -270,16 +385,17 @@ pub fn peek_request(route: &Route, body: &[u8]) -> Result<RequestPeek, PeekError
         }
         Err(e) => return Err(PeekError::Json(e.to_string())),
     };
-    let bound = |v: &Option<Value>| v.as_ref().and_then(Value::as_u64);
     let (max_output_tokens, choices) = match route {
-        Route::ChatCompletions => {
-            (bound(&w.max_completion_tokens).or_else(|| bound(&w.max_tokens)), choices_of("n", w.n.as_ref())?)
-        }
+        Route::ChatCompletions => (
+            bound_of(&[("max_completion_tokens", &w.max_completion_tokens), ("max_tokens", &w.max_tokens)])?,
+            choices_of("n", w.n.as_ref())?,
+        ),
         Route::Completions => {
-            let n = choices_of("n", w.n.as_ref())?;
-            (bound(&w.max_tokens), n.max(choices_of("best_of", w.best_of.as_ref())?))
+            let n = choices_of("n", w.n.as_ref())?.max(choices_of("best_of", w.best_of.as_ref())?);
+            let prompts = w.prompt.as_ref().map_or(1, |p| p.0);
+            (bound_of(&[("max_tokens", &w.max_tokens)])?, n.saturating_mul(prompts))
         }
-        Route::Responses => (bound(&w.max_output_tokens), 1),
+        Route::Responses => (bound_of(&[("max_output_tokens", &w.max_output_tokens)])?, 1),
         Route::Embeddings => (Some(0), 1),
         _ => (None, 1),
     };
@@ -316,7 +432,7 @@ pub fn body_usage(body: &[u8]) -> Result<Option<UsageRead>, NotJson> {
 #[derive(Deserialize)]
 struct ContentWire<'a> {
     #[serde(default)]
-    choices: Vec<ChoiceWire<'a>>,
+    choices: Option<Vec<ChoiceWire<'a>>>,
     #[serde(borrow, default, rename = "type")]
     kind: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -341,7 +457,10 @@ struct DeltaWire<'a> {
     #[serde(borrow, default)]
     refusal: Option<Cow<'a, str>>,
     #[serde(default)]
-    tool_calls: Vec<ToolCallWire<'a>>,
+    tool_calls: Option<Vec<ToolCallWire<'a>>>,
+    /// The legacy `functions` API.
+    #[serde(default)]
+    function_call: Option<FunctionWire<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -371,14 +490,13 @@ pub fn generated_bytes(data: &str) -> u64 {
     if event.kind.as_deref().is_some_and(|k| k.ends_with(".delta")) {
         n += len(&event.delta);
     }
-    for choice in &event.choices {
+    let function = |f: &Option<FunctionWire<'_>>| f.as_ref().map_or(0, |f| len(&f.name) + len(&f.arguments));
+    for choice in event.choices.iter().flatten() {
         n += len(&choice.text);
         if let Some(d) = &choice.delta {
-            n += len(&d.content) + len(&d.reasoning_content) + len(&d.refusal);
-            for call in &d.tool_calls {
-                if let Some(f) = &call.function {
-                    n += len(&f.name) + len(&f.arguments);
-                }
+            n += len(&d.content) + len(&d.reasoning_content) + len(&d.refusal) + function(&d.function_call);
+            for call in d.tool_calls.iter().flatten() {
+                n += function(&call.function);
             }
         }
     }
@@ -419,6 +537,9 @@ mod tests {
             ("[DONE]", 0),
             ("not json", 0),
             (r#"{"choices":[{"delta":{"content":5}}]}"#, 0),
+            (r#"{"choices":[{"delta":{"content":"abc","tool_calls":null}}]}"#, 3),
+            (r#"{"choices":null,"type":"response.output_text.delta","delta":"xy"}"#, 2),
+            (r#"{"choices":[{"delta":{"function_call":{"name":"f","arguments":"{}"}}}]}"#, 3),
         ];
         for (data, want) in cases {
             assert_eq!(generated_bytes(data), want, "{data}");
@@ -518,7 +639,13 @@ mod tests {
         use Route::{ChatCompletions as Chat, Completions, Embeddings, Responses};
         let cases: &[(Route, &str, Option<u64>, u64, bool)] = &[
             (Chat, r#"{"max_tokens":50,"max_completion_tokens":70}"#, Some(70), 1, false),
+            (Chat, r#"{"max_tokens":90,"max_completion_tokens":70}"#, Some(90), 1, false),
+            (Chat, r#"{"max_completion_tokens":0,"max_tokens":500}"#, Some(500), 1, false),
             (Chat, r#"{"max_tokens":50}"#, Some(50), 1, false),
+            (Completions, r#"{"prompt":["a","b","c"],"n":2,"max_tokens":5}"#, Some(5), 6, false),
+            (Completions, r#"{"prompt":[1,2,3,4],"max_tokens":5}"#, Some(5), 1, false),
+            (Completions, r#"{"prompt":[[1,2],[3]],"max_tokens":5}"#, Some(5), 2, false),
+            (Completions, r#"{"prompt":"one"}"#, None, 1, false),
             (Chat, r#"{"max_output_tokens":5}"#, None, 1, false),
             (Chat, r#"{"n":128,"max_completion_tokens":10}"#, Some(10), 128, false),
             (Chat, r#"{"n":null}"#, None, 1, false),
@@ -546,6 +673,9 @@ mod tests {
             (Chat, r#"{"n":"2"}"#, "n"),
             (Chat, r#"{"n":1.5}"#, "n"),
             (Completions, r#"{"best_of":-1}"#, "best_of"),
+            (Chat, r#"{"max_completion_tokens":100000.5,"max_tokens":1}"#, "max_completion_tokens"),
+            (Chat, r#"{"max_tokens":"9"}"#, "max_tokens"),
+            (Responses, r#"{"max_output_tokens":-1}"#, "max_output_tokens"),
         ] {
             assert!(
                 matches!(peek_request(&route, body.as_bytes()), Err(PeekError::Param { param: p, .. }) if p == param),

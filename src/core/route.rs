@@ -92,12 +92,13 @@ pub fn check_path(path: &str) -> Result<(), BadPath> {
     if lower.contains("%2f") || lower.contains("%5c") || lower.contains('\\') {
         return Err(BadPath::EncodedSeparator);
     }
+    let segments = lower.split('/').count();
     for (i, segment) in lower.split('/').enumerate() {
-        let decoded = segment.replace("%2e", ".");
-        if decoded == "." || decoded == ".." {
+        let dots = segment.len() <= 6 && segment.replace("%2e", ".").bytes().all(|b| b == b'.');
+        if dots && !segment.is_empty() && segment.replace("%2e", ".").len() <= 2 {
             return Err(BadPath::DotSegment);
         }
-        if segment.is_empty() && i > 0 && i + 1 < lower.split('/').count() {
+        if segment.is_empty() && i > 0 && i + 1 < segments {
             return Err(BadPath::EmptySegment);
         }
     }

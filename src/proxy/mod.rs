@@ -77,6 +77,9 @@ pub(crate) struct Call {
     /// Bytes of generated content relayed in a stream (delta text, tool-call arguments; not the
     /// SSE framing or JSON envelopes), for estimating output when usage never arrived.
     pub relayed_bytes: u64,
+    /// Stream events relayed: a stream that relayed events is billed (at least its input) even
+    /// when no content in a shape we count came with them.
+    pub relayed_events: u64,
     /// The upstream answered 2xx (so a missing usage means estimate, not release).
     pub upstream_ok: bool,
     /// Why the provider's usage could not be billed, when it could not (`core::openai::InvalidUsage`).
@@ -125,6 +128,7 @@ pub fn handle(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &st
         headroom: None,
         input_estimate: 0,
         relayed_bytes: 0,
+        relayed_events: 0,
         upstream_ok: false,
         metered: !matches!(route, Route::Models | Route::Model(_)),
         usage_invalid: None,
@@ -274,7 +278,7 @@ fn finalize_usage(call: &mut Call) {
         call.error_code.get_or_insert_with(|| "upstream_invalid_usage".into());
         return;
     }
-    let produced = call.relayed_bytes > 0 || (call.upstream_ok && !call.stream);
+    let produced = call.relayed_bytes > 0 || call.relayed_events > 0 || (call.upstream_ok && !call.stream);
     if call.upstream_ok && produced {
         // Output from the content relayed; input from the body estimate (itself ~2× generous) halved.
         call.usage = Usage {

@@ -201,6 +201,7 @@ fn relay_sse(
             }
             if call.usage_source != UsageSource::Provider {
                 call.relayed_bytes += openai::generated_bytes(&event.data);
+                call.relayed_events += u64::from(event.data != "[DONE]");
             }
         }
     }

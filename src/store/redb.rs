@@ -60,6 +60,13 @@ struct RecentIds {
 impl RecentIds {
     const CAP: usize = 100_000;
 
+    /// Forgets `id` (its finish did not happen after all), so that a retry can run it.
+    fn remove(&mut self, id: &str) {
+        if self.set.remove(id) {
+            self.order.retain(|x| x != id);
+        }
+    }
+
     /// Inserts `id`; false when it was already there.
     fn insert(&mut self, id: &str) -> bool {
         if !self.set.insert(id.to_string()) {
@@ -521,7 +528,7 @@ impl Store for RedbStore {
         }
         let mut usage = None;
         if let Some(r) = &call.reservation {
-            self.with_counters(&r.scope, &r.limits, call.now, |c| match call.settlement {
+            let settled = self.with_counters(&r.scope, &r.limits, call.now, |c| match call.settlement {
                 Settlement::Used { cost_microusd, tokens } => {
                     admission::settle(c, &r.limits, r.ask, r.at, cost_microusd, tokens, call.now);
                     usage = Some(UsageDelta {
@@ -532,7 +539,14 @@ impl Store for RedbStore {
                     });
                 }
                 Settlement::Released => admission::release(c, &r.limits, r.ask, r.at, call.now),
-            })?;
+            });
+            if let Err(e) = settled {
+                // Nothing changed: forget the id so that the spooled retry settles it.
+                if let Ok(mut recent) = self.finished.lock() {
+                    recent.remove(&call.row.call_id);
+                }
+                return Err(e);
+            }
         }
         let row = Box::new(call.row.clone());
         // Backpressure: when the writer falls behind, async rows wait like durable ones instead of

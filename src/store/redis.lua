@@ -5,6 +5,7 @@
 -- (exact below 2^53: micro-USD, milliseconds and token counts stay far below).
 
 local WINDOW = 60
+local MAX_SKEW = 5 -- core::admission::MAX_SKEW_SECS
 
 local function window(w)
   if type(w) ~= 'table' or type(w.buckets) ~= 'table' then return {} end
@@ -15,7 +16,7 @@ end
 -- already counted (calls arrive out of order; core::admission::Window::effective).
 local function weff(b, now)
   local last = b[#b]
-  if last and last[1] > now then return last[1] end
+  if last and last[1] > now then return math.min(last[1], now + MAX_SKEW) end
   return now
 end
 
