@@ -94,8 +94,8 @@ pub fn check_path(path: &str) -> Result<(), BadPath> {
     }
     let segments = lower.split('/').count();
     for (i, segment) in lower.split('/').enumerate() {
-        let dots = segment.len() <= 6 && segment.replace("%2e", ".").bytes().all(|b| b == b'.');
-        if dots && !segment.is_empty() && segment.replace("%2e", ".").len() <= 2 {
+        let decoded = segment.replace("%2e", ".");
+        if decoded == "." || decoded == ".." {
             return Err(BadPath::DotSegment);
         }
         if segment.is_empty() && i > 0 && i + 1 < segments {

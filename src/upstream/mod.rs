@@ -149,13 +149,18 @@ impl Upstream {
 
 /// The host of `url` (no scheme, userinfo, port or path), for error messages.
 fn host_of(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host_port = host_port(url);
     if host_port.starts_with('[') {
         return host_port.split_once(']').map_or(host_port, |(h, _)| h).trim_start_matches('[');
     }
     host_port.split(':').next().unwrap_or(host_port)
+}
+
+/// The `host[:port]` of `url`: no scheme, userinfo, path, query or fragment.
+fn host_port(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    authority.rsplit_once('@').map_or(authority, |(_, h)| h)
 }
 
 /// Whether `url` reaches the gateway's own `listen` address: the same port on a loopback address,
@@ -164,9 +169,8 @@ fn host_of(url: &str) -> &str {
 #[must_use]
 pub fn points_at(url: &str, listen: std::net::SocketAddr) -> bool {
     use std::net::ToSocketAddrs;
-    let Some((scheme, rest)) = url.split_once("://") else { return false };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let Some((scheme, _)) = url.split_once("://") else { return false };
+    let host_port = host_port(url);
     let default_port = if scheme.eq_ignore_ascii_case("https") { 443 } else { 80 };
     let (host, port) = match host_port.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(':') && p.chars().all(|c| c.is_ascii_digit()) && !p.is_empty() => {
