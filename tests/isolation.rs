@@ -38,7 +38,6 @@ fn paths_with_dot_segments_never_reach_the_upstream() {
         ("POST", "/v1/images/%2e%2e/chat/completions"),
         ("GET", "/v1/models/x%2F..%2Ffiles"),
         ("POST", "/v1//chat/completions"),
-        ("GET", "/v1/prodex/gateway/../gateway/keys"),
     ] {
         let body = json!({"model": "gpt-4o-mini", "messages": []}).to_string();
         let r = client::request(

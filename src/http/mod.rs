@@ -1,7 +1,7 @@
 //! The route table: method + path → handler. Health routes, then the admin plane
 //! (`/v1/prodex/gateway/…`, `admin::handle`), then the data plane (with and without `/v1`). While draining, everything but health gets 503 `draining`.
-//! A path with a dot segment or an encoded separator is refused (400 `invalid_path`) before any
-//! route sees it, so the path classified is the path the upstream receives.
+//! A data-plane path with a dot segment or an encoded separator is refused (400 `invalid_path`)
+//! before it is classified, so the path classified is the path the upstream receives.
 
 pub mod codec;
 pub mod server;
@@ -39,12 +39,14 @@ impl Handler for Gateway {
             let _ = ex.send_error(&ApiError::draining());
             return;
         }
-        if let Err(bad) = crate::core::openai::check_path(&path) {
-            let _ = ex.send_error(&ApiError::invalid_path(bad.message()));
-            return;
-        }
         if let Some(rest) = crate::admin::admin_path(&path) {
             crate::admin::handle(&self.shared, ex, rest);
+            return;
+        }
+        // Data-plane paths are forwarded: refuse any that a normalising upstream could read as
+        // another route. (Admin paths are never forwarded; their ids may hold any character.)
+        if let Err(bad) = crate::core::openai::check_path(&path) {
+            let _ = ex.send_error(&ApiError::invalid_path(bad.message()));
             return;
         }
         match classify(&method, &path) {
