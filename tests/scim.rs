@@ -79,8 +79,8 @@ fn okta_style_provisioning_round_trip() {
     assert_eq!(created.status, 201, "{}", created.text());
     let id = created.json()["id"].as_str().unwrap().to_string();
     assert_eq!(created.json()["urn:prodex:params:scim:schemas:gateway:2.0:User"]["tenantId"], "tenant-a");
-    let dup = scim(&gw, MASTER, "POST", "Users", Some(&user("ADA@example.com", None)), &[]);
-    assert_eq!((dup.status, dup.json()["scimType"].as_str()), (409, Some("uniqueness")));
+    let dup = scim(&gw, MASTER, "POST", "Users", Some(&user("ADA@example.com", Some("tenant-a"))), &[]);
+    assert_eq!((dup.status, dup.json()["scimType"].as_str()), (409, Some("uniqueness")), "unique within a tenant");
 
     // The IdP's lookup before provisioning.
     let found = scim(&gw, MASTER, "GET", "Users?filter=userName%20eq%20%22Ada@Example.com%22", None, &[]);

@@ -164,3 +164,68 @@ fn another_tenants_scim_record_cannot_claim_a_person() {
         "with no tenant stated, the record applies"
     );
 }
+
+/// The hostile tester's squatting and existence-oracle cases: a tenant admin provisions (and
+/// deactivates) a name another team uses, and probes key names and userNames for 409s.
+#[test]
+fn tenant_admins_cannot_squat_or_probe_names_of_other_tenants() {
+    let gw = start();
+    let admin_of = |tenant: &'static str| {
+        vec![
+            ("x-prodex-sso-token", PROXY),
+            ("x-auth-request-email", if tenant == "tenant-a" { "a-admin@corp" } else { "b-admin@corp" }),
+            ("x-prodex-role", "admin"),
+            ("x-prodex-tenant", tenant),
+            ("content-type", "application/scim+json"),
+        ]
+    };
+    let boss = |active: bool| {
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "Boss@corp", "active": active,
+            "urn:prodex:params:scim:schemas:gateway:2.0:User": {"role": "admin"}})
+    };
+    let r = via_proxy(&gw, "POST", "scim/v2/Users", &admin_of("tenant-a"), Some(&boss(false)));
+    assert_eq!(r.status, 201, "{}", r.text());
+    // userNames are unique per tenant: tenant-b learns nothing about tenant-a's users.
+    let r = via_proxy(&gw, "POST", "scim/v2/Users", &admin_of("tenant-b"), Some(&boss(true)));
+    assert_eq!(r.status, 201, "no cross-tenant 409: {}", r.text());
+    let r = via_proxy(&gw, "POST", "scim/v2/Users", &admin_of("tenant-b"), Some(&boss(true)));
+    assert_eq!((r.status, r.json()["scimType"].as_str()), (409, Some("uniqueness")), "unique within the tenant");
+    // The real person, whose proxy states no tenant, is not locked out or re-scoped by either
+    // tenant admin's record: it gets the configured default scope.
+    let person = [("x-prodex-sso-token", PROXY), ("x-auth-request-email", "boss@corp")];
+    let me = via_proxy(&gw, "GET", "whoami", &person, None);
+    assert_eq!(me.status, 200, "{}", me.text());
+    assert_eq!((me.json()["tenant_id"].as_str(), me.json()["role"].as_str()), (Some("tenant-home"), Some("viewer")));
+    // A record the operator (unscoped) provisions does assign the tenant.
+    let mut master = vec![("content-type", "application/scim+json")];
+    let bearer = format!("Bearer {MASTER}");
+    master.push(("authorization", bearer.as_str()));
+    let mut ops = boss(true);
+    ops["urn:prodex:params:scim:schemas:gateway:2.0:User"]["tenantId"] = json!("tenant-ops");
+    assert_eq!(via_proxy(&gw, "POST", "scim/v2/Users", &master, Some(&ops)).status, 201);
+    let me = via_proxy(&gw, "GET", "whoami", &person, None).json();
+    assert_eq!((me["tenant_id"].as_str(), me["role"].as_str()), (Some("tenant-ops"), Some("admin")));
+
+    // Key names: a tenant admin's keys live in its tenant's namespace, so a name taken in
+    // another tenant is never a 409 for it.
+    let key = |headers: &[(&str, &str)], body: serde_json::Value| {
+        let mut h: Vec<(&str, &str)> = headers.iter().filter(|(k, _)| *k != "content-type").copied().collect();
+        h.push(("content-type", "application/json"));
+        via_proxy(&gw, "POST", "keys", &h, Some(&body))
+    };
+    let r = key(&master, json!({"name": "payroll-bot", "tenant_id": "tenant-b"}));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = key(&admin_of("tenant-a"), json!({"name": "payroll-bot"}));
+    assert_eq!((r.status, r.json()["name"].as_str()), (201, Some("tenant-a:payroll-bot")), "{}", r.text());
+    let r = key(&admin_of("tenant-a"), json!({"name": "payroll-bot"}));
+    assert_eq!((r.status, r.code().as_str()), (409, "key_exists"), "taken in its own namespace");
+    let r = key(&admin_of("tenant-a"), json!({"name": "tenant-b:payroll-bot"}));
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_parameter"), "another tenant's namespace: {}", r.text());
+    let r = key(&admin_of("tenant-b"), json!({"name": "tenant-b:payroll-bot"}));
+    assert_eq!(r.status, 201, "its own namespace, named in full: {}", r.text());
+    // Nobody, the operator included, files a key under another tenant's namespace.
+    let r = key(&master, json!({"name": "tenant-a:stray", "tenant_id": "tenant-b"}));
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_parameter"), "{}", r.text());
+    let r = call(&gw, MASTER, "PATCH", "keys/tenant-a:payroll-bot", Some(&json!({"tenant_id": "tenant-b"})), &[]);
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_parameter"), "{}", r.text());
+}

@@ -298,9 +298,47 @@ fn ledger_paging_filters_summaries_and_retention() {
         assert_eq!(dropped, 500);
         let left = s.ledger_summary(&LedgerQuery::default(), &[]).unwrap().1;
         assert_eq!(left.requests, 1_000);
+        // The tenant index lost the dropped rows too (tenant-a holds 2 of every 3 rows).
+        let q = LedgerQuery { tenant_scope: Some("tenant-a".into()), ..LedgerQuery::default() };
+        let want = all.iter().filter(|r| r.created_at >= 1_500_000 && q.matches(r)).count();
+        assert_eq!(s.ledger_summary(&q, &[]).unwrap().1.requests, want as u64, "{}", s.backend());
         record(s, row("late", 5, "a-ci", 200, Some(1)));
         assert_eq!(s.ledger_summary(&LedgerQuery::default(), &[]).unwrap().1.requests, 1_001);
     }
+}
+
+#[test]
+fn a_redb_file_from_before_the_tenant_indexes_is_indexed_at_open() {
+    use prodex::core::directory::{AuditEntry, AuditQuery};
+    let dir = TempDir::new("redb-backfill");
+    let path = dir.0.join("state.redb");
+    {
+        let s = RedbStore::open(&path).unwrap();
+        for i in 0..40u64 {
+            record(&s, row(&format!("c{i}"), 1_000 + i, if i % 4 == 0 { "b-x" } else { "a-ci" }, 200, Some(1)));
+        }
+        s.audit_append(&AuditEntry { id: "e1".into(), at: 5, tenant_id: Some("tenant-a".into()), ..AuditEntry::default() })
+            .unwrap();
+    }
+    {
+        // Make it an old file: no tenant index tables, no marker.
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        for t in ["ledger_by_tenant", "audit_by_tenant", "meta"] {
+            let def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new(t);
+            let _ = txn.delete_table(def);
+            let def: redb::TableDefinition<&str, u64> = redb::TableDefinition::new(t);
+            let _ = txn.delete_table(def);
+        }
+        txn.commit().unwrap();
+    }
+    let s = RedbStore::open(&path).unwrap();
+    let q = LedgerQuery { tenant_scope: Some("tenant-a".into()), ..LedgerQuery::default() };
+    assert_eq!(s.ledger_summary(&q, &[]).unwrap().1.requests, 30);
+    let q = LedgerQuery { tenant_id: Some("tenant-b".into()), ..LedgerQuery::default() };
+    assert_eq!(s.ledger_summary(&q, &[]).unwrap().1.requests, 10);
+    let audit = s.audit_list(&AuditQuery { tenant_scope: Some("tenant-a".into()), limit: 10, ..AuditQuery::default() });
+    assert_eq!(audit.unwrap().len(), 1);
 }
 
 #[test]
@@ -384,11 +422,30 @@ fn scim_users_idempotency_records_and_audit_entries() {
         s.scim_create(&user("u2", "bob@example.com", "tenant-b")).unwrap();
         s.scim_create(&user("u3", "carol@example.com", "tenant-a")).unwrap();
         assert!(
-            matches!(s.scim_create(&user("u9", "alice@example.com", "x")), Err(StoreError::Conflict(_))),
+            matches!(s.scim_create(&user("u9", "alice@example.com", "tenant-a")), Err(StoreError::Conflict(_))),
             "{}",
             s.backend()
         );
-        assert_eq!(s.scim_by_user_name("ALICE@example.com").unwrap().unwrap().id, "u1");
+        // Names are unique per tenant: another tenant's alice is another user, not a conflict.
+        s.scim_create(&user("u4", "ALICE@example.com", "tenant-x")).unwrap();
+        let ids = |name: &str| -> Vec<String> {
+            let mut v: Vec<String> = s.scim_by_user_name(name).unwrap().into_iter().map(|u| u.id).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(ids("alice@EXAMPLE.com"), ["u1", "u4"], "{}", s.backend());
+        // Moving a user to a tenant where its name is taken conflicts, and changes nothing.
+        let mut moved = user("u4", "alice@example.com", "tenant-a");
+        moved.version = 2;
+        assert!(matches!(s.scim_replace(&moved, 1), Err(StoreError::Conflict(_))), "{}", s.backend());
+        moved.tenant_id = Some("tenant-y".into());
+        s.scim_replace(&moved, 1).unwrap();
+        assert_eq!(ids("alice@example.com"), ["u1", "u4"]);
+        s.scim_create(&user("u5", "alice@example.com", "tenant-x")).unwrap();
+        assert_eq!(ids("alice@example.com"), ["u1", "u4", "u5"], "the move freed tenant-x's name");
+        s.scim_delete("u4").unwrap();
+        s.scim_delete("u5").unwrap();
+        assert_eq!(ids("ALICE@example.com"), ["u1"]);
         assert_eq!(s.scim_get("u2").unwrap().unwrap().user_name, "bob@example.com");
         let (page, total) = s.scim_list(Some("tenant-a"), 1, 1).unwrap();
         assert_eq!((page.len(), total, page[0].id.as_str()), (1, 2, "u1"));
@@ -399,11 +456,11 @@ fn scim_users_idempotency_records_and_audit_entries() {
         changed.version = 2;
         assert_eq!(s.scim_replace(&changed, 7), Err(StoreError::VersionMismatch { current: 1 }));
         s.scim_replace(&changed, 1).unwrap();
-        assert!(s.scim_by_user_name("alice@example.com").unwrap().is_none(), "renames free the old name");
-        assert!(!s.scim_by_user_name("alice2@example.com").unwrap().unwrap().active);
+        assert!(s.scim_by_user_name("alice@example.com").unwrap().is_empty(), "renames free the old name");
+        assert!(!s.scim_by_user_name("alice2@example.com").unwrap()[0].active);
         s.scim_delete("u2").unwrap();
         assert_eq!(s.scim_delete("u2"), Err(StoreError::NotFound));
-        assert!(s.scim_by_user_name("bob@example.com").unwrap().is_none());
+        assert!(s.scim_by_user_name("bob@example.com").unwrap().is_empty());
 
         let rec = |fp: &str, expires| IdempotencyRecord {
             key: "admin:k1".into(),

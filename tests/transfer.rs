@@ -175,7 +175,7 @@ fn scim_users_and_the_audit_log_move_too() {
     let out = state(&home, &["migrate", "--to", "postgres"], &[("PRODEX_GATEWAY_POSTGRES_URL", &pg)]);
     assert!(out.contains(&format!("SCIM users: 1 copied, 0 already present; audit entries: {audit_count}")), "{out}");
     let store = prodex::store::postgres::PgStore::open(&pg, 2).unwrap();
-    assert_eq!(store.scim_by_user_name("ADA@corp").unwrap().unwrap().user_name, "ada@corp");
+    assert_eq!(store.scim_by_user_name("ADA@corp").unwrap()[0].user_name, "ada@corp");
     let q = prodex::core::directory::AuditQuery { limit: 500, ..Default::default() };
     assert_eq!(store.audit_list(&q).unwrap().len(), audit_count);
     let redis = crate::store::fresh_redis_db();

@@ -90,8 +90,8 @@ fn sso_proxy(shared: &Shared, ex: &Exchange<'_>) -> Option<Result<Principal, Sso
         key_prefixes: header(&cfg.key_prefixes_header).map(split_list),
         user,
     };
-    let scim = if claims.user.is_empty() {
-        None
+    let records = if claims.user.is_empty() {
+        Vec::new()
     } else {
         match shared.store.scim_by_user_name(&claims.user) {
             Ok(u) => u,
@@ -102,14 +102,18 @@ fn sso_proxy(shared: &Shared, ex: &Exchange<'_>) -> Option<Result<Principal, Sso
             }
         }
     };
-    let provisioned = scim.as_ref().map(|u| Provisioned {
-        active: u.active,
-        role: u.role.as_deref(),
-        tenant_id: u.tenant_id.as_deref(),
-        key_prefixes: &u.key_prefixes,
-    });
+    let provisioned: Vec<Provisioned<'_>> = records
+        .iter()
+        .map(|u| Provisioned {
+            active: u.active,
+            role: u.role.as_deref(),
+            tenant_id: u.tenant_id.as_deref(),
+            key_prefixes: &u.key_prefixes,
+            confined: u.confined,
+        })
+        .collect();
     Some(
-        federated(Source::SsoProxy, &claims, provisioned, cfg.default_role, &cfg.default_scope)
+        federated(Source::SsoProxy, &claims, &provisioned, cfg.default_role, &cfg.default_scope)
             .map_err(SsoRefusal::Denied),
     )
 }

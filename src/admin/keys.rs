@@ -17,7 +17,7 @@ use crate::clock;
 use crate::core::auth::Principal;
 use crate::core::credential::digest;
 use crate::core::directory::IdempotencyRecord;
-use crate::core::keys::{token_from_bytes, token_hint, KeyRecord, KeySource};
+use crate::core::keys::{in_namespace, name_fits, token_from_bytes, token_hint, KeyRecord, KeySource};
 use crate::core::keyspec::{key_json, parse_create, parse_patch, usage_json, FieldError, KeyEdit};
 use crate::core::ledger::encode_cursor;
 use crate::core::query::Params;
@@ -74,6 +74,8 @@ pub enum LifecycleError {
     Store(StoreError),
     /// The OS random number generator failed (no token can be made).
     Random,
+    /// The name is in another tenant's namespace (`tenant-b:…` for a key of tenant-a).
+    Namespace(String),
 }
 
 impl std::fmt::Display for LifecycleError {
@@ -81,6 +83,7 @@ impl std::fmt::Display for LifecycleError {
         match self {
             Self::Store(e) => e.fmt(f),
             Self::Random => f.write_str("the OS random number generator failed"),
+            Self::Namespace(name) => write!(f, "`{name}` is in another tenant's namespace"),
         }
     }
 }
@@ -95,6 +98,7 @@ impl LifecycleError {
             Self::Store(StoreError::NotFound) => "key_not_found",
             Self::Store(_) => "state_unavailable",
             Self::Random => "internal_error",
+            Self::Namespace(_) => "invalid_parameter",
         }
     }
 }
@@ -109,6 +113,7 @@ fn lifecycle_error(shared: &Shared, e: &LifecycleError) -> ApiError {
     match e {
         LifecycleError::Store(e) => state_error(shared, e),
         LifecycleError::Random => ApiError::internal("the OS random number generator failed"),
+        LifecycleError::Namespace(_) => ApiError::invalid_parameter("name", e.to_string()),
     }
 }
 
@@ -139,6 +144,9 @@ pub fn create_key(
         ..KeyRecord::default()
     };
     edit.apply(&mut key);
+    if !name_fits(&key.name, key.tenant_id.as_deref()) {
+        return Err(LifecycleError::Namespace(key.name));
+    }
     store.create_key(&key)?;
     Ok((key, token))
 }
@@ -253,7 +261,7 @@ pub(crate) fn create(shared: &Shared, ex: &mut Exchange<'_>, p: &Principal) -> R
         let body = input
             .body
             .ok_or_else(|| ApiError::invalid_parameter("body", "a JSON body with at least `name` is required"))?;
-        let (name, mut edit) = parse_create(&body).map_err(field_error)?;
+        let (mut name, mut edit) = parse_create(&body).map_err(field_error)?;
         if let Some(own) = &p.tenant_id {
             match &edit.tenant_id {
                 Some(Some(asked)) if asked != own => {
@@ -261,6 +269,9 @@ pub(crate) fn create(shared: &Shared, ex: &mut Exchange<'_>, p: &Principal) -> R
                 }
                 _ => edit.tenant_id = Some(Some(own.clone())),
             }
+            // A tenant's admin names keys inside the tenant's namespace, so a taken name is never
+            // another tenant's (no cross-tenant existence oracle in the 409).
+            name = in_namespace(&name, own).map_err(|m| ApiError::invalid_parameter("name", m))?;
         }
         if !crate::core::auth::name_in(&p.key_prefixes, &name) {
             return Err(ApiError::permission(
@@ -286,6 +297,14 @@ pub(crate) fn patch(shared: &Shared, ex: &mut Exchange<'_>, p: &Principal, name:
         let key = writable(shared, p, name, input.if_match.as_deref())?;
         if p.tenant_id.is_some() && edit.tenant_id.as_ref().is_some_and(|t| *t != key.tenant_id) {
             return Err(ApiError::permission("scope_forbidden", "you may not move a key to another tenant"));
+        }
+        if let Some(tenant) = &edit.tenant_id {
+            if !name_fits(&key.name, tenant.as_deref()) {
+                return Err(ApiError::invalid_parameter(
+                    "tenant_id",
+                    format!("`{}` is named in its tenant's namespace and cannot move to another tenant", key.name),
+                ));
+            }
         }
         let next = update(shared.store.as_ref(), &key, clock::unix_ms(), |k| edit.apply(k))
             .map_err(|e| state_error(shared, &e))?;

@@ -158,7 +158,7 @@ fn list(shared: &Shared, ex: &Exchange<'_>, p: &Principal, base: &str) -> Result
         None => store.scim_list(tenant, start, count).map_err(|e| unavailable(shared, &e))?,
         Some(f) => {
             let candidates: Vec<ScimUser> = match user_name_eq(f) {
-                Some(name) => store.scim_by_user_name(name).map_err(|e| unavailable(shared, &e))?.into_iter().collect(),
+                Some(name) => store.scim_by_user_name(name).map_err(|e| unavailable(shared, &e))?,
                 None => all_users(shared, tenant)?,
             };
             let hits: Vec<ScimUser> = candidates.into_iter().filter(|u| in_tenant(p, u) && matches(f, u)).collect();
@@ -197,6 +197,7 @@ fn visible(shared: &Shared, p: &Principal, id: &str) -> Result<ScimUser, ScimErr
 
 /// Holds a scoped admin's users inside its scope: tenant forced, key prefixes within its own.
 fn confine(p: &Principal, u: &mut ScimUser) -> Result<(), ScimError> {
+    u.confined = p.tenant_id.is_some();
     if let Some(own) = &p.tenant_id {
         match &u.tenant_id {
             Some(t) if t != own => {

@@ -377,13 +377,6 @@ fn read_pricing(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>) -> Vec<PriceO
     out
 }
 
-/// Key names: 1–128 of `[A-Za-z0-9._-]`.
-#[must_use]
-pub(crate) fn valid_key_name(name: &str) -> bool {
-    (1..=128).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
 fn read_virtual_keys(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env<'_>) -> Vec<StaticKey> {
     let mut out: Vec<StaticKey> = Vec::new();
     for mut s in gw.tables(d, "virtual_keys") {
@@ -432,10 +425,15 @@ fn read_virtual_keys(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &En
         };
         match &name {
             None => d.error_at(s.offset_of("name"), &format!("{path}.name"), "is required"),
-            Some(n) if !valid_key_name(n) => d.error_at(
+            Some(n) if !crate::core::keys::valid_name(n) => d.error_at(
                 s.offset_of("name"),
                 &format!("{path}.name"),
-                "must be 1-128 characters of A-Z a-z 0-9 . _ -",
+                "must be 1-128 characters of A-Z a-z 0-9 . _ - (with at most one `:` after a tenant namespace)",
+            ),
+            Some(n) if !crate::core::keys::name_fits(n, key.tenant_id.as_deref()) => d.error_at(
+                s.offset_of("name"),
+                &format!("{path}.name"),
+                format!("`{n}` is in the namespace of another tenant (names `T:…` belong to keys of tenant T)"),
             ),
             Some(n) if out.iter().any(|k| k.name.eq_ignore_ascii_case(n)) => {
                 d.error_at(

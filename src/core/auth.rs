@@ -9,6 +9,7 @@
 //! (no early exit that would reveal which one matched).
 
 use crate::core::credential::ct_eq;
+use crate::core::keys::name_has_prefix;
 
 /// What a principal may do: `viewer` reads, `admin` also writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -201,16 +202,45 @@ pub struct Provisioned<'a> {
     pub role: Option<&'a str>,
     pub tenant_id: Option<&'a str>,
     pub key_prefixes: &'a [String],
+    /// Provisioned by a tenant-scoped admin: it speaks only for principals whose tenant is already
+    /// known (stated by the identity provider, or the default scope's), never assigns one.
+    pub confined: bool,
 }
 
-/// The principal for identity-provider claims: stated values first, then the active SCIM user's,
-/// then `default_role`; the tenant from the claims, else the SCIM user's (a SCIM user provisioned
-/// without one is unscoped, as its unscoped provisioner chose), else `default_scope`. An inactive
-/// SCIM user, an empty user, an unknown role or no scope at all is refused.
+/// Which of the SCIM records named like the user speaks for it. Names are unique per tenant, so
+/// there is at most one per tenant: the stated tenant's; with no stated tenant, the one record an
+/// unscoped admin provisioned (`!confined`), else the default tenant's. Several unconfined records
+/// in different tenants and no stated tenant is ambiguous: none speaks.
+#[must_use]
+pub fn speaking<'a>(
+    stated_tenant: Option<&str>,
+    default_scope: &DefaultScope,
+    records: &[Provisioned<'a>],
+) -> Option<Provisioned<'a>> {
+    let of = |t: &str| records.iter().copied().find(|u| u.tenant_id == Some(t));
+    if let Some(t) = stated_tenant {
+        return of(t);
+    }
+    let mut assigned = records.iter().copied().filter(|u| !u.confined);
+    match (assigned.next(), assigned.next()) {
+        (Some(u), None) => Some(u),
+        (Some(_), Some(_)) => None,
+        (None, _) => match default_scope {
+            DefaultScope::Tenant(t) => of(t),
+            DefaultScope::Refuse | DefaultScope::Unscoped => None,
+        },
+    }
+}
+
+/// The principal for identity-provider claims: stated values first, then those of the SCIM user
+/// that speaks for it ([`speaking`]), then `default_role`; the tenant from the claims, else the
+/// SCIM user's (a SCIM user provisioned without one is unscoped, as its unscoped provisioner
+/// chose), else `default_scope`. An inactive SCIM user, an empty user, an unknown role or no scope
+/// at all is refused.
 pub fn federated(
     source: Source,
     claims: &Claims,
-    scim: Option<Provisioned<'_>>,
+    records: &[Provisioned<'_>],
     default_role: Role,
     default_scope: &DefaultScope,
 ) -> Result<Principal, Denial> {
@@ -218,10 +248,8 @@ pub fn federated(
     if user.is_empty() || user.chars().any(char::is_control) {
         return Err(Denial::Unknown);
     }
-    // A SCIM user speaks only for its own tenant: when the identity provider states the tenant,
-    // another tenant's record of the same name neither supplies claims nor deactivates the user
-    // (whoever provisioned a name first cannot lock out or re-scope a person of another tenant).
-    let scim = scim.filter(|u| claims.tenant_id.as_deref().is_none_or(|t| u.tenant_id == Some(t)));
+    // Whoever provisioned a name first cannot lock out or re-scope a person of another tenant.
+    let scim = speaking(claims.tenant_id.as_deref(), default_scope, records);
     if scim.is_some_and(|u| !u.active) {
         return Err(Denial::Inactive);
     }
@@ -254,7 +282,7 @@ pub fn split_list(value: &str) -> Vec<String> {
 /// Whether `name` starts with one of `prefixes` (an empty list allows every name).
 #[must_use]
 pub fn name_in(prefixes: &[String], name: &str) -> bool {
-    prefixes.is_empty() || prefixes.iter().any(|p| name.starts_with(p.as_str()))
+    prefixes.is_empty() || prefixes.iter().any(|p| name_has_prefix(name, p))
 }
 
 /// Resolves a presented credential's digest against the master secret and the admin tokens.
@@ -362,57 +390,98 @@ mod tests {
             key_prefixes: prefixes.map(|p| p.iter().map(|s| (*s).to_string()).collect()),
         };
         let prefixes = vec!["team-a-".to_string()];
-        let scim =
-            Provisioned { active: true, role: Some("admin"), tenant_id: Some("tenant-a"), key_prefixes: &prefixes };
+        let scim = Provisioned {
+            active: true,
+            role: Some("admin"),
+            tenant_id: Some("tenant-a"),
+            key_prefixes: &prefixes,
+            confined: false,
+        };
         let refuse = DefaultScope::Refuse;
-        let p = federated(Source::SsoProxy, &claims(None, None, None), Some(scim), Role::Viewer, &refuse).unwrap();
+        let p = federated(Source::SsoProxy, &claims(None, None, None), &[scim], Role::Viewer, &refuse).unwrap();
         assert_eq!((p.role, p.tenant_id.as_deref(), p.key_prefixes.len()), (Role::Admin, Some("tenant-a"), 1));
-        let p = federated(
-            Source::SsoProxy,
-            &claims(Some("viewer"), Some("t-b"), Some(&[])),
-            Some(scim),
-            Role::Admin,
-            &refuse,
-        )
-        .unwrap();
+        let p =
+            federated(Source::SsoProxy, &claims(Some("viewer"), Some("t-b"), Some(&[])), &[scim], Role::Admin, &refuse)
+                .unwrap();
         assert_eq!((p.role, p.tenant_id.as_deref(), p.key_prefixes.len()), (Role::Viewer, Some("t-b"), 0));
         // No tenant from the headers and no SCIM user: refused unless a default scope is set.
         assert_eq!(
-            federated(Source::SsoProxy, &claims(None, None, None), None, Role::Viewer, &refuse),
+            federated(Source::SsoProxy, &claims(None, None, None), &[], Role::Viewer, &refuse),
             Err(Denial::NoScope)
         );
         assert_eq!(
-            federated(Source::SsoProxy, &claims(Some("admin"), None, None), None, Role::Viewer, &refuse),
+            federated(Source::SsoProxy, &claims(Some("admin"), None, None), &[], Role::Viewer, &refuse),
             Err(Denial::NoScope)
         );
-        let p = federated(Source::SsoProxy, &claims(None, None, None), None, Role::Viewer, &DefaultScope::Unscoped)
-            .unwrap();
+        let p =
+            federated(Source::SsoProxy, &claims(None, None, None), &[], Role::Viewer, &DefaultScope::Unscoped).unwrap();
         assert_eq!((p.role, p.scoped(), p.source), (Role::Viewer, false, Source::SsoProxy));
         let home = DefaultScope::Tenant("t-h".into());
-        let p = federated(Source::SsoProxy, &claims(None, None, None), None, Role::Viewer, &home).unwrap();
+        let p = federated(Source::SsoProxy, &claims(None, None, None), &[], Role::Viewer, &home).unwrap();
         assert_eq!(p.tenant_id.as_deref(), Some("t-h"));
         let unscoped_scim = Provisioned { tenant_id: None, ..scim };
         let p =
-            federated(Source::SsoProxy, &claims(None, None, None), Some(unscoped_scim), Role::Viewer, &refuse).unwrap();
+            federated(Source::SsoProxy, &claims(None, None, None), &[unscoped_scim], Role::Viewer, &refuse).unwrap();
         assert_eq!(p.tenant_id, None, "provisioned without a tenant by an unscoped admin: no default applies");
         // Another tenant's record of the same name is ignored when the tenant is stated.
         let squatted = Provisioned { active: false, tenant_id: Some("tenant-x"), ..scim };
-        let p =
-            federated(Source::SsoProxy, &claims(None, Some("tenant-a"), None), Some(squatted), Role::Viewer, &refuse)
-                .unwrap();
+        let p = federated(Source::SsoProxy, &claims(None, Some("tenant-a"), None), &[squatted], Role::Viewer, &refuse)
+            .unwrap();
         assert_eq!((p.role, p.tenant_id.as_deref(), p.key_prefixes.len()), (Role::Viewer, Some("tenant-a"), 0));
         let inactive = Provisioned { active: false, ..scim };
         assert_eq!(
-            federated(Source::SsoProxy, &claims(Some("admin"), None, None), Some(inactive), Role::Viewer, &refuse),
+            federated(Source::SsoProxy, &claims(Some("admin"), None, None), &[inactive], Role::Viewer, &refuse),
             Err(Denial::Inactive)
         );
         assert_eq!(
-            federated(Source::SsoProxy, &claims(Some("root"), None, None), None, Role::Viewer, &home),
+            federated(Source::SsoProxy, &claims(Some("root"), None, None), &[], Role::Viewer, &home),
             Err(Denial::Unknown)
         );
         let nobody = Claims { user: " ".into(), ..Claims::default() };
-        assert_eq!(federated(Source::SsoProxy, &nobody, None, Role::Viewer, &home), Err(Denial::Unknown));
+        assert_eq!(federated(Source::SsoProxy, &nobody, &[], Role::Viewer, &home), Err(Denial::Unknown));
         assert_eq!(split_list(" team-a-, ,team-b-"), vec!["team-a-".to_string(), "team-b-".to_string()]);
+    }
+
+    #[test]
+    fn only_the_right_scim_record_speaks_for_a_person() {
+        let rec = |tenant: Option<&'static str>, confined: bool| Provisioned {
+            active: true,
+            role: None,
+            tenant_id: tenant,
+            key_prefixes: &[],
+            confined,
+        };
+        let (a_op, a_own, b_own, none_op) =
+            (rec(Some("a"), false), rec(Some("a"), true), rec(Some("b"), true), rec(None, false));
+        let home = DefaultScope::Tenant("b".into());
+        let refuse = DefaultScope::Refuse;
+        // (stated tenant, default scope, records) → the tenant of the record that speaks.
+        type Case<'a> = (Option<&'a str>, &'a DefaultScope, Vec<Provisioned<'a>>, Option<Option<&'a str>>);
+        let cases: Vec<Case<'_>> = vec![
+            (Some("a"), &refuse, vec![a_own, b_own], Some(Some("a"))),
+            (Some("b"), &refuse, vec![a_op], None),
+            (Some("c"), &home, vec![a_op, b_own], None),
+            // No stated tenant: an operator-provisioned record assigns the tenant…
+            (None, &refuse, vec![a_op, b_own], Some(Some("a"))),
+            (None, &refuse, vec![none_op], Some(None)),
+            // …a tenant admin's record never does (the squatting case) unless it is the default's.
+            (None, &refuse, vec![a_own], None),
+            (None, &DefaultScope::Unscoped, vec![a_own], None),
+            (None, &home, vec![a_own, b_own], Some(Some("b"))),
+            // Two operator records in different tenants: ambiguous, none speaks.
+            (None, &home, vec![a_op, rec(Some("b"), false)], None),
+            (None, &refuse, vec![], None),
+        ];
+        for (stated, scope, records, want) in cases {
+            let got = speaking(stated, scope, &records).map(|u| u.tenant_id);
+            assert_eq!(got, want, "stated {stated:?}, scope {scope:?}, records {records:?}");
+        }
+        // A tenant admin who provisions and deactivates another team's person cannot lock it out.
+        let squat = Provisioned { active: false, ..a_own };
+        let claims = Claims { user: "boss@corp".into(), ..Claims::default() };
+        let p = federated(Source::SsoProxy, &claims, &[squat], Role::Viewer, &DefaultScope::Unscoped).unwrap();
+        assert_eq!(p.tenant_id, None);
+        assert_eq!(federated(Source::SsoProxy, &claims, &[squat], Role::Viewer, &refuse), Err(Denial::NoScope));
     }
 
     #[test]

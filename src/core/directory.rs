@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::keys::name_has_prefix;
 use crate::core::time::UnixMs;
 
 /// A user provisioned through SCIM (RFC 7643), with the gateway's extension fields.
@@ -24,6 +25,10 @@ pub struct ScimUser {
     pub tenant_id: Option<String>,
     #[serde(default)]
     pub key_prefixes: Vec<String>,
+    /// Provisioned (or last written) by a tenant-scoped admin: it never assigns a tenant to a
+    /// person (`core::auth::speaking`). `userName`s are unique within a tenant, not across.
+    #[serde(default)]
+    pub confined: bool,
     pub version: u64,
     pub created_at: UnixMs,
     pub updated_at: UnixMs,
@@ -70,7 +75,7 @@ impl AuditQuery {
             && self.to.is_none_or(|t| e.at < t)
             && self.tenant_scope.as_ref().is_none_or(|t| e.tenant_id.as_ref() == Some(t))
             && (self.prefix_scope.is_empty()
-                || e.target.as_ref().is_some_and(|t| self.prefix_scope.iter().any(|p| t.starts_with(p.as_str()))))
+                || e.target.as_ref().is_some_and(|t| self.prefix_scope.iter().any(|p| name_has_prefix(t, p))))
             && self.after.as_ref().is_none_or(|(at, id)| (e.at, e.id.as_str()) < (*at, id.as_str()))
     }
 }
@@ -85,6 +90,73 @@ pub struct IdempotencyRecord {
     pub status: u16,
     pub body: String,
     pub expires_at: UnixMs,
+}
+
+/// One entry of the SCIM name index (redb and Redis): the ids of the users sharing a lower-cased
+/// `userName`, by tenant (`""` = tenantless). Names are unique per tenant, so this is the
+/// uniqueness check and the SSO lookup at once. Stored as a JSON object; an entry written before
+/// names were per tenant is a bare id, read through [`NameIds::parse`]'s `legacy` lookup.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NameIds(pub std::collections::BTreeMap<String, String>);
+
+impl NameIds {
+    /// Reads a stored entry; a legacy bare `id` is placed under the tenant `legacy(id)` names
+    /// (`None` when that user is gone, which drops it).
+    pub fn parse<E>(
+        raw: Option<&str>,
+        legacy: impl FnOnce(&str) -> Result<Option<Option<String>>, E>,
+    ) -> Result<Self, E> {
+        let mut ids = std::collections::BTreeMap::new();
+        match raw {
+            None => {}
+            Some(r) if r.starts_with('{') => {
+                if let Ok(map) = serde_json::from_str(r) {
+                    ids = map;
+                }
+            }
+            Some(id) => {
+                if let Some(tenant) = legacy(id)? {
+                    ids.insert(tenant.unwrap_or_default(), id.to_string());
+                }
+            }
+        }
+        Ok(Self(ids))
+    }
+
+    /// The id of `tenant`'s user of this name.
+    #[must_use]
+    pub fn get(&self, tenant: Option<&str>) -> Option<&str> {
+        self.0.get(tenant.unwrap_or("")).map(String::as_str)
+    }
+
+    /// Claims the name for `id` in `tenant`: `false` if another user of that tenant holds it.
+    pub fn claim(&mut self, tenant: Option<&str>, id: &str) -> bool {
+        match self.0.get(tenant.unwrap_or("")) {
+            Some(other) if other != id => false,
+            _ => {
+                self.0.insert(tenant.unwrap_or("").to_string(), id.to_string());
+                true
+            }
+        }
+    }
+
+    /// Gives the name up for `id` in `tenant` (if it holds it there).
+    pub fn release(&mut self, tenant: Option<&str>, id: &str) {
+        if self.get(tenant) == Some(id) {
+            self.0.remove(tenant.unwrap_or(""));
+        }
+    }
+
+    /// The stored form, `None` when no user holds the name any more (delete the entry).
+    #[must_use]
+    pub fn render(&self) -> Option<String> {
+        (!self.0.is_empty()).then(|| serde_json::to_string(&self.0).unwrap_or_default())
+    }
+
+    /// Every holder's id, the tenantless one first.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.0.values().map(String::as_str)
+    }
 }
 
 #[cfg(test)]
@@ -110,5 +182,29 @@ mod tests {
         assert!(q(|q| q.prefix_scope = vec!["team-a-".into()]) && !q(|q| q.prefix_scope = vec!["team-b-".into()]));
         assert!(q(|q| q.after = Some((10, "c".into()))) && !q(|q| q.after = Some((10, "b".into()))));
         assert!(!q(|q| q.from = Some(11)) && q(|q| q.to = Some(11)));
+    }
+
+    #[test]
+    fn scim_names_are_unique_per_tenant() {
+        let none = |_: &str| -> Result<Option<Option<String>>, ()> { unreachable!() };
+        let mut n = NameIds::parse(None, none).unwrap();
+        assert!(n.claim(Some("a"), "u1") && n.claim(Some("b"), "u2") && n.claim(None, "u3"));
+        assert!(!n.claim(Some("a"), "u4"), "taken within tenant a");
+        assert!(n.claim(Some("a"), "u1"), "re-claiming one's own name is fine");
+        let stored = n.render().unwrap();
+        let back = NameIds::parse(Some(&stored), none).unwrap();
+        assert_eq!(back, n);
+        assert_eq!(back.ids().collect::<Vec<_>>(), ["u3", "u1", "u2"]);
+        let mut back = back;
+        back.release(Some("a"), "u9");
+        assert_eq!(back.get(Some("a")), Some("u1"), "only the holder releases");
+        for (t, id) in [(Some("a"), "u1"), (Some("b"), "u2"), (None, "u3")] {
+            back.release(t, id);
+        }
+        assert_eq!(back.render(), None);
+        // A legacy bare id is filed under its user's tenant; a dangling one is dropped.
+        let legacy = NameIds::parse(Some("u7"), |id| Ok::<_, ()>(Some(Some(format!("t-{id}"))))).unwrap();
+        assert_eq!(legacy.get(Some("t-u7")), Some("u7"));
+        assert_eq!(NameIds::parse(Some("u7"), |_| Ok::<_, ()>(None)).unwrap().render(), None);
     }
 }

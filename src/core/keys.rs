@@ -131,11 +131,66 @@ impl KeyRecord {
     }
 }
 
-/// Key names: 1–128 of `[A-Za-z0-9._-]`.
+/// Key names: 1–128 of `[A-Za-z0-9._-]`, optionally in a tenant's namespace: `tenant-a:ci`
+/// (one `:`, with a non-empty namespace and name on either side).
 #[must_use]
 pub fn valid_name(name: &str) -> bool {
+    let plain =
+        |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     (1..=128).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && match name.split_once(NAMESPACE_SEP) {
+            Some((ns, local)) => plain(ns) && plain(local),
+            None => plain(name),
+        }
+}
+
+/// Separates a tenant's namespace from a key's own name.
+pub const NAMESPACE_SEP: char = ':';
+
+/// The namespace of a name (`tenant-a` of `tenant-a:ci`), if it has one.
+#[must_use]
+pub fn namespace(name: &str) -> Option<&str> {
+    name.split_once(NAMESPACE_SEP).map(|(ns, _)| ns)
+}
+
+/// A name without its namespace (`ci` of `tenant-a:ci`).
+#[must_use]
+pub fn local_name(name: &str) -> &str {
+    name.split_once(NAMESPACE_SEP).map_or(name, |(_, local)| local)
+}
+
+/// Whether a key of `tenant` may carry `name`: a namespaced name belongs to its namespace's tenant
+/// only. Key names are unique across tenants, so a tenant's admin (who names keys only inside its
+/// namespace, see [`in_namespace`]) can never collide with, and so never learn, another tenant's.
+#[must_use]
+pub fn name_fits(name: &str, tenant: Option<&str>) -> bool {
+    namespace(name).is_none_or(|ns| tenant == Some(ns))
+}
+
+/// The name a tenant-scoped principal's new key gets: `name` in `tenant`'s namespace (kept when it
+/// is already there). `Err` names the problem: another namespace, or a tenant id that cannot be one.
+pub fn in_namespace(name: &str, tenant: &str) -> Result<String, String> {
+    match namespace(name) {
+        Some(ns) if ns == tenant => Ok(name.to_string()),
+        Some(ns) => Err(format!("`{ns}:` is another tenant's namespace; your keys are named `{tenant}:…`")),
+        None => {
+            let full = format!("{tenant}{NAMESPACE_SEP}{name}");
+            if valid_name(&full) {
+                Ok(full)
+            } else {
+                Err(format!(
+                    "keys of tenant `{tenant}` are named `{tenant}:{name}`, which is not a valid key name \
+                     (1-128 characters of A-Z a-z 0-9 . _ - around one `:`)"
+                ))
+            }
+        }
+    }
+}
+
+/// Whether `name` starts with `prefix`, or its own part does (`team-a-` matches `tenant-a:team-a-ci`).
+#[must_use]
+pub fn name_has_prefix(name: &str, prefix: &str) -> bool {
+    name.starts_with(prefix) || local_name(name).starts_with(prefix)
 }
 
 /// The hint shown for a token: `pk-…` and its last 4 characters.
@@ -221,5 +276,42 @@ mod tests {
         let json = serde_json::to_string(&k).unwrap();
         assert!(json.contains(&"ab".repeat(32)) && json.contains("\"rpm_limit\":60"));
         assert_eq!(serde_json::from_str::<KeyRecord>(&json).unwrap(), k);
+    }
+
+    #[test]
+    fn tenant_namespaces_partition_key_names() {
+        for (name, ok) in [
+            ("tenant-a:ci", true),
+            (":ci", false),
+            ("tenant-a:", false),
+            ("a:b:c", false),
+            ("a b:c", false),
+            ("plain", true),
+        ] {
+            assert_eq!(valid_name(name), ok, "{name}");
+        }
+        assert_eq!((namespace("tenant-a:ci"), local_name("tenant-a:ci")), (Some("tenant-a"), "ci"));
+        assert_eq!((namespace("ci"), local_name("ci")), (None, "ci"));
+        for (name, tenant, fits) in [
+            ("tenant-a:ci", Some("tenant-a"), true),
+            ("tenant-a:ci", Some("tenant-b"), false),
+            ("tenant-a:ci", None, false),
+            ("ci", Some("tenant-b"), true),
+            ("ci", None, true),
+        ] {
+            assert_eq!(name_fits(name, tenant), fits, "{name} in {tenant:?}");
+        }
+        assert_eq!(in_namespace("ci", "tenant-a").as_deref(), Ok("tenant-a:ci"));
+        assert_eq!(in_namespace("tenant-a:ci", "tenant-a").as_deref(), Ok("tenant-a:ci"));
+        assert!(in_namespace("tenant-b:ci", "tenant-a").unwrap_err().contains("another tenant"));
+        assert!(in_namespace("ci", "acme corp").unwrap_err().contains("not a valid key name"));
+        assert!(in_namespace(&"x".repeat(128), "t").is_err(), "the namespace counts toward the length");
+        // Every name a tenant admin can make fits its tenant and no other.
+        for t in ["tenant-a", "t", "a.b"] {
+            let n = in_namespace("k", t).unwrap();
+            assert!(name_fits(&n, Some(t)) && !name_fits(&n, Some("other")) && !name_fits(&n, None));
+        }
+        assert!(name_has_prefix("tenant-a:team-a-ci", "team-a-") && name_has_prefix("team-a-ci", "team-a-"));
+        assert!(name_has_prefix("tenant-a:ci", "tenant-a:") && !name_has_prefix("tenant-a:ci", "team-a-"));
     }
 }

@@ -56,7 +56,9 @@ pub fn parse_create(body: &Value) -> Result<(String, KeyEdit), FieldError> {
     let obj = body.as_object().ok_or_else(|| err("body", "the body must be a JSON object"))?;
     let name = match obj.get("name") {
         Some(Value::String(n)) if valid_name(n) => n.clone(),
-        Some(_) => return Err(err("name", "name must be 1-128 characters of A-Z a-z 0-9 . _ -")),
+        Some(_) => {
+            return Err(err("name", "name must be 1-128 characters of A-Z a-z 0-9 . _ - (optionally `tenant:name`)"))
+        }
         None => return Err(err("name", "name is required")),
     };
     let rest: Map<String, Value> =

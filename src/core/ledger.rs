@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::keys::name_has_prefix;
 use crate::core::pricing::micros_to_usd;
 use crate::core::time::UnixMs;
 
@@ -116,13 +117,13 @@ impl LedgerQuery {
         self.from.is_none_or(|f| row.created_at >= f)
             && self.to.is_none_or(|t| row.created_at < t)
             && self.key.as_ref().is_none_or(|k| &row.key_name == k)
-            && self.key_prefix.as_ref().is_none_or(|p| row.key_name.starts_with(p.as_str()))
+            && self.key_prefix.as_ref().is_none_or(|p| name_has_prefix(&row.key_name, p))
             && eq(&self.tenant_id, &row.tenant_id)
             && eq(&self.tenant_scope, &row.tenant_id)
             && eq(&self.model, &row.model)
             && eq(&self.provider, &row.provider)
             && self.status.is_none_or(|s| s.matches(row.status))
-            && (self.prefix_scope.is_empty() || self.prefix_scope.iter().any(|p| row.key_name.starts_with(p.as_str())))
+            && (self.prefix_scope.is_empty() || self.prefix_scope.iter().any(|p| name_has_prefix(&row.key_name, p)))
     }
 }
 

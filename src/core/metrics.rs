@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use crate::core::keys::name_has_prefix;
 use crate::core::time::UnixMs;
 
 /// One finished data-plane call (borrowed from the ledger row the shell just wrote).
@@ -433,7 +434,7 @@ fn collect_visible<'r>(reg: &'r Registry, view: &View<'_>) -> Vec<(Option<&'r st
     let (mut visible, mut others) = (Vec::with_capacity(reg.keys.len()), Vec::new());
     let mut distinct = 0;
     for (name, tenants) in &reg.keys {
-        if !view.prefixes.is_empty() && !view.prefixes.iter().any(|p| name.starts_with(p.as_str())) {
+        if !view.prefixes.is_empty() && !view.prefixes.iter().any(|p| name_has_prefix(name, p)) {
             continue;
         }
         let mut states = tenants.iter().filter(|(t, _)| view.tenant.is_none() || t.as_deref() == view.tenant);

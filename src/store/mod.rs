@@ -24,7 +24,7 @@ use std::fmt;
 
 use crate::core::admission::{Ask, Counters, Headroom, Refusal};
 use crate::core::directory::{AuditEntry, AuditQuery, IdempotencyRecord, ScimUser};
-use crate::core::keys::{KeyRecord, Limits, TokenHash};
+use crate::core::keys::{name_has_prefix, KeyRecord, Limits, TokenHash};
 use crate::core::ledger::{Bucket, Dimension, LedgerQuery, LedgerRow, Summarizer};
 use crate::core::time::UnixMs;
 
@@ -71,7 +71,7 @@ pub struct KeyFilter {
 impl KeyFilter {
     #[must_use]
     pub fn matches(&self, k: &KeyRecord) -> bool {
-        (self.prefixes.is_empty() || self.prefixes.iter().any(|p| k.name.starts_with(p.as_str())))
+        (self.prefixes.is_empty() || self.prefixes.iter().any(|p| name_has_prefix(&k.name, p)))
             && self.tenant_id.as_ref().is_none_or(|t| k.tenant_id.as_ref() == Some(t))
             && self.disabled.is_none_or(|d| k.disabled == d)
     }
@@ -220,14 +220,16 @@ pub trait Store: Send + Sync {
     /// Returns once every write accepted so far is durable (used at shutdown).
     fn flush(&self) -> Result<()>;
 
-    /// Inserts a SCIM user. `Conflict` when the user name (case-insensitively) or id exists.
+    /// Inserts a SCIM user. `Conflict` when the id exists, or the user name (case-insensitively)
+    /// within the user's tenant: names are unique per tenant, so a 409 never tells one tenant
+    /// about another's users.
     fn scim_create(&self, user: &ScimUser) -> Result<()>;
 
     /// The SCIM user with this id.
     fn scim_get(&self, id: &str) -> Result<Option<ScimUser>>;
 
-    /// The SCIM user with this user name (case-insensitively).
-    fn scim_by_user_name(&self, user_name: &str) -> Result<Option<ScimUser>>;
+    /// The SCIM users with this user name (case-insensitively), at most one per tenant.
+    fn scim_by_user_name(&self, user_name: &str) -> Result<Vec<ScimUser>>;
 
     /// Users ordered by id, optionally only one tenant's; SCIM paging (1-based `start`); also
     /// returns how many match in all.

@@ -77,9 +77,20 @@ CREATE TABLE IF NOT EXISTS prodex_scim_users (
 CREATE TABLE IF NOT EXISTS prodex_idempotency (key TEXT PRIMARY KEY, expires_at BIGINT NOT NULL, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS prodex_audit (at BIGINT NOT NULL, id TEXT NOT NULL, tenant_id TEXT, doc TEXT NOT NULL, PRIMARY KEY (at, id));
 ",
+    // SCIM user names are unique per tenant (a 409 never reveals another tenant's users), and
+    // tenant-scoped audit reads use an index.
+    r"
+ALTER TABLE prodex_scim_users DROP CONSTRAINT IF EXISTS prodex_scim_users_user_name_lower_key;
+CREATE UNIQUE INDEX IF NOT EXISTS prodex_scim_users_tenant_name ON prodex_scim_users ((COALESCE(tenant_id, '')), user_name_lower);
+CREATE INDEX IF NOT EXISTS prodex_scim_users_name ON prodex_scim_users (user_name_lower);
+CREATE INDEX IF NOT EXISTS prodex_audit_tenant ON prodex_audit (tenant_id, at DESC);
+",
 ];
 
 /// A postgres error or one of ours, inside a pool job.
+mod sql;
+use sql::{audit_sql, ledger_sql};
+
 enum Fail {
     Pg(postgres::Error),
     Store(StoreError),
@@ -566,12 +577,14 @@ impl Store for PgStore {
         })
     }
 
-    fn scim_by_user_name(&self, user_name: &str) -> Result<Option<ScimUser>> {
+    fn scim_by_user_name(&self, user_name: &str) -> Result<Vec<ScimUser>> {
         let lower = user_name.to_ascii_lowercase();
         self.call(move |c| {
-            c.query_opt("SELECT doc FROM prodex_scim_users WHERE user_name_lower = $1", &[&lower])?
-                .map(|r| parse(&r.get::<_, String>(0)))
-                .transpose()
+            let rows = c.query(
+                "SELECT doc FROM prodex_scim_users WHERE user_name_lower = $1 ORDER BY COALESCE(tenant_id, '')",
+                &[&lower],
+            )?;
+            rows.iter().map(|r| parse(&r.get::<_, String>(0))).collect()
         })
     }
 
@@ -600,7 +613,8 @@ impl Store for PgStore {
                 return Err(Fail::Store(StoreError::VersionMismatch { current }));
             }
             let lower = user.user_name.to_ascii_lowercase();
-            if tx.query_opt("SELECT 1 FROM prodex_scim_users WHERE user_name_lower = $1 AND id <> $2", &[&lower, &user.id])?.is_some() {
+            let taken = "SELECT 1 FROM prodex_scim_users WHERE user_name_lower = $1 AND id <> $2 AND COALESCE(tenant_id, '') = COALESCE($3, '')";
+            if tx.query_opt(taken, &[&lower, &user.id, &user.tenant_id])?.is_some() {
                 return Err(Fail::Store(StoreError::Conflict(format!("user `{}`", user.user_name))));
             }
             tx.execute(
@@ -661,14 +675,9 @@ impl Store for PgStore {
             let mut cursor = (i(hi_at), hi_id);
             let mut first = q.after.is_none() && q.to.is_none();
             loop {
-                let rows = if first {
-                    c.query("SELECT doc FROM prodex_audit WHERE ($1::text IS NULL OR tenant_id = $1) ORDER BY at DESC, id DESC LIMIT 500", &[&q.tenant_scope])?
-                } else {
-                    c.query(
-                        "SELECT doc FROM prodex_audit WHERE ($1::text IS NULL OR tenant_id = $1) AND (at, id) < ($2, $3) ORDER BY at DESC, id DESC LIMIT 500",
-                        &[&q.tenant_scope, &cursor.0, &cursor.1],
-                    )?
-                };
+                let (sql, params) = audit_sql((!first).then(|| cursor.clone()), q.tenant_scope.clone());
+                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
+                let rows = c.query(sql.as_str(), &refs)?;
                 first = false;
                 let n = rows.len();
                 for r in rows {
@@ -719,19 +728,11 @@ impl PgStore {
         loop {
             let (q2, cur, inclusive_hi) = (q.clone(), cursor.clone(), first && q.to.is_none() && !has_after);
             let page: Vec<LedgerRow> = self.call(move |c| {
-                let from = i(q2.from.unwrap_or(0));
-                let hi = i(cur.0);
-                let rows = if inclusive_hi {
-                    c.query(
-                        "SELECT row_json FROM prodex_ledger WHERE created_at >= $1 AND ($2::text IS NULL OR key_name = $2) AND ($3::text IS NULL OR tenant_id = $3) ORDER BY created_at DESC, call_id DESC LIMIT 1000",
-                        &[&from, &q2.key, &q2.tenant_id.clone().or(q2.tenant_scope.clone())],
-                    )?
-                } else {
-                    c.query(
-                        "SELECT row_json FROM prodex_ledger WHERE created_at >= $1 AND (created_at, call_id) < ($2, $5) AND ($3::text IS NULL OR key_name = $3) AND ($4::text IS NULL OR tenant_id = $4) ORDER BY created_at DESC, call_id DESC LIMIT 1000",
-                        &[&from, &hi, &q2.key, &q2.tenant_id.clone().or(q2.tenant_scope.clone()), &cur.1],
-                    )?
-                };
+                let tenant = q2.tenant_id.clone().or(q2.tenant_scope.clone());
+                let (sql, params) =
+                    ledger_sql(i(q2.from.unwrap_or(0)), (!inclusive_hi).then(|| (i(cur.0), cur.1)), q2.key, tenant);
+                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
+                let rows = c.query(sql.as_str(), &refs)?;
                 rows.iter().map(|r| parse::<LedgerRow>(&r.get::<_, String>(0))).collect()
             })?;
             first = false;

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+mod index;
 mod writer;
 
 use writer::Tables;
@@ -32,7 +33,7 @@ use writer::Tables;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::core::admission::{self, Counters, Headroom, Refusal};
-use crate::core::directory::{AuditEntry, AuditQuery, IdempotencyRecord, ScimUser};
+use crate::core::directory::{AuditEntry, AuditQuery, IdempotencyRecord, NameIds, ScimUser};
 use crate::core::keys::{KeyRecord, Limits, TokenHash};
 use crate::core::ledger::{LedgerQuery, LedgerRow};
 use crate::core::time::UnixMs;
@@ -209,6 +210,26 @@ fn usage_key(scope: &str, period_start: UnixMs) -> String {
     format!("{scope}|{period_start}")
 }
 
+/// The name-index entry of `lower` (legacy bare ids filed under their user's tenant).
+fn name_ids(t: &Tables<'_>, lower: &str) -> Result<NameIds> {
+    let raw = t.scim_name.get(lower).map_err(unavailable)?.map(|v| v.value().to_string());
+    NameIds::parse(raw.as_deref(), |id| {
+        let found = t.scim.get(id).map_err(unavailable)?;
+        Ok(found
+            .map(|v| serde_json::from_slice::<ScimUser>(v.value()).map_err(corrupt))
+            .transpose()?
+            .map(|u| u.tenant_id))
+    })
+}
+
+fn store_name_ids(t: &mut Tables<'_>, lower: &str, names: &NameIds) -> Result<()> {
+    match names.render() {
+        Some(v) => t.scim_name.insert(lower, v.as_str()).map(|_| ()),
+        None => t.scim_name.remove(lower).map(|_| ()),
+    }
+    .map_err(unavailable)
+}
+
 impl RedbStore {
     /// Opens (or creates) the store at `path` and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self> {
@@ -254,6 +275,7 @@ impl RedbStore {
             txn.open_table(IDEMPOTENCY).map_err(unavailable)?;
             txn.open_table(AUDIT).map_err(unavailable)?;
         }
+        index::prepare(&txn)?;
         txn.commit().map_err(unavailable)?;
         let slot = Arc::new(Slot {
             db: RwLock::new(Some(Arc::new(db))),
@@ -400,6 +422,13 @@ impl RedbStore {
                 }
             }
             return Ok(());
+        }
+        if let Some(tenant) = q.tenant_id.as_ref().or(q.tenant_scope.as_ref()) {
+            let by_tenant = txn.open_table(index::LEDGER_BY_TENANT).map_err(unavailable)?;
+            return index::walk_tenant(&by_tenant, &ledger, tenant, lo, &hi_key, &mut |bytes| {
+                let row: LedgerRow = serde_json::from_slice(bytes).map_err(corrupt)?;
+                Ok(!q.matches(&row) || f(row))
+            });
         }
         let start = ledger_key(lo, "");
         for entry in ledger.range(start.as_slice()..hi_key.as_slice()).map_err(unavailable)?.rev() {
@@ -581,15 +610,15 @@ impl Store for RedbStore {
         let user = user.clone();
         self.apply(move |t| {
             let lower = user.user_name.to_ascii_lowercase();
-            if t.scim_name.get(lower.as_str()).map_err(unavailable)?.is_some()
-                || t.scim.get(user.id.as_str()).map_err(unavailable)?.is_some()
+            let mut names = name_ids(t, &lower)?;
+            if t.scim.get(user.id.as_str()).map_err(unavailable)?.is_some()
+                || !names.claim(user.tenant_id.as_deref(), &user.id)
             {
                 return Err(StoreError::Conflict(format!("user `{}`", user.user_name)));
             }
             let bytes = serde_json::to_vec(&user).map_err(corrupt)?;
             t.scim.insert(user.id.as_str(), bytes.as_slice()).map_err(unavailable)?;
-            t.scim_name.insert(lower.as_str(), user.id.as_str()).map_err(unavailable)?;
-            Ok(())
+            store_name_ids(t, &lower, &names)
         })
     }
 
@@ -600,17 +629,22 @@ impl Store for RedbStore {
         found.map(|v| serde_json::from_slice(v.value()).map_err(corrupt)).transpose()
     }
 
-    fn scim_by_user_name(&self, user_name: &str) -> Result<Option<ScimUser>> {
-        let id = {
-            let txn = self.db()?.begin_read().map_err(unavailable)?;
-            let names = txn.open_table(SCIM_NAME).map_err(unavailable)?;
-            let found = names.get(user_name.to_ascii_lowercase().as_str()).map_err(unavailable)?;
-            found.map(|v| v.value().to_string())
+    fn scim_by_user_name(&self, user_name: &str) -> Result<Vec<ScimUser>> {
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
+        let names = txn.open_table(SCIM_NAME).map_err(unavailable)?;
+        let users = txn.open_table(SCIM).map_err(unavailable)?;
+        let get = |id: &str| -> Result<Option<ScimUser>> {
+            let found = users.get(id).map_err(unavailable)?;
+            found.map(|v| serde_json::from_slice::<ScimUser>(v.value()).map_err(corrupt)).transpose()
         };
-        match id {
-            Some(id) => self.scim_get(&id),
-            None => Ok(None),
+        let raw = names.get(user_name.to_ascii_lowercase().as_str()).map_err(unavailable)?;
+        let ids =
+            NameIds::parse(raw.as_ref().map(|v| v.value()), |id| Ok::<_, StoreError>(get(id)?.map(|u| u.tenant_id)))?;
+        let mut out = Vec::new();
+        for id in ids.ids() {
+            out.extend(get(id)?);
         }
+        Ok(out)
     }
 
     fn scim_list(&self, tenant: Option<&str>, start: usize, count: usize) -> Result<(Vec<ScimUser>, usize)> {
@@ -639,12 +673,22 @@ impl Store for RedbStore {
                 return Err(StoreError::VersionMismatch { current: current.version });
             }
             let (old, new) = (current.user_name.to_ascii_lowercase(), user.user_name.to_ascii_lowercase());
-            if old != new {
-                if t.scim_name.get(new.as_str()).map_err(unavailable)?.is_some() {
+            if old != new || current.tenant_id != user.tenant_id {
+                // Every check before any write: a failed job's writes would still commit with
+                // the rest of its batch.
+                let mut target = name_ids(t, &new)?;
+                if old == new {
+                    target.release(current.tenant_id.as_deref(), &user.id);
+                }
+                if !target.claim(user.tenant_id.as_deref(), &user.id) {
                     return Err(StoreError::Conflict(format!("user `{}`", user.user_name)));
                 }
-                t.scim_name.remove(old.as_str()).map_err(unavailable)?;
-                t.scim_name.insert(new.as_str(), user.id.as_str()).map_err(unavailable)?;
+                if old != new {
+                    let mut before = name_ids(t, &old)?;
+                    before.release(current.tenant_id.as_deref(), &user.id);
+                    store_name_ids(t, &old, &before)?;
+                }
+                store_name_ids(t, &new, &target)?;
             }
             let bytes = serde_json::to_vec(&user).map_err(corrupt)?;
             t.scim.insert(user.id.as_str(), bytes.as_slice()).map_err(unavailable)?;
@@ -659,8 +703,10 @@ impl Store for RedbStore {
                 Some(v) => serde_json::from_slice(v.value()).map_err(corrupt)?,
                 None => return Err(StoreError::NotFound),
             };
-            t.scim_name.remove(current.user_name.to_ascii_lowercase().as_str()).map_err(unavailable)?;
-            Ok(())
+            let lower = current.user_name.to_ascii_lowercase();
+            let mut names = name_ids(t, &lower)?;
+            names.release(current.tenant_id.as_deref(), &current.id);
+            store_name_ids(t, &lower, &names)
         })
     }
 
@@ -697,6 +743,10 @@ impl Store for RedbStore {
         self.apply(move |t| {
             let bytes = serde_json::to_vec(&entry).map_err(corrupt)?;
             t.audit.insert(ledger_key(entry.at, &entry.id).as_slice(), bytes.as_slice()).map_err(unavailable)?;
+            if let Some(tenant) = &entry.tenant_id {
+                let k = index::tenant_key(tenant, entry.at, &entry.id);
+                t.audit_by_tenant.insert(k.as_slice(), [].as_slice()).map_err(unavailable)?;
+            }
             Ok(())
         })
     }
@@ -704,6 +754,10 @@ impl Store for RedbStore {
     fn audit_list(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
         let txn = self.db()?.begin_read().map_err(unavailable)?;
         let table = txn.open_table(AUDIT).map_err(unavailable)?;
+        if let Some(tenant) = &q.tenant_scope {
+            let by_tenant = txn.open_table(index::AUDIT_BY_TENANT).map_err(unavailable)?;
+            return index::tenant_audit(&by_tenant, &table, tenant, q);
+        }
         let mut out = Vec::new();
         for entry in table.range::<&[u8]>(..).map_err(unavailable)?.rev() {
             let (_, v) = entry.map_err(unavailable)?;

@@ -138,11 +138,13 @@ if mode == 'reserve' then
 end
 
 if mode == 'finish' then
-  -- KEYS: rows, ledger, key index, limit, resv. ARGV: mode, member, row, call_id, has_reservation,
-  -- used (1/0), cost, tokens, now, period_start_now, reserved_at, ask_cost, ask_tokens
+  -- KEYS: rows, ledger, key index, limit, resv, tenant index ('' without a tenant). ARGV: mode,
+  -- member, row, call_id, has_reservation, used (1/0), cost, tokens, now, period_start_now,
+  -- reserved_at, ask_cost, ask_tokens
   if redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3]) == 0 then return 0 end
   redis.call('ZADD', KEYS[2], 0, ARGV[2])
   redis.call('ZADD', KEYS[3], 0, ARGV[2])
+  if KEYS[6] ~= '' then redis.call('ZADD', KEYS[6], 0, ARGV[2]) end
   if ARGV[5] == '1' then
     local used, cost, tokens = ARGV[6] == '1', tonumber(ARGV[7]), tonumber(ARGV[8])
     local now, start, at = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])

@@ -37,6 +37,9 @@ static SCRIPT: std::sync::LazyLock<redis::Script> =
 /// How long an open reservation may live before another call may release it (a crashed node's).
 const RESERVATION_TTL_MS: u64 = 60 * 60 * 1000;
 
+mod tenancy;
+use tenancy::{audit_tenant_index, backfill_tenant_indexes, name_ids, put_name_ids, tenant_index};
+
 enum Fail {
     Redis(redis::RedisError),
     Store(StoreError),
@@ -144,6 +147,7 @@ impl RedisStore {
         });
         let store = Self { pool: Pool::start(threads, "prodex-redis", connect)? };
         store.ping()?;
+        store.call(backfill_tenant_indexes)?;
         Ok(store)
     }
 
@@ -158,9 +162,10 @@ impl RedisStore {
         max: usize,
         f: &mut dyn FnMut(LedgerRow) -> bool,
     ) -> Result<()> {
-        let index = match &q.key {
-            Some(k) => key_index(k),
-            None => LEDGER.to_string(),
+        let index = match (&q.key, q.tenant_id.as_ref().or(q.tenant_scope.as_ref())) {
+            (Some(k), _) => key_index(k),
+            (None, Some(t)) => tenant_index(t),
+            (None, None) => LEDGER.to_string(),
         };
         let low = format!("[{}", member(q.from.unwrap_or(0), ""));
         let mut high = match (&after, q.to) {
@@ -450,6 +455,7 @@ impl Store for RedisStore {
                 .key(key_index(&row.key_name))
                 .key(limit_key(&scope))
                 .key(resv_key(&scope))
+                .key(row.tenant_id.as_deref().map(tenant_index).unwrap_or_default())
                 .arg("finish")
                 .arg(member(row.created_at, &row.call_id))
                 .arg(json(row)?)
@@ -507,6 +513,9 @@ impl Store for RedisStore {
                 for (m, row) in members.iter().zip(rows) {
                     if let Some(row) = row.and_then(|r| serde_json::from_str::<LedgerRow>(&r).ok()) {
                         pipe.zrem(key_index(&row.key_name), m).ignore();
+                        if let Some(t) = &row.tenant_id {
+                            pipe.zrem(tenant_index(t), m).ignore();
+                        }
                     }
                 }
                 pipe.hdel(ROWS, &members).ignore().zrem(LEDGER, &members).ignore();
@@ -528,11 +537,13 @@ impl Store for RedisStore {
             let mut outcome: Step<()> = Ok(());
             redis::transaction(c, &[SCIM, SCIM_NAMES], |c, pipe| {
                 outcome = Ok(());
-                if c.hexists::<_, _, bool>(SCIM_NAMES, &lower)? || c.hexists::<_, _, bool>(SCIM, &user.id)? {
+                let mut names = name_ids(c, &lower)?;
+                if c.hexists::<_, _, bool>(SCIM, &user.id)? || !names.claim(user.tenant_id.as_deref(), &user.id) {
                     outcome = Err(Fail::Store(StoreError::Conflict(format!("user `{}`", user.user_name))));
                     return Ok(Some(()));
                 }
-                pipe.hset(SCIM, &user.id, &doc).ignore().hset(SCIM_NAMES, &lower, &user.id).ignore();
+                pipe.hset(SCIM, &user.id, &doc).ignore();
+                put_name_ids(pipe, &lower, &names);
                 pipe.query::<Option<()>>(c)
             })?;
             outcome
@@ -547,12 +558,16 @@ impl Store for RedisStore {
         })
     }
 
-    fn scim_by_user_name(&self, user_name: &str) -> Result<Option<ScimUser>> {
+    fn scim_by_user_name(&self, user_name: &str) -> Result<Vec<ScimUser>> {
         let lower = user_name.to_ascii_lowercase();
         self.call(move |c| {
-            let Some(id): Option<String> = c.hget(SCIM_NAMES, &lower)? else { return Ok(None) };
-            let doc: Option<String> = c.hget(SCIM, &id)?;
-            doc.map(|d| parse(&d)).transpose()
+            let names = name_ids(c, &lower)?;
+            let ids: Vec<&str> = names.ids().collect();
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let docs: Vec<Option<String>> = redis::cmd("HMGET").arg(SCIM).arg(&ids).query(c)?;
+            docs.into_iter().flatten().map(|d| parse(&d)).collect()
         })
     }
 
@@ -591,14 +606,23 @@ impl Store for RedisStore {
                     return Ok(Some(()));
                 }
                 let old = current.user_name.to_ascii_lowercase();
-                if old != lower {
-                    if c.hexists::<_, _, bool>(SCIM_NAMES, &lower)? {
+                if old != lower || current.tenant_id != user.tenant_id {
+                    let mut target = name_ids(c, &lower)?;
+                    if old == lower {
+                        target.release(current.tenant_id.as_deref(), &user.id);
+                    }
+                    if !target.claim(user.tenant_id.as_deref(), &user.id) {
                         outcome = Err(Fail::Store(StoreError::Conflict(format!("user `{}`", user.user_name))));
                         return Ok(Some(()));
                     }
-                    pipe.hdel(SCIM_NAMES, &old).ignore();
+                    if old != lower {
+                        let mut before = name_ids(c, &old)?;
+                        before.release(current.tenant_id.as_deref(), &user.id);
+                        put_name_ids(pipe, &old, &before);
+                    }
+                    put_name_ids(pipe, &lower, &target);
                 }
-                pipe.hset(SCIM, &user.id, &doc).ignore().hset(SCIM_NAMES, &lower, &user.id).ignore();
+                pipe.hset(SCIM, &user.id, &doc).ignore();
                 pipe.query::<Option<()>>(c)
             })?;
             outcome
@@ -608,18 +632,22 @@ impl Store for RedisStore {
     fn scim_delete(&self, id: &str) -> Result<()> {
         let id = id.to_string();
         self.call(move |c| {
-            let doc: Option<String> = c.hget(SCIM, &id)?;
-            let Some(user) = doc.map(|d| parse::<ScimUser>(&d)).transpose()? else {
-                return Err(Fail::Store(StoreError::NotFound));
-            };
-            redis::pipe()
-                .atomic()
-                .hdel(SCIM, &id)
-                .ignore()
-                .hdel(SCIM_NAMES, user.user_name.to_ascii_lowercase())
-                .ignore()
-                .query::<()>(c)?;
-            Ok(())
+            let mut outcome: Step<()> = Ok(());
+            redis::transaction(c, &[SCIM, SCIM_NAMES], |c, pipe| {
+                outcome = Ok(());
+                let doc: Option<String> = c.hget(SCIM, &id)?;
+                let Some(user) = doc.and_then(|d| serde_json::from_str::<ScimUser>(&d).ok()) else {
+                    outcome = Err(Fail::Store(StoreError::NotFound));
+                    return Ok(Some(()));
+                };
+                let lower = user.user_name.to_ascii_lowercase();
+                let mut names = name_ids(c, &lower)?;
+                names.release(user.tenant_id.as_deref(), &id);
+                pipe.hdel(SCIM, &id).ignore();
+                put_name_ids(pipe, &lower, &names);
+                pipe.query::<Option<()>>(c)
+            })?;
+            outcome
         })
     }
 
@@ -650,13 +678,12 @@ impl Store for RedisStore {
         let entry = entry.clone();
         self.call(move |c| {
             let m = member(entry.at, &entry.id);
-            redis::pipe()
-                .atomic()
-                .hset(AUDIT_ROWS, &m, json(&entry)?)
-                .ignore()
-                .zadd(AUDIT, &m, 0)
-                .ignore()
-                .query::<()>(c)?;
+            let mut pipe = redis::pipe();
+            pipe.atomic().hset(AUDIT_ROWS, &m, json(&entry)?).ignore().zadd(AUDIT, &m, 0).ignore();
+            if let Some(t) = &entry.tenant_id {
+                pipe.zadd(audit_tenant_index(t), &m, 0).ignore();
+            }
+            pipe.query::<()>(c)?;
             Ok(())
         })
     }
@@ -668,10 +695,11 @@ impl Store for RedisStore {
                 Some((at, id)) => format!("({}", member(*at, id)),
                 None => "+".to_string(),
             };
+            let index = q.tenant_scope.as_deref().map_or_else(|| AUDIT.to_string(), audit_tenant_index);
             let mut out = Vec::new();
             loop {
                 let members: Vec<String> = redis::cmd("ZREVRANGEBYLEX")
-                    .arg(AUDIT)
+                    .arg(&index)
                     .arg(&high)
                     .arg("-")
                     .arg("LIMIT")

@@ -21,7 +21,8 @@ use scim::{SCIM, SCIM_IF_MATCH};
 const PREFIXES: [(&str, &str); 2] = [("/v1/prodex/gateway/", ""), ("/prodex/gateway/", "Unversioned")];
 
 /// A key name: the `{name}` path parameter and `KeyCreate.name`.
-const NAME_PATTERN: &str = "^[A-Za-z0-9._-]{1,128}$";
+/// Key names (`core::keys::valid_name`): with `maxLength: 128`, 1–128 of `[A-Za-z0-9._-]` around at most one `:`.
+const NAME_PATTERN: &str = "^[A-Za-z0-9._-]+(:[A-Za-z0-9._-]+)?$";
 /// No control characters (what `char::is_control` refuses).
 const PRINTABLE: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$";
 /// A header value without control characters (bytes past ASCII arrive as U+FFFD, never a control).
@@ -201,7 +202,7 @@ pub fn document(version: &str) -> Value {
             "headers": merged(headers(), scim::headers()),
             "parameters": merged(json!({
                 "name": {"name": "name", "in": "path", "required": true, "description": "Key name",
-                    "schema": {"type": "string", "pattern": NAME_PATTERN}},
+                    "schema": {"type": "string", "maxLength": 128, "pattern": NAME_PATTERN}},
                 "If-Match": {"name": IF_MATCH, "in": "header", "required": false,
                     "description": "Apply only if the key is still at this version: its ETag (`\"<version>\"`), \
                         a comma-separated list of ETags, or `*`. Any other value is a 412 `version_mismatch`.",

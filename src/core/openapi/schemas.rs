@@ -48,7 +48,7 @@ fn field(code: &str) -> Value {
         "map" => json!({"type": "object", "additionalProperties": {"type": "string"}}),
         "period" => field("|total|daily|weekly|monthly"),
         "dims" => json!({"type": "array", "items": {"type": "string", "enum": GROUP_BY}}),
-        "name" => json!({"type": "string", "pattern": NAME_PATTERN}),
+        "name" => json!({"type": "string", "maxLength": 128, "pattern": NAME_PATTERN}),
         "id" => printable(128),
         "i64" => json!({"type": "integer", "minimum": 0, "maximum": MAX_INT}),
         "usd" => json!({"type": "number", "minimum": 0, "maximum": 1e12}),

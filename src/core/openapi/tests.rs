@@ -110,8 +110,9 @@ fn keys_carry_names_etags_and_conditions() {
     assert!(schemas["KeyPatch"]["properties"].get("name").is_none());
     assert_eq!(schemas["KeyPatch"]["properties"]["budget_period"]["enum"][4], Value::Null);
     assert_eq!(schemas["Key"]["properties"]["tenant_id"]["type"], serde_json::json!(["string", "null"]));
-    let name = &doc["components"]["parameters"]["name"]["schema"]["pattern"];
-    assert_eq!(name, "^[A-Za-z0-9._-]{1,128}$");
+    let name = &doc["components"]["parameters"]["name"]["schema"];
+    assert_eq!(name["pattern"], "^[A-Za-z0-9._-]+(:[A-Za-z0-9._-]+)?$", "plain or `tenant:name`");
+    assert_eq!(name["maxLength"], 128);
     let key = &doc["paths"]["/v1/prodex/gateway/keys/{name}"];
     assert!(key["get"]["responses"]["200"]["headers"]["ETag"].is_object());
     assert!(key["patch"]["responses"]["200"]["headers"]["ETag"].is_object());

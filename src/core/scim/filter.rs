@@ -583,6 +583,7 @@ mod tests {
             role: Some("admin".into()),
             tenant_id: Some("tenant-a".into()),
             key_prefixes: vec!["team-a-".into(), "ci-".into()],
+            confined: false,
             version: 3,
             created_at: 1_798_761_600_000,
             updated_at: 1_798_761_600_500,

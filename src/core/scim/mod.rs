@@ -450,6 +450,7 @@ mod tests {
             role: Some("viewer".into()),
             tenant_id: Some("tenant-a".into()),
             key_prefixes: vec!["team-a-".into()],
+            confined: false,
             version: 7,
             created_at: 1_798_761_600_000,
             updated_at: 1_798_761_600_123,

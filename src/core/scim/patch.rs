@@ -305,6 +305,7 @@ mod tests {
             role: Some("viewer".into()),
             tenant_id: Some("tenant-a".into()),
             key_prefixes: vec!["team-a-".into(), "ci-".into()],
+            confined: false,
             version: 4,
             created_at: 1,
             updated_at: 2,

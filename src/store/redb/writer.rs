@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use redb::{Database, ReadableTable};
 
 use super::{
-    by_key_key, corrupt, ledger_key, open_file, unavailable, usage_key, Ack, Job, KeyOp, Slot, UsageDelta, UsageRow,
-    AUDIT, IDEMPOTENCY, KEYS, KEY_FEED, KEY_HASH, LEDGER, LEDGER_BY_KEY, LEDGER_IDS, SCIM, SCIM_NAME, USAGE,
+    by_key_key, corrupt, index, ledger_key, open_file, unavailable, usage_key, Ack, Job, KeyOp, Slot, UsageDelta,
+    UsageRow, AUDIT, IDEMPOTENCY, KEYS, KEY_FEED, KEY_HASH, LEDGER, LEDGER_BY_KEY, LEDGER_IDS, SCIM, SCIM_NAME, USAGE,
 };
 use crate::core::keys::KeyRecord;
 use crate::core::ledger::LedgerRow;
@@ -387,6 +387,8 @@ pub(crate) struct Tables<'t> {
     pub(super) scim_name: redb::Table<'t, &'static str, &'static str>,
     pub(super) idempotency: redb::Table<'t, &'static str, &'static [u8]>,
     pub(super) audit: redb::Table<'t, &'static [u8], &'static [u8]>,
+    pub(super) by_tenant: redb::Table<'t, &'static [u8], &'static [u8]>,
+    pub(super) audit_by_tenant: redb::Table<'t, &'static [u8], &'static [u8]>,
 }
 
 impl<'t> Tables<'t> {
@@ -403,6 +405,8 @@ impl<'t> Tables<'t> {
             scim_name: txn.open_table(SCIM_NAME).map_err(unavailable)?,
             idempotency: txn.open_table(IDEMPOTENCY).map_err(unavailable)?,
             audit: txn.open_table(AUDIT).map_err(unavailable)?,
+            by_tenant: txn.open_table(index::LEDGER_BY_TENANT).map_err(unavailable)?,
+            audit_by_tenant: txn.open_table(index::AUDIT_BY_TENANT).map_err(unavailable)?,
         })
     }
 
@@ -421,6 +425,10 @@ impl<'t> Tables<'t> {
         let bk = by_key_key(&row.key_name, row.created_at, &row.call_id);
         // The key index carries the row itself: a one-key query is one sequential range read.
         self.by_key.insert(bk.as_slice(), bytes.as_slice()).map_err(unavailable)?;
+        if let Some(tenant) = &row.tenant_id {
+            let tk = index::tenant_key(tenant, row.created_at, &row.call_id);
+            self.by_tenant.insert(tk.as_slice(), [].as_slice()).map_err(unavailable)?;
+        }
         if let Some(u) = usage {
             let sum = sums.entry(usage_key(&u.scope, u.period_start)).or_default();
             sum.0 += u.requests;
@@ -520,12 +528,15 @@ fn drop_before(db: &Database, before: UnixMs) -> Result<u64> {
             for entry in tables.ledger.range(..end.as_slice()).map_err(unavailable)?.take(CHUNK) {
                 let (_, v) = entry.map_err(unavailable)?;
                 let row: LedgerRow = serde_json::from_slice(v.value()).map_err(corrupt)?;
-                victims.push((row.created_at, row.call_id, row.key_name));
+                victims.push((row.created_at, row.call_id, row.key_name, row.tenant_id));
             }
-            for (at, id, key) in &victims {
+            for (at, id, key, tenant) in &victims {
                 tables.ledger.remove(ledger_key(*at, id).as_slice()).map_err(unavailable)?;
                 tables.ledger_ids.remove(id.as_str()).map_err(unavailable)?;
                 tables.by_key.remove(by_key_key(key, *at, id).as_slice()).map_err(unavailable)?;
+                if let Some(t) = tenant {
+                    tables.by_tenant.remove(index::tenant_key(t, *at, id).as_slice()).map_err(unavailable)?;
+                }
             }
             removed = victims.len();
         }

@@ -1,0 +1,99 @@
+//! The redb store's tenant indexes: `ledger_by_tenant` and `audit_by_tenant`, keyed
+//! `tenant \0 created_at call_id` with empty values (the row is read from `ledger` / `audit` by the
+//! key's tail), so a tenant-scoped query reads that tenant's entries only, never every row.
+//!
+//! Invariants: every ledger row and audit entry with a tenant has exactly one index entry, written
+//! in the same transaction as the row (the writer) and removed with it (retention); files made
+//! before the indexes existed are backfilled once at open (`META` marks it done).
+
+use redb::{ReadableTable, TableDefinition};
+
+use super::{by_key_key, corrupt, ledger_key, unavailable};
+use crate::core::directory::{AuditEntry, AuditQuery};
+use crate::core::ledger::LedgerRow;
+use crate::core::time::UnixMs;
+use crate::store::Result;
+
+pub(super) const LEDGER_BY_TENANT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("ledger_by_tenant");
+pub(super) const AUDIT_BY_TENANT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("audit_by_tenant");
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Set in `META` once rows older than the tenant indexes are indexed.
+const BACKFILLED: &str = "tenant_indexes";
+
+/// The index entry of a row of `tenant` at `at` with id `id`.
+pub(super) fn tenant_key(tenant: &str, at: UnixMs, id: &str) -> Vec<u8> {
+    by_key_key(tenant, at, id)
+}
+
+/// Opens the index tables and indexes rows written before they existed (once per file).
+pub(super) fn prepare(txn: &redb::WriteTransaction) -> Result<()> {
+    let mut meta = txn.open_table(META).map_err(unavailable)?;
+    let mut ledger_index = txn.open_table(LEDGER_BY_TENANT).map_err(unavailable)?;
+    let mut audit_index = txn.open_table(AUDIT_BY_TENANT).map_err(unavailable)?;
+    if meta.get(BACKFILLED).map_err(unavailable)?.is_some() {
+        return Ok(());
+    }
+    let ledger = txn.open_table(super::LEDGER).map_err(unavailable)?;
+    for entry in ledger.range::<&[u8]>(..).map_err(unavailable)? {
+        let (_, v) = entry.map_err(unavailable)?;
+        let row: LedgerRow = serde_json::from_slice(v.value()).map_err(corrupt)?;
+        if let Some(t) = &row.tenant_id {
+            ledger_index
+                .insert(tenant_key(t, row.created_at, &row.call_id).as_slice(), [].as_slice())
+                .map_err(unavailable)?;
+        }
+    }
+    let audit = txn.open_table(super::AUDIT).map_err(unavailable)?;
+    for entry in audit.range::<&[u8]>(..).map_err(unavailable)? {
+        let (_, v) = entry.map_err(unavailable)?;
+        let e: AuditEntry = serde_json::from_slice(v.value()).map_err(corrupt)?;
+        if let Some(t) = &e.tenant_id {
+            audit_index.insert(tenant_key(t, e.at, &e.id).as_slice(), [].as_slice()).map_err(unavailable)?;
+        }
+    }
+    meta.insert(BACKFILLED, 1).map_err(unavailable)?;
+    Ok(())
+}
+
+/// Walks one tenant's entries of `index` from newest to oldest between `lo` (inclusive) and the
+/// `hi` row key (exclusive), resolving each in `rows`, until `f` says stop.
+pub(super) fn walk_tenant(
+    index: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    rows: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    tenant: &str,
+    lo: UnixMs,
+    hi: &[u8],
+    f: &mut dyn FnMut(&[u8]) -> Result<bool>,
+) -> Result<()> {
+    let start = tenant_key(tenant, lo, "");
+    let mut end = tenant_key(tenant, 0, "");
+    end.truncate(tenant.len() + 1);
+    end.extend_from_slice(hi);
+    for entry in index.range(start.as_slice()..end.as_slice()).map_err(unavailable)?.rev() {
+        let (k, _) = entry.map_err(unavailable)?;
+        let Some(v) = rows.get(&k.value()[tenant.len() + 1..]).map_err(unavailable)? else { continue };
+        if !f(v.value())? {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// One tenant's audit entries matching `q`, newest first.
+pub(super) fn tenant_audit(
+    index: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    audit: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    tenant: &str,
+    q: &AuditQuery,
+) -> Result<Vec<AuditEntry>> {
+    let mut out = Vec::new();
+    let hi = ledger_key(u64::MAX, "");
+    walk_tenant(index, audit, tenant, 0, &hi, &mut |bytes| {
+        let e: AuditEntry = serde_json::from_slice(bytes).map_err(corrupt)?;
+        if q.matches(&e) {
+            out.push(e);
+        }
+        Ok(out.len() < q.limit)
+    })?;
+    Ok(out)
+}

@@ -1,0 +1,78 @@
+//! The Redis store's tenant-partitioned structures: per-tenant ledger and audit indexes (sorted
+//! sets with the members of `LEDGER` / `AUDIT`, so a tenant-scoped query reads only its tenant's
+//! entries) and the SCIM name index (one hash field per lower-cased `userName`, holding the ids
+//! by tenant: names are unique per tenant, see `core::directory::NameIds`).
+//!
+//! Invariants: a ledger row or audit entry with a tenant is in its tenant's index from the write
+//! that adds it (the `finish` script, `audit_append`) until retention drops it; databases made
+//! before the indexes existed are backfilled once at connect.
+
+use redis::{Commands, Connection};
+
+use super::{Step, AUDIT_ROWS, ROWS, SCIM, SCIM_NAMES};
+use crate::core::directory::{NameIds, ScimUser};
+
+/// One tenant's ledger rows (members as in `LEDGER`): tenant-scoped queries read only these.
+pub(super) fn tenant_index(tenant: &str) -> String {
+    format!("prodex:ledger:tenant:{tenant}")
+}
+
+/// One tenant's audit entries (members as in `AUDIT`).
+pub(super) fn audit_tenant_index(tenant: &str) -> String {
+    format!("prodex:audit:tenant:{tenant}")
+}
+
+/// Set once rows written before the tenant indexes existed are indexed.
+const TENANT_INDEXES: &str = "prodex:meta:tenant-indexes";
+
+/// Indexes rows and audit entries older than the tenant indexes (once per database; several
+/// nodes doing it at once add the same members).
+pub(super) fn backfill_tenant_indexes(c: &mut Connection) -> Step<()> {
+    if c.exists::<_, bool>(TENANT_INDEXES)? {
+        return Ok(());
+    }
+    for (hash, index) in [(ROWS, tenant_index as fn(&str) -> String), (AUDIT_ROWS, audit_tenant_index)] {
+        let mut cursor = 0u64;
+        loop {
+            let (next, batch): (u64, Vec<(String, String)>) =
+                redis::cmd("HSCAN").arg(hash).arg(cursor).arg("COUNT").arg(1000).query(c)?;
+            let mut pipe = redis::pipe();
+            let mut queued = 0usize;
+            for (m, doc) in &batch {
+                let tenant = serde_json::from_str::<serde_json::Value>(doc)
+                    .ok()
+                    .and_then(|v| v["tenant_id"].as_str().map(String::from));
+                if let Some(t) = tenant {
+                    pipe.zadd(index(&t), m, 0).ignore();
+                    queued += 1;
+                }
+            }
+            if queued > 0 {
+                pipe.query::<()>(c)?;
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+    }
+    let _: () = c.set(TENANT_INDEXES, 1)?;
+    Ok(())
+}
+
+/// The SCIM name-index entry of `lower` (a legacy bare id is filed under its user's tenant).
+pub(super) fn name_ids(c: &mut Connection, lower: &str) -> redis::RedisResult<NameIds> {
+    let raw: Option<String> = c.hget(SCIM_NAMES, lower)?;
+    NameIds::parse(raw.as_deref(), |id| {
+        let doc: Option<String> = c.hget(SCIM, id)?;
+        Ok(doc.and_then(|d| serde_json::from_str::<ScimUser>(&d).ok()).map(|u| u.tenant_id))
+    })
+}
+
+/// Queues the write of a name-index entry (its removal once no user holds the name).
+pub(super) fn put_name_ids(pipe: &mut redis::Pipeline, lower: &str, names: &NameIds) {
+    match names.render() {
+        Some(v) => pipe.hset(SCIM_NAMES, lower, v).ignore(),
+        None => pipe.hdel(SCIM_NAMES, lower).ignore(),
+    };
+}
