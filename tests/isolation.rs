@@ -80,6 +80,76 @@ fn shared_provider_objects_are_off_for_keys_by_default() {
     assert_eq!(r.status, 200, "the operator opted in");
 }
 
+/// With object routes turned on, the gateway records who created each file, batch and stored
+/// response and answers only the owner's tenant (or the key itself when it has none): other
+/// tenants get 404, lists are filtered, and a create cannot point at another tenant's object.
+#[test]
+fn object_routes_when_turned_on_answer_only_the_owners_tenant() {
+    let mock = Mock::start();
+    let gw = gateway(&mock, vec![], Some("[gateway]\nallow_key_object_routes = true\n"));
+    let a1 = crate::support::admin::create_key(&gw, MASTER, &json!({"name": "obj-a1", "tenant_id": "tenant-a"}));
+    let a2 = crate::support::admin::create_key(&gw, MASTER, &json!({"name": "obj-a2", "tenant_id": "tenant-a"}));
+    let b = crate::support::admin::create_key(&gw, MASTER, &json!({"name": "obj-b", "tenant_id": "tenant-b"}));
+    let solo = open_key(&gw, "obj-solo");
+    let req = |key: &str, method: &str, path: &str, body: &serde_json::Value| {
+        let auth = format!("Bearer {key}");
+        let payload = if body.is_null() { Vec::new() } else { body.to_string().into_bytes() };
+        client::request(
+            gw.addr,
+            method,
+            path,
+            &[("authorization", &auth), ("content-type", "application/json")],
+            &payload,
+        )
+    };
+    let none = serde_json::Value::Null;
+    let made = req(&a1, "POST", "/v1/files", &json!({"purpose": "batch"}));
+    assert_eq!(made.status, 200, "{}", made.text());
+    let file = made.json()["id"].as_str().unwrap().to_string();
+    let theirs = req(&b, "POST", "/v1/files", &json!({"purpose": "batch"})).json()["id"].as_str().unwrap().to_string();
+    // The owner's tenant reaches it; another tenant, and a tenantless key, do not.
+    assert_eq!(req(&a2, "GET", &format!("/v1/files/{file}"), &none).status, 200, "same tenant, other key");
+    for (key, who) in [(&b, "tenant-b"), (&solo, "tenantless key")] {
+        let r = req(key, "GET", &format!("/v1/files/{file}"), &none);
+        assert_eq!((r.status, r.code().as_str()), (404, "object_not_found"), "{who}: {}", r.text());
+        let r = req(key, "DELETE", &format!("/v1/files/{file}"), &none);
+        assert_eq!(r.status, 404, "{who} cannot delete it");
+        assert_eq!(req(key, "GET", &format!("/v1/files/{file}/content"), &none).status, 404, "{who}: content");
+    }
+    // An id the gateway never saw created is nobody's.
+    assert_eq!(req(&a1, "GET", "/v1/files/file-made-elsewhere", &none).status, 404);
+    // Lists show only the caller's objects (the mock account holds every test's files).
+    let ids = |key: &str| -> Vec<String> {
+        let r = req(key, "GET", "/v1/files", &none);
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["data"].as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(ids(&a2), [file.clone()]);
+    assert_eq!(ids(&b), [theirs.clone()]);
+    assert!(ids(&solo).is_empty());
+    assert!(ids(MASTER).len() >= 2, "the operator sees the whole account");
+    // A batch may only read its own tenant's file.
+    let r = req(&b, "POST", "/v1/batches", &json!({"input_file_id": file, "endpoint": "/v1/chat/completions"}));
+    assert_eq!((r.status, r.code().as_str()), (404, "object_not_found"), "{}", r.text());
+    let r = req(&a2, "POST", "/v1/batches", &json!({"input_file_id": file, "endpoint": "/v1/chat/completions"}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let batch = r.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(req(&b, "GET", &format!("/v1/batches/{batch}"), &none).status, 404);
+    assert_eq!(req(&a1, "GET", &format!("/v1/batches/{batch}"), &none).status, 200);
+    // Stored responses, plain and streamed, belong to the tenant whose key made them.
+    let chat = json!({"model": "gpt-4o-mini", "input": "hi"});
+    let resp = req(&a1, "POST", "/v1/responses", &chat).json()["id"].as_str().unwrap().to_string();
+    assert_eq!(req(&b, "GET", &format!("/v1/responses/{resp}"), &none).status, 404);
+    assert_eq!(req(&a2, "GET", &format!("/v1/responses/{resp}"), &none).status, 200);
+    let r =
+        req(&b, "POST", "/v1/responses", &json!({"model": "gpt-4o-mini", "input": "x", "previous_response_id": resp}));
+    assert_eq!((r.status, r.code().as_str()), (404, "object_not_found"), "no chaining off another tenant's response");
+    let streamed = req(&solo, "POST", "/v1/responses", &json!({"model": "gpt-4o-mini", "input": "hi", "stream": true}));
+    assert_eq!(streamed.status, 200);
+    assert_eq!(req(&solo, "GET", "/v1/responses/resp_mock", &none).status, 200, "a streamed response is recorded too");
+    assert_eq!(req(&a1, "GET", "/v1/responses/resp_mock", &none).status, 404);
+}
+
 /// A streamed passthrough body over the limit is the client's 413, not a 502.
 #[test]
 fn an_oversized_streamed_body_is_413() {

@@ -317,8 +317,13 @@ fn a_redb_file_from_before_the_tenant_indexes_is_indexed_at_open() {
         for i in 0..40u64 {
             record(&s, row(&format!("c{i}"), 1_000 + i, if i % 4 == 0 { "b-x" } else { "a-ci" }, 200, Some(1)));
         }
-        s.audit_append(&AuditEntry { id: "e1".into(), at: 5, tenant_id: Some("tenant-a".into()), ..AuditEntry::default() })
-            .unwrap();
+        s.audit_append(&AuditEntry {
+            id: "e1".into(),
+            at: 5,
+            tenant_id: Some("tenant-a".into()),
+            ..AuditEntry::default()
+        })
+        .unwrap();
     }
     {
         // Make it an old file: no tenant index tables, no marker.

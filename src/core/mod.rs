@@ -16,6 +16,7 @@ pub mod keys;
 pub mod keyspec;
 pub mod ledger;
 pub mod metrics;
+pub mod objects;
 pub mod openai;
 pub mod openapi;
 pub mod pricing;

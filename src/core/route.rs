@@ -105,15 +105,12 @@ pub fn check_path(path: &str) -> Result<(), BadPath> {
     Ok(())
 }
 
-/// Passthrough families whose objects live in the provider account every key shares (uploaded
-/// files, batches, uploads, stored responses): one key could read or delete another's.
-const OBJECT_FAMILIES: [&str; 4] = ["files", "batches", "uploads", "responses"];
-
-/// Whether a passthrough `suffix` (as `classify` returns it) reaches shared provider objects.
+/// Whether a passthrough `suffix` (as `classify` returns it) reaches shared provider objects
+/// (uploaded files, batches, uploads, stored responses: one key could read or delete another's).
 #[must_use]
 pub fn holds_objects(suffix: &str) -> bool {
     let family = suffix.trim_start_matches('/').split('/').next().unwrap_or("");
-    OBJECT_FAMILIES.contains(&family)
+    crate::core::objects::FAMILIES.contains(&family)
 }
 
 /// Matches `method path` (path without query) to a data-plane route.

@@ -7,6 +7,7 @@
 //! `ledger.durability = "commit"` a response's last byte leaves only after its row is durable;
 //! a retry happens only while nothing was sent and the body is replayable, at most 3 attempts.
 
+mod objects;
 mod relay;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::core::credential::{ct_eq, digest, presented, CREDENTIAL_HEADERS};
 use crate::core::hops;
 use crate::core::keys::{KeyRecord, Limits};
 use crate::core::ledger::LedgerRow;
+use crate::core::objects::{self as core_objects, ObjectUse};
 use crate::core::openai::{self, RequestPeek, Route, StreamPlan, Usage};
 use crate::core::pricing::{self, Price};
 use crate::error::ApiError;
@@ -89,6 +91,10 @@ pub(crate) struct Call {
     /// Whether the call is admitted and billed at all (model listings are free: they check the
     /// key but take nothing from budgets or rate limits).
     pub metered: bool,
+    /// A Responses call whose stored response is recorded as the key's (`allow_key_object_routes`).
+    pub track_response: bool,
+    /// The stored response a Responses stream created, when `track_response`.
+    pub created_response: Option<String>,
 }
 
 /// What is still to be sent once the call is recorded (the response's last byte).
@@ -133,6 +139,8 @@ pub fn handle(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &st
         metered: !matches!(route, Route::Models | Route::Model(_)),
         usage_invalid: None,
         worst: Usage::default(),
+        track_response: false,
+        created_response: None,
     };
     let tail = match run(shared, ex, route, suffix, &mut call) {
         Ok(tail) => tail,
@@ -347,6 +355,11 @@ fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, call
             call.stream = peek.stream;
             check_model(call, &model)?;
             call.input_estimate = admission::estimate_input_tokens(body.len());
+            let owner = if *route == Route::Responses { objects::owner(shared, call) } else { None };
+            if let Some(owner) = &owner {
+                objects::check_refs(shared, owner, &body)?;
+                call.track_response = true;
+            }
             admit(shared, call, &model, &peek, now)?;
             let provider = pick_provider(shared, Some(&model), ex.head.path(), call)?;
             let mut plan = StreamPlan { stream: peek.stream, client_wants_usage: true };
@@ -366,7 +379,17 @@ fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, call
                 }
             }
             let resp = call_upstream(shared, ex, provider, &target, Payload::Bytes(&bytes), call)?;
-            relay::relay(ex, route, resp, plan, call)
+            let tail = relay::relay(ex, route, resp, plan, call)?;
+            if let Some(owner) = &owner {
+                let created = match &tail {
+                    Tail::Body { status, body, .. } if (200..300).contains(status) => core_objects::created_id(body),
+                    _ => call.created_response.take(),
+                };
+                if let Some(id) = created {
+                    objects::record(shared, owner, &id);
+                }
+            }
+            Ok(tail)
         }
         Route::Models | Route::Model(_) => {
             if let (Route::Model(id), Some(key)) = (route, &call.key) {
@@ -403,14 +426,34 @@ fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, call
                     ));
                 }
             }
+            // With object routes on, a key reaches only the objects its tenant (or itself) created.
+            let use_ = core_objects::object_use(&ex.head.method, suffix);
+            let owner = if openai::holds_objects(suffix) { objects::owner(shared, call) } else { None };
+            let mut whole = None;
+            if let Some(owner) = &owner {
+                objects::check_item(shared, owner, use_)?;
+                if use_ == ObjectUse::Create && suffix.starts_with("/batches") {
+                    let body = ex.read_body_to_end().map_err(|e| e.to_api_error())?;
+                    objects::check_refs(shared, owner, &body)?;
+                    whole = Some(body);
+                }
+            }
             admit(shared, call, "", &RequestPeek::default(), now)?;
             let provider = pick_provider(shared, None, ex.head.path(), call)?;
-            let resp = if ex.head.framing == Framing::None {
-                call_upstream(shared, ex, provider, &target, Payload::Empty, call)?
-            } else {
-                call_streaming_body(shared, ex, provider, &target, call)?
+            let resp = match &whole {
+                Some(body) => call_upstream(shared, ex, provider, &target, Payload::Bytes(body), call)?,
+                None if ex.head.framing == Framing::None => {
+                    call_upstream(shared, ex, provider, &target, Payload::Empty, call)?
+                }
+                None => call_streaming_body(shared, ex, provider, &target, call)?,
             };
-            relay::relay(ex, route, resp, StreamPlan { stream: false, client_wants_usage: true }, call)
+            match &owner {
+                Some(owner) if matches!(use_, ObjectUse::Create | ObjectUse::List) => {
+                    let tail = relay::relay_whole(ex, resp, call)?;
+                    objects::settle(shared, owner, use_, tail, call)
+                }
+                _ => relay::relay(ex, route, resp, StreamPlan { stream: false, client_wants_usage: true }, call),
+            }
         }
     }
 }

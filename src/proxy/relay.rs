@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::{ratelimit_headers, Call, Tail, UsageSource};
 use crate::clock;
+use crate::core::objects;
 use crate::core::openai::{self, ChatEvent, Route, StreamPlan, UsageRead};
 use crate::core::pricing;
 use crate::core::sse;
@@ -74,6 +75,22 @@ pub(super) fn relay(
         return Ok(Tail::Body { status, headers, body: filtered });
     }
     relay_raw(ex, status, &headers, resp, call)
+}
+
+/// Reads the whole answer (a create's or a list's, for `proxy::objects`) into a `Tail::Body`.
+pub(super) fn relay_whole(ex: &mut Exchange<'_>, resp: Response, call: &mut Call) -> Result<Tail, ApiError> {
+    let status = resp.status().as_u16();
+    let mut headers = upstream::relayed_headers(resp.headers());
+    headers.extend(ratelimit_headers(call));
+    call.status = status;
+    if (200..300).contains(&status) {
+        call.upstream_ok = true;
+    } else {
+        call.error_code = Some("upstream_error".into());
+    }
+    let body = read_whole(ex, resp, call)?;
+    call.ttfb = Some(clock::elapsed(ex.started));
+    Ok(Tail::Body { status, headers, body })
 }
 
 /// Keeps the entries of an OpenAI model list whose id passes `keep`.
@@ -188,6 +205,9 @@ fn relay_sse(
                 action
             } else {
                 note_usage(call, openai::stream_event_usage(&event.data));
+                if call.track_response && call.created_response.is_none() {
+                    call.created_response = objects::stream_response_id(&event.data);
+                }
                 ChatEvent::Forward
             };
             let sent = match action {

@@ -220,6 +220,12 @@ pub trait Store: Send + Sync {
     /// Returns once every write accepted so far is durable (used at shutdown).
     fn flush(&self) -> Result<()>;
 
+    /// The owner recorded for a provider object id (`core::objects::owner_of`), if any.
+    fn object_owner(&self, id: &str) -> Result<Option<String>>;
+
+    /// Records who created a provider object. The first record wins: an id never changes owner.
+    fn set_object_owner(&self, id: &str, owner: &str, at: UnixMs) -> Result<()>;
+
     /// Inserts a SCIM user. `Conflict` when the id exists, or the user name (case-insensitively)
     /// within the user's tenant: names are unique per tenant, so a 409 never tells one tenant
     /// about another's users.

@@ -85,6 +85,10 @@ CREATE UNIQUE INDEX IF NOT EXISTS prodex_scim_users_tenant_name ON prodex_scim_u
 CREATE INDEX IF NOT EXISTS prodex_scim_users_name ON prodex_scim_users (user_name_lower);
 CREATE INDEX IF NOT EXISTS prodex_audit_tenant ON prodex_audit (tenant_id, at DESC);
 ",
+    // Owners of provider objects created through virtual keys (`core::objects`).
+    r"
+CREATE TABLE IF NOT EXISTS prodex_objects (id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at BIGINT NOT NULL);
+",
 ];
 
 /// A postgres error or one of ours, inside a pool job.
@@ -552,6 +556,22 @@ impl Store for PgStore {
 
     fn flush(&self) -> Result<()> {
         Ok(()) // every write is committed before its call returns
+    }
+
+    fn object_owner(&self, id: &str) -> Result<Option<String>> {
+        let id = id.to_string();
+        self.call(move |c| Ok(c.query_opt("SELECT owner FROM prodex_objects WHERE id = $1", &[&id])?.map(|r| r.get(0))))
+    }
+
+    fn set_object_owner(&self, id: &str, owner: &str, at: UnixMs) -> Result<()> {
+        let (id, owner) = (id.to_string(), owner.to_string());
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO prodex_objects (id, owner, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&id, &owner, &i(at)],
+            )?;
+            Ok(())
+        })
     }
 
     fn scim_create(&self, user: &ScimUser) -> Result<()> {

@@ -606,6 +606,23 @@ impl Store for RedbStore {
         self.send_and_wait(Job::Barrier)
     }
 
+    fn object_owner(&self, id: &str) -> Result<Option<String>> {
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(index::OBJECTS).map_err(unavailable)?;
+        let found = table.get(id).map_err(unavailable)?;
+        Ok(found.map(|v| v.value().to_string()))
+    }
+
+    fn set_object_owner(&self, id: &str, owner: &str, _at: UnixMs) -> Result<()> {
+        let (id, owner) = (id.to_string(), owner.to_string());
+        self.apply(move |t| {
+            if t.objects.get(id.as_str()).map_err(unavailable)?.is_none() {
+                t.objects.insert(id.as_str(), owner.as_str()).map_err(unavailable)?;
+            }
+            Ok(())
+        })
+    }
+
     fn scim_create(&self, user: &ScimUser) -> Result<()> {
         let user = user.clone();
         self.apply(move |t| {

@@ -112,6 +112,8 @@ const ROWS: &str = "prodex:rows";
 const LEDGER: &str = "prodex:ledger";
 const SCIM: &str = "prodex:scim";
 const SCIM_NAMES: &str = "prodex:scimname";
+/// Provider object id → owner (`core::objects`).
+const OBJECTS: &str = "prodex:objects";
 const AUDIT: &str = "prodex:audit";
 const AUDIT_ROWS: &str = "prodex:auditrows";
 
@@ -527,6 +529,19 @@ impl Store for RedisStore {
 
     fn flush(&self) -> Result<()> {
         Ok(()) // every write is acknowledged by Redis before its call returns
+    }
+
+    fn object_owner(&self, id: &str) -> Result<Option<String>> {
+        let id = id.to_string();
+        self.call(move |c| Ok(c.hget(OBJECTS, &id)?))
+    }
+
+    fn set_object_owner(&self, id: &str, owner: &str, _at: UnixMs) -> Result<()> {
+        let (id, owner) = (id.to_string(), owner.to_string());
+        self.call(move |c| {
+            let _: bool = c.hset_nx(OBJECTS, &id, &owner)?;
+            Ok(())
+        })
     }
 
     fn scim_create(&self, user: &ScimUser) -> Result<()> {

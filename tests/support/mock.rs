@@ -228,7 +228,8 @@ fn respond(out: &mut TcpStream, req: &Seen) -> std::io::Result<bool> {
         }
         ("POST", "/v1/responses") if stream => stream_responses(out, req),
         ("POST", "/v1/responses") => {
-            let body = serde_json::json!({"id": "resp_mock", "object": "response", "status": "completed", "model": json["model"],
+            let id = format!("resp_{}", OBJECT_IDS.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+            let body = serde_json::json!({"id": id, "object": "response", "status": "completed", "model": json["model"],
                 "output": [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Hello"}]}],
                 "usage": usage_json(true)});
             send(out, 200, "application/json", body.to_string().as_bytes())
@@ -245,6 +246,12 @@ fn respond(out: &mut TcpStream, req: &Seen) -> std::io::Result<bool> {
                 {"id": "text-embedding-3-small", "object": "model", "created": 1, "owned_by": "mock"}]});
             send(out, 200, "application/json", body.to_string().as_bytes())
         }
+        ("POST", "/v1/files" | "/v1/batches") | ("GET", "/v1/files" | "/v1/batches") => objects(out, req, path, &json),
+        ("GET" | "DELETE", p)
+            if (p.starts_with("/v1/files/") || p.starts_with("/v1/batches/")) && p.matches('/').count() == 3 =>
+        {
+            objects(out, req, p, &json)
+        }
         ("GET", p) if p.starts_with("/v1/models/") => {
             let id = &p["/v1/models/".len()..];
             let body = serde_json::json!({"id": id, "object": "model", "created": 1, "owned_by": "mock"});
@@ -256,6 +263,45 @@ fn respond(out: &mut TcpStream, req: &Seen) -> std::io::Result<bool> {
             send(out, 200, "application/json", body.to_string().as_bytes())
         }
     }
+}
+
+/// Ids of objects the mock creates, unique across every mock of the test process.
+static OBJECT_IDS: AtomicUsize = AtomicUsize::new(1);
+/// The mock provider account's files and batches (one account, as at a real provider: shared by
+/// every mock of the process, so lists hold other tests' objects too).
+static OBJECTS: Mutex<Vec<serde_json::Value>> = Mutex::new(Vec::new());
+
+/// Files and batches like the provider's: create, list, get, delete.
+fn objects(out: &mut TcpStream, req: &Seen, path: &str, json: &serde_json::Value) -> std::io::Result<bool> {
+    let mut all = OBJECTS.lock().unwrap();
+    let family = if path.starts_with("/v1/files") { "file" } else { "batch" };
+    let item = path.splitn(4, '/').nth(3).filter(|id| !id.is_empty());
+    let body = match (req.method.as_str(), item) {
+        ("POST", None) => {
+            let id = format!("{family}-{}", OBJECT_IDS.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+            let obj = serde_json::json!({"id": id, "object": family, "input_file_id": json["input_file_id"]});
+            all.push(obj.clone());
+            obj
+        }
+        ("GET", None) => {
+            let data: Vec<_> = all.iter().filter(|o| o["object"] == family).cloned().collect();
+            serde_json::json!({"object": "list", "data": data, "has_more": false})
+        }
+        (method, Some(id)) => match all.iter().position(|o| o["id"] == id) {
+            Some(i) if method == "DELETE" => {
+                all.remove(i);
+                serde_json::json!({"id": id, "object": family, "deleted": true})
+            }
+            Some(i) => all[i].clone(),
+            None => {
+                let body = serde_json::json!({"error": {"message": format!("No such {family}: {id}"), "type": "invalid_request_error"}});
+                return send(out, 404, "application/json", body.to_string().as_bytes());
+            }
+        },
+        _ => serde_json::json!({}),
+    };
+    drop(all);
+    send(out, 200, "application/json", body.to_string().as_bytes())
 }
 
 fn chunked(out: &mut TcpStream, data: &[u8]) -> std::io::Result<()> {

@@ -2,6 +2,8 @@
 //! `tenant \0 created_at call_id` with empty values (the row is read from `ledger` / `audit` by the
 //! key's tail), so a tenant-scoped query reads that tenant's entries only, never every row.
 //!
+//! Also the owners of provider objects (`object_owners`: id → owner, first record wins).
+//!
 //! Invariants: every ledger row and audit entry with a tenant has exactly one index entry, written
 //! in the same transaction as the row (the writer) and removed with it (retention); files made
 //! before the indexes existed are backfilled once at open (`META` marks it done).
@@ -17,6 +19,8 @@ use crate::store::Result;
 pub(super) const LEDGER_BY_TENANT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("ledger_by_tenant");
 pub(super) const AUDIT_BY_TENANT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("audit_by_tenant");
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Provider object id → owner (`core::objects`).
+pub(super) const OBJECTS: TableDefinition<&str, &str> = TableDefinition::new("object_owners");
 /// Set in `META` once rows older than the tenant indexes are indexed.
 const BACKFILLED: &str = "tenant_indexes";
 
@@ -27,6 +31,7 @@ pub(super) fn tenant_key(tenant: &str, at: UnixMs, id: &str) -> Vec<u8> {
 
 /// Opens the index tables and indexes rows written before they existed (once per file).
 pub(super) fn prepare(txn: &redb::WriteTransaction) -> Result<()> {
+    txn.open_table(OBJECTS).map_err(unavailable)?;
     let mut meta = txn.open_table(META).map_err(unavailable)?;
     let mut ledger_index = txn.open_table(LEDGER_BY_TENANT).map_err(unavailable)?;
     let mut audit_index = txn.open_table(AUDIT_BY_TENANT).map_err(unavailable)?;

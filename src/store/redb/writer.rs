@@ -389,6 +389,7 @@ pub(crate) struct Tables<'t> {
     pub(super) audit: redb::Table<'t, &'static [u8], &'static [u8]>,
     pub(super) by_tenant: redb::Table<'t, &'static [u8], &'static [u8]>,
     pub(super) audit_by_tenant: redb::Table<'t, &'static [u8], &'static [u8]>,
+    pub(super) objects: redb::Table<'t, &'static str, &'static str>,
 }
 
 impl<'t> Tables<'t> {
@@ -407,6 +408,7 @@ impl<'t> Tables<'t> {
             audit: txn.open_table(AUDIT).map_err(unavailable)?,
             by_tenant: txn.open_table(index::LEDGER_BY_TENANT).map_err(unavailable)?,
             audit_by_tenant: txn.open_table(index::AUDIT_BY_TENANT).map_err(unavailable)?,
+            objects: txn.open_table(index::OBJECTS).map_err(unavailable)?,
         })
     }
 
