@@ -124,8 +124,8 @@ fn object_routes_when_turned_on_answer_only_the_owners_tenant() {
         assert_eq!(r.status, 200, "{}", r.text());
         r.json()["data"].as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap().to_string()).collect()
     };
-    assert_eq!(ids(&a2), [file.clone()]);
-    assert_eq!(ids(&b), [theirs.clone()]);
+    assert_eq!(ids(&a2), vec![file.as_str()]);
+    assert_eq!(ids(&b), vec![theirs.as_str()]);
     assert!(ids(&solo).is_empty());
     assert!(ids(MASTER).len() >= 2, "the operator sees the whole account");
     // A batch may only read its own tenant's file.

@@ -38,6 +38,7 @@ use crate::core::keys::{KeyRecord, Limits, TokenHash};
 use crate::core::ledger::{LedgerQuery, LedgerRow};
 use crate::core::time::UnixMs;
 use crate::store::{Finished, KeyChanges, KeyFilter, Reservation, Result, Settlement, Store, StoreError};
+use index::{name_ids, store_name_ids};
 
 const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
 const KEY_HASH: TableDefinition<&[u8], &str> = TableDefinition::new("key_hash");
@@ -208,26 +209,6 @@ fn by_key_key(key_name: &str, created_at: UnixMs, call_id: &str) -> Vec<u8> {
 
 fn usage_key(scope: &str, period_start: UnixMs) -> String {
     format!("{scope}|{period_start}")
-}
-
-/// The name-index entry of `lower` (legacy bare ids filed under their user's tenant).
-fn name_ids(t: &Tables<'_>, lower: &str) -> Result<NameIds> {
-    let raw = t.scim_name.get(lower).map_err(unavailable)?.map(|v| v.value().to_string());
-    NameIds::parse(raw.as_deref(), |id| {
-        let found = t.scim.get(id).map_err(unavailable)?;
-        Ok(found
-            .map(|v| serde_json::from_slice::<ScimUser>(v.value()).map_err(corrupt))
-            .transpose()?
-            .map(|u| u.tenant_id))
-    })
-}
-
-fn store_name_ids(t: &mut Tables<'_>, lower: &str, names: &NameIds) -> Result<()> {
-    match names.render() {
-        Some(v) => t.scim_name.insert(lower, v.as_str()).map(|_| ()),
-        None => t.scim_name.remove(lower).map(|_| ()),
-    }
-    .map_err(unavailable)
 }
 
 impl RedbStore {

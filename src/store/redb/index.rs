@@ -2,7 +2,8 @@
 //! `tenant \0 created_at call_id` with empty values (the row is read from `ledger` / `audit` by the
 //! key's tail), so a tenant-scoped query reads that tenant's entries only, never every row.
 //!
-//! Also the owners of provider objects (`object_owners`: id → owner, first record wins).
+//! Also the SCIM name index's entries (`NameIds`, read and written in the writer's transaction)
+//! and the owners of provider objects (`object_owners`: id → owner, first record wins).
 //!
 //! Invariants: every ledger row and audit entry with a tenant has exactly one index entry, written
 //! in the same transaction as the row (the writer) and removed with it (retention); files made
@@ -10,8 +11,9 @@
 
 use redb::{ReadableTable, TableDefinition};
 
+use super::writer::Tables;
 use super::{by_key_key, corrupt, ledger_key, unavailable};
-use crate::core::directory::{AuditEntry, AuditQuery};
+use crate::core::directory::{AuditEntry, AuditQuery, NameIds, ScimUser};
 use crate::core::ledger::LedgerRow;
 use crate::core::time::UnixMs;
 use crate::store::Result;
@@ -101,4 +103,24 @@ pub(super) fn tenant_audit(
         Ok(out.len() < q.limit)
     })?;
     Ok(out)
+}
+
+/// The name-index entry of `lower` (legacy bare ids filed under their user's tenant).
+pub(super) fn name_ids(t: &Tables<'_>, lower: &str) -> Result<NameIds> {
+    let raw = t.scim_name.get(lower).map_err(unavailable)?.map(|v| v.value().to_string());
+    NameIds::parse(raw.as_deref(), |id| {
+        let found = t.scim.get(id).map_err(unavailable)?;
+        Ok(found
+            .map(|v| serde_json::from_slice::<ScimUser>(v.value()).map_err(corrupt))
+            .transpose()?
+            .map(|u| u.tenant_id))
+    })
+}
+
+pub(super) fn store_name_ids(t: &mut Tables<'_>, lower: &str, names: &NameIds) -> Result<()> {
+    match names.render() {
+        Some(v) => t.scim_name.insert(lower, v.as_str()).map(|_| ()),
+        None => t.scim_name.remove(lower).map(|_| ()),
+    }
+    .map_err(unavailable)
 }
