@@ -3,7 +3,8 @@
 //! `$PRODEX_RUNTIME_LOG_DIR/prodex-runtime-<pid>-<unix_ms>.log`, whose path is kept in
 //! `prodex-runtime-latest.path`; audit entries also go, as JSON lines, to `prodex-audit.log` there.
 //! A run log past `max_bytes` continues in a new file (the pointer follows), and
-//! `prodex-audit.log` moves to `prodex-audit.log.1`…`.5`; run logs beyond `keep_runs` are removed.
+//! `prodex-audit.log` moves to `prodex-audit.log.1`…`.5`; logs of runs beyond `keep_runs` are
+//! removed, and of each run only its newest `SEGMENTS_PER_RUN` files stay.
 //! Every file is created 0600 in a 0700 directory: logs name keys, tenants and callers.
 //!
 //! Invariants: logging never blocks a may worker (lines go through a bounded channel; when it is
@@ -372,29 +373,68 @@ pub fn flush() {
     }
 }
 
-/// Removes the oldest `prodex-runtime-*.log` files so that at most `keep` remain.
+/// Segments of one run's log kept at most (each up to `max_bytes`).
+const SEGMENTS_PER_RUN: usize = 5;
+
+/// Removes run logs so that at most `keep` runs remain (a run is one process: its
+/// `prodex-runtime-<pid>-<ms>.log` segments), each with at most `SEGMENTS_PER_RUN` segments.
 fn prune_old_runs(dir: &Path, keep: usize) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
-    let mut runs: Vec<(u64, PathBuf)> = entries
+    let files: Vec<(u32, u64, PathBuf)> = entries
         .filter_map(Result::ok)
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
-            let stamp = name.strip_prefix("prodex-runtime-")?.strip_suffix(".log")?.rsplit('-').next()?.parse().ok()?;
-            Some((stamp, e.path()))
+            let (pid, stamp) = name.strip_prefix("prodex-runtime-")?.strip_suffix(".log")?.split_once('-')?;
+            Some((pid.parse().ok()?, stamp.parse().ok()?, e.path()))
         })
         .collect();
-    runs.sort();
-    let excess = runs.len().saturating_sub(keep);
-    for (_, path) in runs.into_iter().take(excess) {
+    for path in runs_to_remove(files, keep, SEGMENTS_PER_RUN) {
         let _ = fs::remove_file(path);
     }
 }
 
+/// Of `(pid, stamp, path)` segments, those to remove: runs are ordered by their newest segment,
+/// the newest `keep_runs` stay, and of each the newest `keep_segments` segments.
+fn runs_to_remove(mut files: Vec<(u32, u64, PathBuf)>, keep_runs: usize, keep_segments: usize) -> Vec<PathBuf> {
+    files.sort_by(|a, b| b.1.cmp(&a.1)); // newest first
+    let mut runs: Vec<u32> = Vec::new();
+    let mut kept_of: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+    let mut remove = Vec::new();
+    for (pid, _, path) in files {
+        if !runs.contains(&pid) {
+            runs.push(pid);
+        }
+        let kept = kept_of.entry(pid).or_default();
+        let run_index = runs.iter().position(|p| *p == pid).unwrap_or(usize::MAX);
+        if run_index < keep_runs && *kept < keep_segments {
+            *kept += 1;
+        } else {
+            remove.push(path);
+        }
+    }
+    remove
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{level_for, LevelFilter};
+    use super::{level_for, runs_to_remove, LevelFilter};
+
+    #[test]
+    fn pruning_counts_runs_not_segments() {
+        let seg = |pid: u32, stamp: u64| (pid, stamp, std::path::PathBuf::from(format!("{pid}-{stamp}")));
+        // Run 1 (old, 2 segments), run 2 (3 segments), run 3 (the current one, 7 segments).
+        let mut files = vec![seg(1, 10), seg(1, 11), seg(2, 20), seg(2, 21), seg(2, 22)];
+        files.extend((0..7).map(|i| seg(3, 30 + i)));
+        let mut removed: Vec<String> =
+            runs_to_remove(files.clone(), 2, 5).iter().map(|p| p.display().to_string()).collect();
+        removed.sort();
+        // The current run's rotation keeps run 2 whole and drops only its own oldest segments.
+        assert_eq!(removed, ["1-10", "1-11", "3-30", "3-31"]);
+        assert_eq!(runs_to_remove(files.clone(), 3, 5).len(), 2, "three runs kept, run 3 trimmed to 5");
+        assert!(runs_to_remove(files, 0, 5).len() == 12, "keep nothing");
+    }
 
     #[test]
     fn third_party_crates_never_log_below_warn() {

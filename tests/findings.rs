@@ -552,8 +552,22 @@ fn f6_files_are_private_and_logs_rotate_by_size() {
     use std::os::unix::fs::PermissionsExt;
     let mock = Mock::start();
     let master = "master-token-f6-0123456789";
+    // Logs of four earlier runs (pids 1-4), two files each: KEEP = 3 keeps the two newest runs
+    // beside this one, whole, however often this run rotates.
+    let home = crate::support::TempDir::new("f6-home");
+    let logs = home.0.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for pid in 1..=4u64 {
+        for seg in 0..2u64 {
+            let f = logs.join(format!("prodex-runtime-{pid}-{}.log", 1_000 * pid + seg));
+            std::fs::write(&f, b"old\n").unwrap();
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
     let gw = Gateway::start(Opts {
         base_url: Some(mock.base_url()),
+        home: Some(home),
         env: vec![
             ("PRODEX_GATEWAY_TOKEN", master.into()),
             ("PRODEX_RUNTIME_LOG_MAX_BYTES", "4096".into()),
@@ -567,7 +581,6 @@ fn f6_files_are_private_and_logs_rotate_by_size() {
         let r = call(&gw, master, "POST", "keys", Some(&json!({"name": format!("f6-key-{i}")})), &[]);
         assert_eq!(r.status, 201);
     }
-    let logs = gw.home.0.join("logs");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !logs.join("prodex-audit.log.1").exists() {
         assert!(std::time::Instant::now() < deadline, "the audit log never rotated");
@@ -581,7 +594,11 @@ fn f6_files_are_private_and_logs_rotate_by_size() {
                 && e.file_name().to_string_lossy().ends_with(".log")
         })
         .collect();
-    assert_eq!(runs.len(), 3, "rotated and pruned to PRODEX_RUNTIME_LOG_KEEP");
+    let names: Vec<String> = runs.iter().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let of_pid = |pid: &str| names.iter().filter(|n| n.starts_with(&format!("prodex-runtime-{pid}-"))).count();
+    assert_eq!((of_pid("1"), of_pid("2"), of_pid("3"), of_pid("4")), (0, 0, 2, 2), "runs beyond KEEP go: {names:?}");
+    let own = names.len() - 4;
+    assert!((2..=5).contains(&own), "this run rotated and kept at most 5 files: {names:?}");
     for r in &runs {
         assert!(r.metadata().unwrap().len() <= 4096 + 2048, "{:?} grew past the limit", r.path());
     }

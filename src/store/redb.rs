@@ -38,7 +38,7 @@ use crate::core::keys::{KeyRecord, Limits, TokenHash};
 use crate::core::ledger::{LedgerQuery, LedgerRow};
 use crate::core::time::UnixMs;
 use crate::store::{Finished, KeyChanges, KeyFilter, Reservation, Result, Settlement, Store, StoreError};
-use index::{name_ids, store_name_ids};
+use index::{by_key_key, ledger_key, name_ids, store_name_ids};
 
 const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
 const KEY_HASH: TableDefinition<&[u8], &str> = TableDefinition::new("key_hash");
@@ -190,21 +190,6 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
-}
-
-fn ledger_key(created_at: UnixMs, call_id: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(8 + call_id.len());
-    k.extend_from_slice(&created_at.to_be_bytes());
-    k.extend_from_slice(call_id.as_bytes());
-    k
-}
-
-fn by_key_key(key_name: &str, created_at: UnixMs, call_id: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(key_name.len() + 9 + call_id.len());
-    k.extend_from_slice(key_name.as_bytes());
-    k.push(0);
-    k.extend_from_slice(&ledger_key(created_at, call_id));
-    k
 }
 
 fn usage_key(scope: &str, period_start: UnixMs) -> String {
@@ -580,7 +565,23 @@ impl Store for RedbStore {
         after: Option<&(UnixMs, String)>,
         f: &mut dyn FnMut(LedgerRow) -> bool,
     ) -> Result<()> {
-        self.scan(q, after, f)
+        // A long read (a CSV export) holds the file open; when writes start failing it steps
+        // aside so the writer can reopen the file, instead of keeping the store down.
+        let (mut seen, mut aborted) = (0u32, false);
+        self.scan(q, after, &mut |row| {
+            seen = seen.wrapping_add(1);
+            if seen % 1024 == 0 && self.slot.failing.load(Ordering::Acquire) {
+                aborted = true;
+                return false;
+            }
+            f(row)
+        })?;
+        if aborted {
+            return Err(unavailable(
+                "the state file failed a write during this read; it was stopped so the file can be reopened",
+            ));
+        }
+        Ok(())
     }
 
     fn flush(&self) -> Result<()> {

@@ -12,7 +12,7 @@
 use redb::{ReadableTable, TableDefinition};
 
 use super::writer::Tables;
-use super::{by_key_key, corrupt, ledger_key, unavailable};
+use super::{corrupt, unavailable};
 use crate::core::directory::{AuditEntry, AuditQuery, NameIds, ScimUser};
 use crate::core::ledger::LedgerRow;
 use crate::core::time::UnixMs;
@@ -25,6 +25,23 @@ pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 pub(super) const OBJECTS: TableDefinition<&str, &str> = TableDefinition::new("object_owners");
 /// Set in `META` once rows older than the tenant indexes are indexed.
 const BACKFILLED: &str = "tenant_indexes";
+
+/// A ledger or audit key: big-endian time, then the id (so ranges are time ranges).
+pub(super) fn ledger_key(created_at: UnixMs, call_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + call_id.len());
+    k.extend_from_slice(&created_at.to_be_bytes());
+    k.extend_from_slice(call_id.as_bytes());
+    k
+}
+
+/// An index key: the indexed value, a NUL, then the row's ledger key.
+pub(super) fn by_key_key(key_name: &str, created_at: UnixMs, call_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key_name.len() + 9 + call_id.len());
+    k.extend_from_slice(key_name.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&ledger_key(created_at, call_id));
+    k
+}
 
 /// The index entry of a row of `tenant` at `at` with id `id`.
 pub(super) fn tenant_key(tenant: &str, at: UnixMs, id: &str) -> Vec<u8> {

@@ -148,6 +148,7 @@ pub(super) fn run(
             }
         };
         last_commit = crate::clock::now();
+        shed_refusals(&mut retry);
         // The backlog counts async rows not yet committed: kept rows stay in it (rows of waiting
         // callers kept after a failed commit join it).
         if retry.len() >= unawaited {
@@ -374,6 +375,37 @@ fn write_jobs(
     Ok(())
 }
 
+/// Kept rows of calls that were refused before any upstream work (no settlement, no cost) kept
+/// at most, beyond the bound on the whole backlog.
+const MAX_KEPT_REFUSALS: usize = 10_000;
+
+/// Bounds what a long outage keeps: while writes fail, every call is refused with 503 and still
+/// leaves a ledger row. Rows that carry money (a settlement or a cost) are all kept — admission is
+/// refused while the file fails, so only calls in flight when it began make them. Refusal rows
+/// past `MAX_KEPT_REFUSALS` (once the retry holds more than `MAX_BACKLOG` rows) are dropped,
+/// newest first, and counted in the log: they bill nothing and the metrics counted them.
+fn shed_refusals(retry: &mut Vec<Job>) {
+    if retry.len() <= super::MAX_BACKLOG {
+        return;
+    }
+    let mut refusals = 0usize;
+    let before = retry.len();
+    retry.retain(|job| match job {
+        Job::Finish { row, usage: None, ack: None } if row.cost_microusd.is_none_or(|c| c == 0) => {
+            refusals += 1;
+            refusals <= MAX_KEPT_REFUSALS
+        }
+        _ => true,
+    });
+    if retry.len() < before {
+        log::warn!(
+            "state file still failing: dropped {} ledger row(s) of refused calls (no cost) to bound memory; {} row(s) kept",
+            before - retry.len(),
+            retry.len()
+        );
+    }
+}
+
 /// The tables of one write transaction.
 pub(crate) struct Tables<'t> {
     pub(super) keys: redb::Table<'t, &'static str, &'static [u8]>,
@@ -547,5 +579,32 @@ fn drop_before(db: &Database, before: UnixMs) -> Result<u64> {
         if removed < CHUNK {
             return Ok(total);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finish(cost: Option<u64>, settled: bool) -> Job {
+        let usage =
+            settled.then(|| UsageDelta { scope: "key:k".into(), period_start: 0, requests: 1, spend_microusd: 1 });
+        Job::Finish { row: Box::new(LedgerRow { cost_microusd: cost, ..LedgerRow::default() }), usage, ack: None }
+    }
+
+    #[test]
+    fn a_long_outage_keeps_every_billed_row_and_a_bounded_number_of_refusals() {
+        let mut retry: Vec<Job> = (0..100).map(|i| finish(Some(i + 1), i % 2 == 0)).collect();
+        retry.extend((0..super::super::MAX_BACKLOG).map(|_| finish(None, false)));
+        retry.extend((0..10).map(|_| finish(Some(0), false)));
+        shed_refusals(&mut retry);
+        assert_eq!(retry.len(), 100 + MAX_KEPT_REFUSALS);
+        let billed =
+            retry.iter().filter(|j| matches!(j, Job::Finish { row, .. } if row.cost_microusd.unwrap_or(0) > 0));
+        assert_eq!(billed.count(), 100, "no row that carries money is dropped");
+        // Below the backlog bound nothing is dropped.
+        let mut small: Vec<Job> = (0..1_000).map(|_| finish(None, false)).collect();
+        shed_refusals(&mut small);
+        assert_eq!(small.len(), 1_000);
     }
 }
