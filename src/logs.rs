@@ -398,7 +398,7 @@ fn prune_old_runs(dir: &Path, keep: usize) {
 /// Of `(pid, stamp, path)` segments, those to remove: runs are ordered by their newest segment,
 /// the newest `keep_runs` stay, and of each the newest `keep_segments` segments.
 fn runs_to_remove(mut files: Vec<(u32, u64, PathBuf)>, keep_runs: usize, keep_segments: usize) -> Vec<PathBuf> {
-    files.sort_by(|a, b| b.1.cmp(&a.1)); // newest first
+    files.sort_by_key(|f| std::cmp::Reverse(f.1)); // newest first
     let mut runs: Vec<u32> = Vec::new();
     let mut kept_of: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
     let mut remove = Vec::new();
