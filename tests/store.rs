@@ -346,6 +346,32 @@ fn a_redb_file_from_before_the_tenant_indexes_is_indexed_at_open() {
     assert_eq!(audit.unwrap().len(), 1);
 }
 
+/// Tenant-scoped reads are served by the tenant indexes even from a cached generic plan (the
+/// plan a prepared statement settles on), where `$1 IS NULL OR tenant_id = $1` could not be.
+#[test]
+fn postgres_tenant_reads_use_the_tenant_indexes_with_a_generic_plan() {
+    use prodex::store::postgres::sql::{audit_sql, ledger_sql};
+    let url = fresh_postgres_db();
+    let store = PgStore::open(&url, 2).unwrap();
+    record(&store, row("c1", 1_000, "a-ci", 200, Some(1))); // creates the month's partition
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    c.batch_execute("SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off").unwrap();
+    let (ledger, _) = ledger_sql(0, None, None, Some("tenant-a".into()));
+    let (audit, _) = audit_sql(None, Some("tenant-a".into()));
+    for (name, types, sql, args) in
+        [("l", "(bigint, text)", ledger, "(0, 'tenant-a')"), ("a", "(text)", audit, "('tenant-a')")]
+    {
+        c.batch_execute(&format!("PREPARE {name} {types} AS {sql}")).unwrap();
+        let plan: Vec<String> =
+            c.query(&format!("EXPLAIN EXECUTE {name}{args}"), &[]).unwrap().iter().map(|r| r.get(0)).collect();
+        let plan = plan.join("\n");
+        assert!(
+            plan.lines().any(|l| l.contains("Index Cond") && l.contains("tenant_id = $")),
+            "{name}: the tenant index is used:\n{plan}"
+        );
+    }
+}
+
 #[test]
 fn a_second_process_cannot_open_the_same_redb_file() {
     let dir = TempDir::new("redb-lock");

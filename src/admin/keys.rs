@@ -440,7 +440,9 @@ fn run_mutation(
             h.update(b"\n");
             h.update(&bytes);
             let fingerprint: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-            Some((format!("{}:{}:{k}", p.source.as_str(), p.name), fingerprint))
+            // Keyed by the principal's identity (source and name, length-prefixed so that no two
+            // principals' records can meet whatever their names contain).
+            Some((format!("{}:{}:{}:{k}", p.source.as_str(), p.name.len(), p.name), fingerprint))
         }
         None => None,
     };

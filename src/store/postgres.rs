@@ -92,7 +92,7 @@ CREATE TABLE IF NOT EXISTS prodex_objects (id TEXT PRIMARY KEY, owner TEXT NOT N
 ];
 
 /// A postgres error or one of ours, inside a pool job.
-mod sql;
+pub mod sql;
 use sql::{audit_sql, ledger_sql};
 
 enum Fail {

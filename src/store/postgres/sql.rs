@@ -2,7 +2,8 @@
 //! `$n IS NULL OR …`, which a cached generic plan cannot serve from the key or tenant index, so a
 //! tenant-scoped ledger or audit read is an index range scan, not a scan of every row.
 
-type Param = Box<dyn postgres::types::ToSql + Sync + Send>;
+/// One query parameter.
+pub type Param = Box<dyn postgres::types::ToSql + Sync + Send>;
 
 /// A query's filters as a WHERE clause with only the conditions that are set (never
 /// `$n IS NULL OR …`, which a cached generic plan cannot serve from the key or tenant index).
@@ -23,7 +24,7 @@ fn where_sql(conds: Vec<(&str, Vec<Param>)>) -> (String, Vec<Param>) {
 }
 
 /// One page of ledger rows (newest first) from `from`, below the `(created_at, call_id)` cursor.
-pub(super) fn ledger_sql(
+pub fn ledger_sql(
     from: i64,
     below: Option<(i64, String)>,
     key: Option<String>,
@@ -44,7 +45,7 @@ pub(super) fn ledger_sql(
 }
 
 /// One page of audit entries (newest first) below the `(at, id)` cursor.
-pub(super) fn audit_sql(below: Option<(i64, String)>, tenant: Option<String>) -> (String, Vec<Param>) {
+pub fn audit_sql(below: Option<(i64, String)>, tenant: Option<String>) -> (String, Vec<Param>) {
     let mut conds: Vec<(&str, Vec<Param>)> = Vec::new();
     if let Some((at, id)) = below {
         conds.push(("(at, id) < ($?, $?)", vec![Box::new(at), Box::new(id)]));
