@@ -91,8 +91,7 @@ impl Shared {
                 key_prefixes: t.allowed_key_prefixes.clone(),
             })
             .collect();
-        let openapi =
-            serde_json::to_vec_pretty(&crate::core::openapi::document(env!("CARGO_PKG_VERSION"))).unwrap_or_default();
+        let openapi = crate::core::openapi::rendered(env!("CARGO_PKG_VERSION"));
         let sso_digest = config.sso.proxy_token.as_ref().map(|t| digest(t.expose()));
         Self {
             sso_digest,

@@ -175,6 +175,18 @@ fn healthcheck_and_version_commands() {
     let url = format!("http://{}/readyz", gw.addr);
     let out = Command::new(bin()).args(["gateway", "healthcheck", "--url", &url]).env_clear().output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    for base in [format!("http://{}", gw.addr), format!("http://{}/", gw.addr)] {
+        let out = Command::new(bin()).args(["gateway", "healthcheck", "--url", &base]).env_clear().output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "a base URL checks /readyz: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // `openapi` prints exactly what the route serves.
+    let printed = Command::new(bin()).args(["gateway", "openapi"]).env_clear().output().unwrap();
+    assert!(printed.status.success());
+    let master = "master-openapi-0123456789abcdef";
+    let admin = Gateway::start(Opts { env: vec![("PRODEX_GATEWAY_TOKEN", master.into())], ..Opts::default() });
+    let served = crate::support::admin::call(&admin, master, "GET", "openapi.json", None, &[]);
+    assert_eq!(served.status, 200);
+    assert_eq!(String::from_utf8_lossy(&printed.stdout).trim_end(), served.text().trim_end());
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let out = Command::new(bin())
         .args(["gateway", "healthcheck", "--url", &format!("http://{dead}/readyz")])

@@ -63,10 +63,13 @@ enum Action {
     Check,
     /// Exit 0 when /readyz answers ready (for container health checks).
     Healthcheck {
-        /// Readiness URL (default: http://<listen>/readyz).
+        /// The gateway's base URL (`http://host:port`, /readyz is added) or a full readiness URL
+        /// (default: http://<listen>/readyz).
         #[arg(long)]
         url: Option<String>,
     },
+    /// Print the admin API's OpenAPI 3.1 document (the bytes `GET /v1/prodex/gateway/openapi.json` serves).
+    Openapi,
     /// List provider adapters and the routes each serves.
     Providers {
         #[arg(long)]
@@ -127,6 +130,13 @@ pub fn run() -> ExitCode {
         Some(Action::Check) => check(&config),
         Some(Action::Healthcheck { url }) => healthcheck(&config, url.as_deref()),
         Some(Action::Providers { json }) => providers(&config, json),
+        Some(Action::Openapi) => {
+            let mut out = std::io::stdout().lock();
+            match out.write_all(&crate::core::openapi::rendered(env!("CARGO_PKG_VERSION"))).and_then(|()| out.write_all(b"\n")) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::from(1),
+            }
+        }
         Some(Action::State { action }) => state(&config, &action),
         Some(Action::Keys { action }) => keys::run(&config, &action),
     }
@@ -279,7 +289,11 @@ fn healthcheck(config: &Config, url: Option<&str>) -> ExitCode {
 
 fn probe(url: &str) -> Result<(u16, String), String> {
     let rest = url.strip_prefix("http://").ok_or("only http:// URLs are supported")?;
-    let (authority, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
+    // A base URL (no path, or just `/`) means its readiness endpoint.
+    let (authority, path) = match rest.split_once('/') {
+        None | Some((_, "")) => (rest.trim_end_matches('/'), "/readyz".to_string()),
+        Some((a, p)) => (a, format!("/{p}")),
+    };
     let addr: SocketAddr = authority.to_socket_addrs().map_err(|e| e.to_string())?.next().ok_or("no address")?;
     let budget = Duration::from_secs(2);
     let mut stream = TcpStream::connect_timeout(&addr, budget).map_err(|e| e.to_string())?;
