@@ -182,15 +182,19 @@ fn spawn_spool(shared: Arc<Shared>) {
 /// ready.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Pings the state backend every second; `/readyz` reports what it last saw.
+/// Pings the state backend every second (every 250 ms while it is down); `/readyz` reports what
+/// it last saw, and a call's successful state operation (`Shared::note_state_ok`) marks it ready
+/// at once. A failed ping counts only if nothing succeeded since it was sent.
 fn spawn_state_probe(store: Arc<dyn Store>, lifecycle: Arc<Lifecycle>) {
     may::go!(move || loop {
         let (tx, rx) = may::sync::mpsc::channel();
         let probe = Arc::clone(&store);
+        let sent = clock::unix_ms();
         may::go!(move || {
             let _ = tx.send(probe.ping().is_ok());
         });
-        let down = !rx.recv_timeout(PING_TIMEOUT).unwrap_or(false);
+        let failed = !rx.recv_timeout(PING_TIMEOUT).unwrap_or(false);
+        let down = failed && lifecycle.state_ok_at.load(Ordering::Acquire) < sent;
         let was = lifecycle.state_down.swap(down, Ordering::AcqRel);
         if down != was {
             if down {
@@ -199,7 +203,7 @@ fn spawn_state_probe(store: Arc<dyn Store>, lifecycle: Arc<Lifecycle>) {
                 log::info!("state backend {} answers again", store.backend());
             }
         }
-        may::coroutine::sleep(Duration::from_secs(1));
+        may::coroutine::sleep(if down { Duration::from_millis(250) } else { Duration::from_secs(1) });
     });
 }
 

@@ -122,6 +122,16 @@ impl Shared {
         by_glob.or_else(|| self.config.provider(&self.config.default_provider))
     }
 
+    /// A state operation succeeded: the backend is ready again at once, without waiting for the
+    /// next readiness ping.
+    pub fn note_state_ok(&self) {
+        self.lifecycle.state_ok_at.store(crate::clock::unix_ms(), Ordering::Release);
+        if self.lifecycle.state_down.load(Ordering::Acquire) && self.lifecycle.state_down.swap(false, Ordering::AcqRel)
+        {
+            log::info!("state backend {} answers again (a call's state operation succeeded)", self.store.backend());
+        }
+    }
+
     /// Counts a state backend failure.
     pub fn note_state_error(&self) {
         self.state_errors.fetch_add(1, Ordering::Relaxed);

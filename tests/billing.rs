@@ -341,7 +341,19 @@ fn calls_in_flight_when_postgres_stops_are_told_and_recorded_later() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     pg.signal_all(libc::SIGCONT);
-    gw.wait_ready();
+    // Readiness follows recovery at once: the first call whose state operations succeed marks the
+    // backend ready, without waiting for the next ping.
+    let auth = format!("Bearer {key}");
+    let body = json!({"model": "gpt-4o-mini", "max_completion_tokens": 5, "messages": []}).to_string();
+    let t0 = std::time::Instant::now();
+    loop {
+        let h = [("authorization", auth.as_str()), ("content-type", "application/json")];
+        if crate::support::client::request(addr, "POST", "/v1/chat/completions", &h, body.as_bytes()).status == 200 {
+            break;
+        }
+        assert!(t0.elapsed() < std::time::Duration::from_secs(10), "calls never succeeded after SIGCONT");
+    }
+    assert_eq!(gw.get("/readyz").status, 200, "a call succeeded, so the backend is ready");
 }
 
 /// A stream whose events carry content only in shapes the estimate does not read (or `null`

@@ -132,7 +132,10 @@ pub fn run() -> ExitCode {
         Some(Action::Providers { json }) => providers(&config, json),
         Some(Action::Openapi) => {
             let mut out = std::io::stdout().lock();
-            match out.write_all(&crate::core::openapi::rendered(env!("CARGO_PKG_VERSION"))).and_then(|()| out.write_all(b"\n")) {
+            match out
+                .write_all(&crate::core::openapi::rendered(env!("CARGO_PKG_VERSION")))
+                .and_then(|()| out.write_all(b"\n"))
+            {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(_) => ExitCode::from(1),
             }

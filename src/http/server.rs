@@ -67,8 +67,11 @@ pub struct Lifecycle {
     pub open_connections: AtomicUsize,
     /// Requests whose response has not finished yet (streams included).
     pub in_flight: AtomicUsize,
-    /// Cleared while the state backend does not answer (`/readyz` turns 503).
+    /// Set while the state backend does not answer (`/readyz` turns 503).
     pub state_down: AtomicBool,
+    /// When a state operation last succeeded (unix ms): a ping that failed before it does not
+    /// mark the backend down.
+    pub state_ok_at: std::sync::atomic::AtomicU64,
 }
 
 /// What the server calls for every parsed request.

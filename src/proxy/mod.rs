@@ -500,7 +500,11 @@ fn admit(shared: &Shared, call: &mut Call, model: &str, peek: &RequestPeek, now:
     };
     let scope = call.key.as_ref().map_or_else(|| format!("key:{}", call.key_name), |k| k.limit_scope());
     let reservation = Reservation { call_id: call.call_id.clone(), scope, limits: limits.clone(), ask, at: now };
-    match shared.store.reserve(&reservation) {
+    let reserved = shared.store.reserve(&reservation);
+    if reserved.is_ok() {
+        shared.note_state_ok();
+    }
+    match reserved {
         Ok(Ok(headroom)) => {
             call.headroom = Some(headroom);
             call.reservation = Some(reservation);

@@ -147,14 +147,14 @@ const HEALTH: [(&str, &str, &str, &str, bool); 3] = [
     ("/startupz", "Startupz", "Startup: version and start time", "Startup", false),
 ];
 
-/// The OpenAPI document for this build (serialize once at startup).
-#[must_use]
 /// The document as served and printed (`prodex gateway openapi`): pretty JSON, one source.
 #[must_use]
 pub fn rendered(version: &str) -> Vec<u8> {
     serde_json::to_vec_pretty(&document(version)).unwrap_or_default()
 }
 
+/// The OpenAPI document for this build (serialize once at startup).
+#[must_use]
 pub fn document(version: &str) -> Value {
     let mut paths = Map::new();
     for (prefix, suffix) in PREFIXES {
