@@ -26,8 +26,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 mod index;
+mod recent;
 mod writer;
 
+use recent::RecentIds;
 use writer::Tables;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -51,38 +53,6 @@ const SCIM: TableDefinition<&str, &[u8]> = TableDefinition::new("scim_users");
 const SCIM_NAME: TableDefinition<&str, &str> = TableDefinition::new("scim_user_names");
 const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
 const AUDIT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("audit");
-
-/// A bounded set of recently seen call ids.
-#[derive(Default)]
-struct RecentIds {
-    set: std::collections::HashSet<String>,
-    order: std::collections::VecDeque<String>,
-}
-
-impl RecentIds {
-    const CAP: usize = 100_000;
-
-    /// Forgets `id` (its finish did not happen after all), so that a retry can run it.
-    fn remove(&mut self, id: &str) {
-        if self.set.remove(id) {
-            self.order.retain(|x| x != id);
-        }
-    }
-
-    /// Inserts `id`; false when it was already there.
-    fn insert(&mut self, id: &str) -> bool {
-        if !self.set.insert(id.to_string()) {
-            return false;
-        }
-        self.order.push_back(id.to_string());
-        if self.order.len() > Self::CAP {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
-        }
-        true
-    }
-}
 
 /// Jobs the writer thread commits in groups.
 enum Job {
@@ -139,7 +109,7 @@ struct UsageDelta {
     spend_microusd: u64,
 }
 
-#[derive(serde::Serialize, serde::Deserialize, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Default, Clone)]
 struct UsageRow {
     requests: u64,
     spend_microusd: u64,
@@ -176,6 +146,11 @@ pub struct RedbStore {
     backlog: Arc<std::sync::atomic::AtomicUsize>,
     writer: Option<std::thread::JoinHandle<()>>,
     counters: Mutex<HashMap<String, Counters>>,
+    /// Stored usage of current periods (`scope|period_start` → row) as of open, updated by
+    /// `set_counters`: what a scope's first call in a period starts from.
+    stored_usage: Mutex<HashMap<String, UsageRow>>,
+    /// Periods starting before this (unix ms) are not in `stored_usage` (except `total`, start 0).
+    usage_since: UnixMs,
     /// Call ids finished recently (the last 100,000), so a retried `finish` does not settle the
     /// in-memory counters twice. The writer's ledger id table keeps the row and the persisted
     /// usage once per call id whatever its age.
@@ -243,6 +218,9 @@ impl RedbStore {
         }
         index::prepare(&txn)?;
         txn.commit().map_err(unavailable)?;
+        // The longest calendar period is a month: older periods are never current.
+        let usage_since = crate::clock::unix_ms().saturating_sub(32 * 24 * 3600 * 1000);
+        let stored_usage = index::recent_usage(&db, usage_since)?;
         let slot = Arc::new(Slot {
             db: RwLock::new(Some(Arc::new(db))),
             path: path.to_path_buf(),
@@ -268,6 +246,8 @@ impl RedbStore {
             backlog,
             writer: Some(writer_thread),
             counters: Mutex::default(),
+            stored_usage: Mutex::new(stored_usage),
+            usage_since,
             finished: Mutex::default(),
             deleted,
         })
@@ -310,16 +290,24 @@ impl RedbStore {
         self.send_and_wait(|ack| Job::Apply(Box::new(f), ack))
     }
 
+    /// A scope's stored usage for a period: from the snapshot loaded at open (the per-call path
+    /// reads nothing from redb, least of all under the counters lock), else the file (a period
+    /// older than the snapshot, only when the clock went back).
     fn read_usage(&self, scope: &str, period_start: UnixMs) -> Result<UsageRow> {
+        let key = usage_key(scope, period_start);
+        if period_start == 0 || period_start >= self.usage_since {
+            let snapshot = self.stored_usage.lock().map_err(|_| unavailable("usage snapshot poisoned"))?;
+            return Ok(snapshot.get(&key).cloned().unwrap_or_default());
+        }
         let txn = self.db()?.begin_read().map_err(unavailable)?;
         let table = txn.open_table(USAGE).map_err(unavailable)?;
-        match table.get(usage_key(scope, period_start).as_str()).map_err(unavailable)? {
+        match table.get(key.as_str()).map_err(unavailable)? {
             Some(v) => serde_json::from_slice(v.value()).map_err(corrupt),
             None => Ok(UsageRow::default()),
         }
     }
 
-    /// Runs `f` on the scope's counters (loaded from the file on first use), under the lock.
+    /// Runs `f` on the scope's counters (loaded from the usage snapshot on first use), under the lock.
     fn with_counters<T>(
         &self,
         scope: &str,
@@ -774,7 +762,10 @@ impl Store for RedbStore {
     fn set_counters(&self, scope: &str, counters: &Counters) -> Result<()> {
         let row = UsageRow { requests: counters.requests, spend_microusd: counters.spend_microusd };
         let key = usage_key(scope, counters.period_start);
-        self.send_and_wait(|ack| Job::SetUsage { key, row, ack })?;
+        self.send_and_wait(|ack| Job::SetUsage { key: key.clone(), row: row.clone(), ack })?;
+        if let Ok(mut snapshot) = self.stored_usage.lock() {
+            snapshot.insert(key, row);
+        }
         let mut map = self.counters.lock().map_err(|_| unavailable("counters poisoned"))?;
         map.remove(scope); // reloaded from the file on next use
         Ok(())

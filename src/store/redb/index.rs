@@ -12,7 +12,7 @@
 use redb::{ReadableTable, TableDefinition};
 
 use super::writer::Tables;
-use super::{corrupt, unavailable};
+use super::{corrupt, unavailable, UsageRow};
 use crate::core::directory::{AuditEntry, AuditQuery, NameIds, ScimUser};
 use crate::core::ledger::LedgerRow;
 use crate::core::time::UnixMs;
@@ -140,4 +140,22 @@ pub(super) fn store_name_ids(t: &mut Tables<'_>, lower: &str, names: &NameIds) -
         None => t.scim_name.remove(lower).map(|_| ()),
     }
     .map_err(unavailable)
+}
+
+/// Stored usage rows (`scope|period_start` → row) of periods starting at `since` or later, and of
+/// `total` budgets (start 0): the current periods, read once at open.
+pub(super) fn recent_usage(db: &redb::Database, since: UnixMs) -> Result<std::collections::HashMap<String, UsageRow>> {
+    use redb::ReadableDatabase;
+    let txn = db.begin_read().map_err(unavailable)?;
+    let table = txn.open_table(super::USAGE).map_err(unavailable)?;
+    let mut out = std::collections::HashMap::new();
+    for entry in table.range::<&str>(..).map_err(unavailable)? {
+        let (k, v) = entry.map_err(unavailable)?;
+        let key = k.value();
+        let start: UnixMs = key.rsplit('|').next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        if start == 0 || start >= since {
+            out.insert(key.to_string(), serde_json::from_slice(v.value()).map_err(corrupt)?);
+        }
+    }
+    Ok(out)
 }
