@@ -100,6 +100,44 @@ fn etags_and_idempotency_make_mutations_safe() {
     assert!(replay.json().get("token").is_none(), "tokens are never stored, so never replayed");
     let other = call(&gw, MASTER, "POST", "keys", Some(&json!({"name": "team-a-other"})), &idem);
     assert_eq!((other.status, other.code().as_str()), (409, "idempotency_conflict"));
+    // Concurrent first attempts: the key is claimed first, so only one runs; the other is told
+    // it is in progress (or, if it came late, gets the reply) — never a second run.
+    let outcomes: Vec<(u16, String, bool)> = (0..20)
+        .flat_map(|i| {
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+            (0..2).map(move |_| {
+                let (barrier, addr, name) = (barrier.clone(), gw.addr, format!("team-a-race-{i}"));
+                std::thread::spawn(move || {
+                    let body = json!({"name": name}).to_string();
+                    let key = format!("race-{i}");
+                    let auth = format!("Bearer {MASTER}");
+                    let h = [
+                        ("authorization", auth.as_str()),
+                        ("content-type", "application/json"),
+                        ("idempotency-key", key.as_str()),
+                    ];
+                    barrier.wait();
+                    crate::support::client::request(addr, "POST", "/v1/prodex/gateway/keys", &h, body.as_bytes())
+                })
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| {
+            let r = t.join().unwrap();
+            (r.status, r.code(), r.header("idempotent-replayed").is_some())
+        })
+        .collect();
+    for pair in outcomes.chunks(2) {
+        let ran = pair.iter().filter(|(s, _, replayed)| *s == 201 && !replayed).count();
+        assert_eq!(ran, 1, "exactly one attempt runs: {pair:?}");
+        for (status, code, replayed) in pair {
+            assert!(
+                (*status == 201) || (*status == 409 && code == "idempotency_in_progress"),
+                "the duplicate is a replay or in progress, never a second run: {status} {code} {replayed}"
+            );
+        }
+    }
 
     let got = get(&gw, MASTER, "keys/team-a-etag");
     assert_eq!(got.header("etag"), Some("\"1\""));

@@ -505,6 +505,26 @@ fn scim_users_idempotency_records_and_audit_entries() {
         assert_eq!(s.idempotency_get("admin:k1", 10).unwrap().unwrap().fingerprint, "a");
         assert_eq!(s.idempotency_get("admin:k1", 1_000).unwrap(), None, "expired");
         assert_eq!(s.idempotency_get("admin:other", 10).unwrap(), None);
+        // A claim (pending record) is replaced by its reply, or released so a retry can run.
+        let now = 1_700_000_000_000u64
+            .max(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64);
+        let claim = IdempotencyRecord { key: "admin:claim".into(), status: 0, expires_at: now + 60_000, ..rec("c", 0) };
+        assert!(s.idempotency_put(&claim, now).unwrap());
+        assert!(!s.idempotency_put(&claim, now).unwrap(), "a concurrent claim loses");
+        s.idempotency_finish(&IdempotencyRecord {
+            status: 201,
+            body: "{\"ok\":1}".into(),
+            expires_at: now + 86_400_000,
+            ..claim.clone()
+        })
+        .unwrap();
+        let done = s.idempotency_get("admin:claim", now).unwrap().unwrap();
+        assert_eq!((done.status, done.body.as_str()), (201, "{\"ok\":1}"), "{}", s.backend());
+        let other = IdempotencyRecord { key: "admin:claim2".into(), ..claim.clone() };
+        assert!(s.idempotency_put(&other, now).unwrap());
+        s.idempotency_release("admin:claim2").unwrap();
+        assert_eq!(s.idempotency_get("admin:claim2", now).unwrap(), None);
+        assert!(s.idempotency_put(&other, now).unwrap(), "released: the retry claims it");
 
         for i in 0..30u64 {
             let tenant = if i % 3 == 0 { "tenant-b" } else { "tenant-a" };

@@ -447,16 +447,8 @@ fn run_mutation(
         None => None,
     };
     if let Some((key, fingerprint)) = &idempotency {
-        if let Some(stored) = shared.store.idempotency_get(key, now).map_err(|e| state_error(shared, &e))? {
-            if &stored.fingerprint != fingerprint {
-                return Err(ApiError::conflict(
-                    "idempotency_conflict",
-                    "this Idempotency-Key was used with a different request",
-                ));
-            }
-            let body = serde_json::from_str(&stored.body).unwrap_or(Value::Null);
-            let headers = vec![("idempotent-replayed", "true".to_string())];
-            return Ok((Reply::Json { status: stored.status, body, headers }, None));
+        if let Some(replay) = claim(shared, key, fingerprint, now)? {
+            return Ok((replay, None));
         }
     }
     let body = if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -465,11 +457,22 @@ fn run_mutation(
         Some(serde_json::from_slice::<Value>(&bytes).map_err(ApiError::invalid_json)?)
     };
     let input = Input { body, if_match: ex.head.header("if-match").map(String::from) };
-    let (reply, key) = op(shared, input)?;
+    let (reply, key) = match op(shared, input) {
+        Ok(done) => done,
+        Err(e) => {
+            // The mutation did not happen: give the key back so that a retry runs it.
+            if let Some((key, _)) = &idempotency {
+                if let Err(e) = shared.store.idempotency_release(key) {
+                    log::warn!("admin: releasing an idempotency claim failed: {e}");
+                }
+            }
+            return Err(e);
+        }
+    };
     if let Err(e) = shared.keyring.refresh(shared.store.as_ref()) {
         log::warn!("admin: refreshing the key map after a change failed: {e}");
     }
-    if let (Some((key, fingerprint)), Reply::Json { status, body, .. }) = (idempotency, &reply) {
+    if let (Some((key, fingerprint)), Reply::Json { status, body, .. }) = (idempotency.clone(), &reply) {
         // Tokens are never stored: a replayed create or rotate returns the key without its token.
         let mut stored = body.clone();
         if let Some(obj) = stored.as_object_mut() {
@@ -484,11 +487,62 @@ fn run_mutation(
             body: stored.to_string(),
             expires_at: now + IDEMPOTENCY_TTL_MS,
         };
-        if let Err(e) = shared.store.idempotency_put(&rec, now) {
+        if let Err(e) = shared.store.idempotency_finish(&rec) {
             log::warn!("admin: storing an idempotency record failed: {e}");
+        }
+    } else if let Some((key, _)) = &idempotency {
+        // A reply with no body to replay: nothing to keep the key for.
+        if let Err(e) = shared.store.idempotency_release(key) {
+            log::warn!("admin: releasing an idempotency claim failed: {e}");
         }
     }
     Ok((reply, Some(key)))
+}
+
+/// How long a claim holds its key while its mutation runs (a node that dies mid-mutation frees
+/// the key after this).
+const CLAIM_TTL_MS: u64 = 60 * 1000;
+
+/// Claims `key` for this request before the mutation runs, so that two concurrent first attempts
+/// never both run: `None` = claimed (run it); `Some(reply)` = the stored reply of an earlier
+/// attempt. A concurrent attempt still running is 409 `idempotency_in_progress`; the same key with
+/// another request is 409 `idempotency_conflict`.
+fn claim(shared: &Shared, key: &str, fingerprint: &str, now: u64) -> Result<Option<Reply>, ApiError> {
+    let pending = IdempotencyRecord {
+        key: key.to_string(),
+        fingerprint: fingerprint.to_string(),
+        status: 0,
+        body: String::new(),
+        expires_at: now + CLAIM_TTL_MS,
+    };
+    for _ in 0..2 {
+        if shared.store.idempotency_put(&pending, now).map_err(|e| state_error(shared, &e))? {
+            return Ok(None);
+        }
+        // Someone holds the key; it may also have expired (or been released) just now: try again.
+        let Some(stored) = shared.store.idempotency_get(key, now).map_err(|e| state_error(shared, &e))? else {
+            continue;
+        };
+        if stored.fingerprint != fingerprint {
+            return Err(ApiError::conflict(
+                "idempotency_conflict",
+                "this Idempotency-Key was used with a different request",
+            ));
+        }
+        if stored.status == 0 {
+            return Err(ApiError::conflict(
+                "idempotency_in_progress",
+                "a request with this Idempotency-Key is still running; retry shortly to get its reply",
+            ));
+        }
+        let body = serde_json::from_str(&stored.body).unwrap_or(Value::Null);
+        let headers = vec![("idempotent-replayed", "true".to_string())];
+        return Ok(Some(Reply::Json { status: stored.status, body, headers }));
+    }
+    Err(ApiError::conflict(
+        "idempotency_in_progress",
+        "a request with this Idempotency-Key is still running; retry shortly to get its reply",
+    ))
 }
 
 fn read_body(ex: &mut Exchange<'_>) -> Result<Vec<u8>, ApiError> {

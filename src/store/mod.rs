@@ -251,7 +251,14 @@ pub trait Store: Send + Sync {
     fn idempotency_get(&self, key: &str, now: UnixMs) -> Result<Option<IdempotencyRecord>>;
 
     /// Stores a record unless a live one exists under its key; false when one did (first wins).
+    /// Admin mutations claim their key with a pending record (`status` 0) this way first.
     fn idempotency_put(&self, record: &IdempotencyRecord, now: UnixMs) -> Result<bool>;
+
+    /// Replaces the record under its key (a claim's final reply).
+    fn idempotency_finish(&self, record: &IdempotencyRecord) -> Result<()>;
+
+    /// Removes the record under `key` (a claim whose mutation failed: a retry runs it again).
+    fn idempotency_release(&self, key: &str) -> Result<()>;
 
     /// Appends an audit entry.
     fn audit_append(&self, entry: &AuditEntry) -> Result<()>;

@@ -676,6 +676,25 @@ impl Store for PgStore {
         })
     }
 
+    fn idempotency_finish(&self, record: &IdempotencyRecord) -> Result<()> {
+        let record = record.clone();
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO prodex_idempotency (key, expires_at, doc) VALUES ($1, $2, $3) ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at, doc = EXCLUDED.doc",
+                &[&record.key, &i(record.expires_at), &json(&record)?],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn idempotency_release(&self, key: &str) -> Result<()> {
+        let key = key.to_string();
+        self.call(move |c| {
+            c.execute("DELETE FROM prodex_idempotency WHERE key = $1", &[&key])?;
+            Ok(())
+        })
+    }
+
     fn audit_append(&self, entry: &AuditEntry) -> Result<()> {
         let entry = entry.clone();
         self.call(move |c| {

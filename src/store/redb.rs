@@ -725,6 +725,19 @@ impl Store for RedbStore {
         Ok(stored.load(std::sync::atomic::Ordering::SeqCst))
     }
 
+    fn idempotency_finish(&self, record: &IdempotencyRecord) -> Result<()> {
+        let record = record.clone();
+        self.apply(move |t| {
+            let bytes = serde_json::to_vec(&record).map_err(corrupt)?;
+            t.idempotency.insert(record.key.as_str(), bytes.as_slice()).map(|_| ()).map_err(unavailable)
+        })
+    }
+
+    fn idempotency_release(&self, key: &str) -> Result<()> {
+        let key = key.to_string();
+        self.apply(move |t| t.idempotency.remove(key.as_str()).map(|_| ()).map_err(unavailable))
+    }
+
     fn audit_append(&self, entry: &AuditEntry) -> Result<()> {
         let entry = entry.clone();
         self.apply(move |t| {

@@ -689,6 +689,28 @@ impl Store for RedisStore {
         })
     }
 
+    fn idempotency_finish(&self, record: &IdempotencyRecord) -> Result<()> {
+        let record = record.clone();
+        self.call(move |c| {
+            let ttl = record.expires_at.saturating_sub(crate::clock::unix_ms()).max(1);
+            let _: () = redis::cmd("SET")
+                .arg(format!("prodex:idem:{}", record.key))
+                .arg(json(&record)?)
+                .arg("PX")
+                .arg(ttl)
+                .query(c)?;
+            Ok(())
+        })
+    }
+
+    fn idempotency_release(&self, key: &str) -> Result<()> {
+        let key = format!("prodex:idem:{key}");
+        self.call(move |c| {
+            let _: i64 = c.del(&key)?;
+            Ok(())
+        })
+    }
+
     fn audit_append(&self, entry: &AuditEntry) -> Result<()> {
         let entry = entry.clone();
         self.call(move |c| {

@@ -215,7 +215,7 @@ pub fn document(version: &str) -> Value {
                     "schema": {"type": "string"}},
                 "Idempotency-Key": {"name": IDEMPOTENCY, "in": "header", "required": false,
                     "description": "A retry with the same key, method, path and body within 24 h replays the first \
-                        answer (tokens redacted); the same key with another request is a 409 `idempotency_conflict`",
+                        answer (tokens redacted); the same key with another request is a 409 `idempotency_conflict`, and a retry while the first attempt still runs a 409 `idempotency_in_progress`",
                     "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": HEADER_TEXT}},
             }), scim::parameters()),
             "responses": merged(error_responses(), scim::responses()),
@@ -299,7 +299,12 @@ const ERRORS: [(&str, u16, &str, &[&str]); 8] = [
         &[],
     ),
     ("NotFound", 404, "`key_not_found` (also for a key outside the caller's scope)", &[]),
-    ("Conflict", 409, "`key_exists` (names are unique case-insensitively) or `idempotency_conflict`", &[]),
+    (
+        "Conflict",
+        409,
+        "`key_exists` (names are unique case-insensitively), `idempotency_conflict` or `idempotency_in_progress`",
+        &[],
+    ),
     ("PreconditionFailed", 412, "`version_mismatch`: If-Match does not match; ETag is the current version", &["ETag"]),
     ("PayloadTooLarge", 413, "`request_too_large`: the body exceeds 1 MiB", &[]),
     ("Unavailable", 503, "`state_unavailable` or `draining`", &["Retry-After"]),
