@@ -1,6 +1,7 @@
-//! Ledger retention: a background OS thread drops ledger rows older than
-//! `[gateway.ledger] retention_days`, in bulk through `Store::drop_ledger_before` (redb range
-//! deletes, Postgres partition drops, Redis sorted-set ranges), at startup and then every hour.
+//! Retention: a background OS thread drops ledger rows older than `[gateway.ledger]
+//! retention_days` (`Store::drop_ledger_before`: redb range deletes, Postgres partition drops,
+//! Redis sorted-set ranges) and audit entries older than `[gateway.audit] retention_days`
+//! (`Store::drop_audit_before`), in bulk, at startup and then every hour.
 //!
 //! Invariants: retention never runs on a request path or a may worker; a failed pass is logged
 //! and retried at the next tick; the cut-off is whole days before the pass's own clock reading.
@@ -15,21 +16,30 @@ use crate::store::Store;
 const EVERY: Duration = Duration::from_secs(3600);
 const DAY_MS: u64 = 86_400_000;
 
-/// Starts the retention thread for `days` of ledger history.
-pub fn spawn(store: Arc<dyn Store>, days: u64) {
+/// Starts the retention thread: `ledger_days` of ledger history, `audit_days` of audit log.
+pub fn spawn(store: Arc<dyn Store>, ledger_days: u64, audit_days: u64) {
     let spawned = std::thread::Builder::new().name("prodex-retention".into()).spawn(move || {
         crate::background::lower_this_thread();
         loop {
-            let before = clock::unix_ms().saturating_sub(days.saturating_mul(DAY_MS));
-            match store.drop_ledger_before(before) {
-                Ok(0) => {}
-                Ok(n) => log::info!(
-                    "retention: dropped {n} ledger row(s) older than {days} day(s) (before {})",
-                    crate::core::time::format_rfc3339(before)
-                ),
-                Err(e) => log::warn!(
-                    "retention: dropping ledger rows older than {days} day(s) failed: {e}; retrying in an hour"
-                ),
+            let now = clock::unix_ms();
+            let drops: [(&str, u64, &dyn Fn(u64) -> crate::store::Result<u64>); 2] = [
+                ("ledger row", ledger_days, &|before| store.drop_ledger_before(before)),
+                ("audit entry", audit_days, &|before| store.drop_audit_before(before)),
+            ];
+            for (what, days, drop) in drops {
+                let before = now.saturating_sub(days.saturating_mul(DAY_MS));
+                match drop(before) {
+                    Ok(0) => {}
+                    Ok(n) => log::info!(
+                        "retention: dropped {n} {what}(s) older than {days} day(s) (before {})",
+                        crate::core::time::format_rfc3339(before)
+                    ),
+                    Err(e) => {
+                        log::warn!(
+                            "retention: dropping {what}s older than {days} day(s) failed: {e}; retrying in an hour"
+                        );
+                    }
+                }
             }
             std::thread::sleep(EVERY);
         }

@@ -111,7 +111,7 @@ pub fn run(config: Config) -> ExitCode {
     let default_provider = config.default_provider.clone();
     keyring.spawn_refresher(Arc::clone(&store));
     spawn_state_probe(Arc::clone(&store), Arc::clone(&lifecycle));
-    crate::retention::spawn(Arc::clone(&store), config.ledger.retention_days);
+    crate::retention::spawn(Arc::clone(&store), config.ledger.retention_days, config.audit.retention_days);
     let parts = Parts { config, upstream, lifecycle: Arc::clone(&lifecycle), store: Arc::clone(&store), keyring };
     let shared = Arc::new(Shared::new(parts, started_at_ms));
     crate::admin::metrics::spawn_restore(&shared, crate::clock::unix_ms());
@@ -161,10 +161,12 @@ pub fn self_loop(config: &Config, listen: std::net::SocketAddr) -> Option<String
     ))
 }
 
-/// Retries failed finishes every second until the store takes them.
+/// Every second: retries failed finishes until the store takes them, and writes the summaries of
+/// audit denial windows that ended.
 fn spawn_spool(shared: Arc<Shared>) {
     may::go!(move || loop {
         may::coroutine::sleep(Duration::from_secs(1));
+        crate::admin::auth::flush_denials(&shared);
         let waiting = shared.spooled();
         if waiting > 0 {
             let landed = shared.drain_spool();

@@ -55,6 +55,8 @@ pub struct Shared {
     last_refusal_row_ms: AtomicU64,
     /// Ledger rows whose `finish` failed, retried by `spawn_spool` until the store takes them.
     spool: Mutex<std::collections::VecDeque<Finished>>,
+    /// Open windows of identical audit denials (`core::directory::Denials`).
+    denials: Mutex<crate::core::directory::Denials>,
     /// This process's random id, its `Via` entry upstream (`core::hops`): a request carrying it
     /// came back to us.
     pub instance: String,
@@ -76,6 +78,7 @@ impl Shared {
     #[must_use]
     pub fn new(parts: Parts, started_at_ms: u64) -> Self {
         let Parts { config, upstream, lifecycle, store, keyring } = parts;
+        let denial_window_ms = config.audit.collapse_window_seconds.saturating_mul(1000);
         let master_digest = config.gateway_token.as_ref().map(|t| digest(t.expose()));
         let overrides: Vec<(String, f64, f64, Option<f64>)> =
             config.pricing.iter().map(|p| (p.model.clone(), p.input, p.output, p.cached_input)).collect();
@@ -110,6 +113,7 @@ impl Shared {
             started_at_ms,
             instance: instance_id(),
             spool: Mutex::default(),
+            denials: Mutex::new(crate::core::directory::Denials::new(denial_window_ms)),
             last_refusal_row_ms: AtomicU64::new(0),
         }
     }
@@ -120,6 +124,16 @@ impl Shared {
         let by_glob =
             model.and_then(|m| self.config.providers.iter().find(|p| p.models.iter().any(|g| model_matches(g, m))));
         by_glob.or_else(|| self.config.provider(&self.config.default_provider))
+    }
+
+    /// Whether to write the audit denial `e` now (`false`: folded into an open window).
+    pub fn admit_denial(&self, e: &crate::core::directory::AuditEntry) -> bool {
+        self.denials.lock().map_or(true, |mut d| d.admit(e, e.at))
+    }
+
+    /// Summaries of the denial windows that ended by `now`.
+    pub fn expired_denials(&self, now: u64) -> Vec<crate::core::directory::AuditEntry> {
+        self.denials.lock().map(|mut d| d.expired(now)).unwrap_or_default()
     }
 
     /// A state operation succeeded: the backend is ready again at once, without waiting for the

@@ -150,6 +150,36 @@ fn object_routes_when_turned_on_answer_only_the_owners_tenant() {
     assert_eq!(req(&a1, "GET", "/v1/responses/resp_mock", &none).status, 404);
 }
 
+/// A flood of bad admin credentials cannot grow the audit log without bound: identical denials
+/// from one address fold into the first entry plus one counted summary per window.
+#[test]
+fn a_flood_of_bad_admin_credentials_is_one_audit_entry_and_a_count() {
+    let mock = Mock::start();
+    let gw = gateway(&mock, vec![], Some("[gateway.audit]\ncollapse_window_seconds = 1\n"));
+    for i in 0..40 {
+        let r = call(&gw, &format!("guess-{i}"), "GET", "keys", None, &[]);
+        assert_eq!(r.status, 401);
+    }
+    let denials = |gw: &Gateway| -> Vec<serde_json::Value> {
+        let audit = call(gw, MASTER, "GET", "audit?limit=500", None, &[]).json();
+        audit["data"].as_array().unwrap().iter().filter(|e| e["actor"] == "unknown_credential").cloned().collect()
+    };
+    let first = denials(&gw);
+    assert_eq!(first.len(), 1, "one entry for the window so far: {first:?}");
+    assert_eq!(first[0]["source_ip"], "127.0.0.1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let all = denials(&gw);
+        if let Some(summary) = all.iter().find(|e| e["repeated"].is_u64()) {
+            assert_eq!(summary["repeated"], 39, "{summary}");
+            assert_eq!(all.len(), 2);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no summary after the window: {all:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// A streamed passthrough body over the limit is the client's 413, not a 502.
 #[test]
 fn an_oversized_streamed_body_is_413() {

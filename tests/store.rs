@@ -554,6 +554,13 @@ fn scim_users_idempotency_records_and_audit_entries() {
             .audit_list(&AuditQuery { prefix_scope: vec!["team-b-".into()], limit: 100, ..AuditQuery::default() })
             .unwrap();
         assert_eq!(by_prefix.len(), 10);
+        // Retention drops old entries, with their tenant index entries.
+        assert_eq!(s.drop_audit_before(1_010).unwrap(), 10, "{}", s.backend());
+        let left = s.audit_list(&AuditQuery { limit: 100, ..AuditQuery::default() }).unwrap();
+        assert_eq!((left.len(), left.last().map(|e| e.at)), (20, Some(1_010)));
+        let a =
+            s.audit_list(&AuditQuery { tenant_scope: Some("tenant-a".into()), limit: 100, ..AuditQuery::default() });
+        assert_eq!(a.unwrap().len(), 14, "tenant-a keeps its 14 entries from 1010 on");
     }
 }
 

@@ -46,6 +46,7 @@ pub fn principal(shared: &Shared, ex: &Exchange<'_>) -> Result<Principal, ApiErr
             target: Some(ex.head.path().to_string()),
             outcome: "denied".into(),
             call_id: Some(ex.call_id.clone()),
+            source_ip: Some(ex.peer.ip().to_string()),
             ..AuditEntry::default()
         },
     );
@@ -77,6 +78,7 @@ fn sso_proxy(shared: &Shared, ex: &Exchange<'_>) -> Option<Result<Principal, Sso
                 target: Some(ex.head.path().to_string()),
                 outcome: "denied".into(),
                 call_id: Some(ex.call_id.clone()),
+                source_ip: Some(ex.peer.ip().to_string()),
                 ..AuditEntry::default()
             };
             record(shared, e);
@@ -121,7 +123,9 @@ fn sso_proxy(shared: &Shared, ex: &Exchange<'_>) -> Option<Result<Principal, Sso
 /// Audits a request refused for its role or scope.
 pub fn audit_denial(shared: &Shared, ex: &Exchange<'_>, p: &Principal, target: &str) {
     let action = format!("{} {}", ex.head.method, target);
-    record(shared, entry(p, &action, Some(target), None, "denied", &ex.call_id));
+    let mut e = entry(p, &action, Some(target), None, "denied", &ex.call_id);
+    e.source_ip = Some(ex.peer.ip().to_string());
+    record(shared, e);
 }
 
 /// An audit entry for `p` doing `action` on `target` in `tenant` (the target's, else the actor's).
@@ -150,8 +154,23 @@ pub fn entry(
 /// Stores an audit entry and appends it to `prodex-audit.log`. A storage failure is logged, never
 /// hidden: the entry still reaches the audit file.
 pub fn record(shared: &Shared, mut e: AuditEntry) {
-    e.id = clock::call_id();
     e.at = clock::unix_ms();
+    // A flood of identical denials becomes one entry per window (`core::directory::Denials`).
+    if e.outcome == "denied" && !shared.admit_denial(&e) {
+        return;
+    }
+    write(shared, e);
+}
+
+/// Writes summaries of the denial windows that ended (called every second).
+pub fn flush_denials(shared: &Shared) {
+    for summary in shared.expired_denials(clock::unix_ms()) {
+        write(shared, summary);
+    }
+}
+
+fn write(shared: &Shared, mut e: AuditEntry) {
+    e.id = clock::call_id();
     crate::logs::audit(serde_json::to_vec(&audit_json(&e)).unwrap_or_default());
     if let Err(err) = shared.store.audit_append(&e) {
         shared.note_state_error();
@@ -174,6 +193,8 @@ pub fn audit_json(e: &AuditEntry) -> Value {
         "target": e.target,
         "outcome": e.outcome,
         "call_id": e.call_id,
+        "source_ip": e.source_ip,
+        "repeated": e.repeated,
     })
 }
 

@@ -145,7 +145,7 @@ fn audit(config: &Config, store: &dyn Store, action: &str, name: &str, tenant: O
         action: action.into(),
         target: Some(name.into()),
         outcome: outcome.into(),
-        call_id: None,
+        ..AuditEntry::default()
     };
     let line = serde_json::to_vec(&crate::admin::audit_json(&entry)).unwrap_or_default();
     if let Err(e) = crate::logs::audit_to_file(&config.logs.dir, line) {

@@ -209,6 +209,15 @@ pub struct LedgerConfig {
     pub durability: Durability,
 }
 
+/// `[gateway.audit]`: how long the audit log is kept, and how floods of identical denials fold.
+#[derive(Clone, Debug)]
+pub struct AuditConfig {
+    pub retention_days: u64,
+    /// Identical denials (same address, reason, action) within this many seconds are one entry
+    /// plus a summary with their count; 0 writes every one.
+    pub collapse_window_seconds: u64,
+}
+
 pub use crate::core::auth::Role;
 
 #[derive(Clone, Debug)]
@@ -313,6 +322,7 @@ pub struct Config {
     pub virtual_keys: Vec<StaticKey>,
     pub state: StateConfig,
     pub ledger: LedgerConfig,
+    pub audit: AuditConfig,
     pub admin_tokens: Vec<AdminToken>,
     pub sso: SsoConfig,
     pub metrics: MetricsConfig,

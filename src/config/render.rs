@@ -134,6 +134,10 @@ pub(super) fn redacted(c: &Config) -> String {
                 "retention_days": c.ledger.retention_days,
                 "durability": match c.ledger.durability { Durability::Commit => "commit", Durability::Async => "async" },
             },
+            "audit": {
+                "retention_days": c.audit.retention_days,
+                "collapse_window_seconds": c.audit.collapse_window_seconds,
+            },
             "admin_tokens": admin_tokens,
             "sso": sso,
             "metrics": { "per_key_labels": c.metrics.per_key_labels, "max_label_keys": c.metrics.max_label_keys },

@@ -9,9 +9,9 @@ use toml::de::DeTable;
 
 use super::policy::{Diagnostics, Section};
 use super::{
-    split_list, AdminToken, Backend, BudgetPeriod, Config, ConfigError, Durability, Env, Inputs, LedgerConfig,
-    LogConfig, LogFormat, MetricsConfig, PriceOverride, Provider, ProviderKind, Role, RouteAlias, RouteStrategy,
-    Secret, ServerConfig, SsoConfig, StateConfig, StaticKey, UpstreamConfig, BUILTIN_PROVIDERS,
+    split_list, AdminToken, AuditConfig, Backend, BudgetPeriod, Config, ConfigError, Durability, Env, Inputs,
+    LedgerConfig, LogConfig, LogFormat, MetricsConfig, PriceOverride, Provider, ProviderKind, Role, RouteAlias,
+    RouteStrategy, Secret, ServerConfig, SsoConfig, StateConfig, StaticKey, UpstreamConfig, BUILTIN_PROVIDERS,
 };
 use crate::core::time::parse_rfc3339;
 
@@ -197,6 +197,7 @@ pub(super) fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env
     let virtual_keys = read_virtual_keys(gw, d, env);
     let state = read_state(gw, d, env, &inputs.home, &mut notices);
     let ledger = read_ledger(gw, d);
+    let audit = read_audit(gw, d);
     let admin_tokens = read_admin_tokens(gw, d, env);
     let sso = read_sso(gw, d, env);
     let metrics = read_metrics(gw, d);
@@ -285,6 +286,7 @@ pub(super) fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env
         virtual_keys,
         state,
         ledger,
+        audit,
         admin_tokens,
         sso,
         metrics,
@@ -561,6 +563,23 @@ fn read_ledger(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>) -> LedgerConfi
                 Durability::Commit
             }
         };
+        s.finish(d);
+    }
+    cfg
+}
+
+fn read_audit(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>) -> AuditConfig {
+    let mut cfg = AuditConfig { retention_days: 400, collapse_window_seconds: 60 };
+    if let Some(mut s) = gw.table(d, "audit") {
+        cfg.retention_days = s.uint(d, "retention_days").unwrap_or(400);
+        if cfg.retention_days == 0 {
+            d.error_at(
+                s.offset_of("retention_days"),
+                "gateway.audit.retention_days",
+                "must be at least 1 (entries older than this many days are dropped)",
+            );
+        }
+        cfg.collapse_window_seconds = s.uint(d, "collapse_window_seconds").unwrap_or(60);
         s.finish(d);
     }
     cfg

@@ -53,6 +53,79 @@ pub struct AuditEntry {
     /// `ok`, `denied` or an error code.
     pub outcome: String,
     pub call_id: Option<String>,
+    /// The client address of a denied request.
+    #[serde(default)]
+    pub source_ip: Option<String>,
+    /// A summary of identical denials folded into one entry ([`Denials`]): how many there were.
+    #[serde(default)]
+    pub repeated: Option<u64>,
+}
+
+/// Folds floods of identical denials (same client address, same reason, same action) into one
+/// entry per window, so bad credentials cannot grow the audit log without bound: the first is
+/// written at once, the rest of its window are counted, and when the window ends one summary
+/// entry with `repeated` = their number is written. Pure: the caller passes the time.
+#[derive(Debug, Default)]
+pub struct Denials {
+    open: std::collections::BTreeMap<String, OpenWindow>,
+    /// How long identical denials are folded together (0: never).
+    window_ms: UnixMs,
+}
+
+#[derive(Debug)]
+struct OpenWindow {
+    until: UnixMs,
+    folded: u64,
+    first: AuditEntry,
+}
+
+impl Denials {
+    /// Folds identical denials within `window_ms` (0 writes every one).
+    #[must_use]
+    pub fn new(window_ms: UnixMs) -> Self {
+        Self { open: std::collections::BTreeMap::new(), window_ms }
+    }
+
+    /// Windows open at once at most: past it, denials are written as they come.
+    pub const MAX_OPEN: usize = 10_000;
+
+    fn key(e: &AuditEntry) -> String {
+        let ip = e.source_ip.as_deref().unwrap_or("");
+        format!("{ip}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}", e.actor_source, e.actor, e.action, e.outcome)
+    }
+
+    /// Whether to write the denial `e` now (`false`: it was counted into an open window).
+    pub fn admit(&mut self, e: &AuditEntry, now: UnixMs) -> bool {
+        if self.window_ms == 0 {
+            return true;
+        }
+        let key = Self::key(e);
+        let open = self.open.len();
+        match self.open.get_mut(&key) {
+            Some(w) if now < w.until => {
+                w.folded += 1;
+                false
+            }
+            Some(_) => true, // ended: `expired` writes its summary; this one opens no new window yet
+            None if open < Self::MAX_OPEN => {
+                self.open.insert(key, OpenWindow { until: now + self.window_ms, folded: 0, first: e.clone() });
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Summaries of the windows that ended by `now` and folded anything (the first denial's
+    /// fields, `repeated` = how many were folded, `target` dropped as they may differ).
+    pub fn expired(&mut self, now: UnixMs) -> Vec<AuditEntry> {
+        let ended: Vec<String> = self.open.iter().filter(|(_, w)| now >= w.until).map(|(k, _)| k.clone()).collect();
+        ended
+            .into_iter()
+            .filter_map(|k| self.open.remove(&k))
+            .filter(|w| w.folded > 0)
+            .map(|w| AuditEntry { repeated: Some(w.folded), target: None, call_id: None, ..w.first })
+            .collect()
+    }
 }
 
 /// Which audit entries to list: newest first, after a cursor, narrowed by scope.
@@ -206,5 +279,39 @@ mod tests {
         let legacy = NameIds::parse(Some("u7"), |id| Ok::<_, ()>(Some(Some(format!("t-{id}"))))).unwrap();
         assert_eq!(legacy.get(Some("t-u7")), Some("u7"));
         assert_eq!(NameIds::parse(Some("u7"), |_| Ok::<_, ()>(None)).unwrap().render(), None);
+    }
+
+    #[test]
+    fn a_flood_of_identical_denials_becomes_one_entry_per_window() {
+        let deny = |ip: &str, actor: &str| AuditEntry {
+            actor: actor.into(),
+            actor_source: "anonymous".into(),
+            action: "authenticate".into(),
+            outcome: "denied".into(),
+            source_ip: Some(ip.into()),
+            target: Some("/v1/prodex/gateway/keys".into()),
+            ..AuditEntry::default()
+        };
+        const WINDOW: u64 = 60_000;
+        let mut d = Denials::new(WINDOW);
+        let t0 = 1_000_000;
+        assert!(d.admit(&deny("10.0.0.1", "unknown_credential"), t0), "the first is written");
+        let written = (1..500).filter(|i| d.admit(&deny("10.0.0.1", "unknown_credential"), t0 + i)).count();
+        assert_eq!(written, 0, "the rest of the window are counted");
+        assert!(d.admit(&deny("10.0.0.2", "unknown_credential"), t0 + 1), "another address is its own window");
+        assert!(d.admit(&deny("10.0.0.1", "anonymous"), t0 + 1), "another reason is its own window");
+        assert!(d.expired(t0 + WINDOW - 1).is_empty(), "nothing ended yet");
+        let summaries = d.expired(t0 + WINDOW);
+        assert_eq!(summaries.len(), 1, "only windows that folded something are summarised");
+        assert_eq!((summaries[0].repeated, summaries[0].target.as_deref()), (Some(499), None));
+        assert!(d.admit(&deny("10.0.0.1", "unknown_credential"), t0 + WINDOW + 1), "a new window");
+        // The number of open windows is bounded: past it, denials are simply written.
+        let mut d = Denials::new(WINDOW);
+        for i in 0..Denials::MAX_OPEN {
+            assert!(d.admit(&deny(&format!("ip{i}"), "x"), t0));
+        }
+        assert!(d.admit(&deny("one-more", "x"), t0) && d.admit(&deny("one-more", "x"), t0));
+        let mut off = Denials::new(0);
+        assert!((0..3).all(|_| off.admit(&deny("10.0.0.1", "x"), t0)), "a zero window writes every one");
     }
 }

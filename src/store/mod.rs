@@ -257,6 +257,9 @@ pub trait Store: Send + Sync {
     /// Replaces the record under its key (a claim's final reply).
     fn idempotency_finish(&self, record: &IdempotencyRecord) -> Result<()>;
 
+    /// Drops audit entries older than `before` (retention); returns how many.
+    fn drop_audit_before(&self, before: UnixMs) -> Result<u64>;
+
     /// Removes the record under `key` (a claim whose mutation failed: a retry runs it again).
     fn idempotency_release(&self, key: &str) -> Result<()>;
 

@@ -687,6 +687,10 @@ impl Store for PgStore {
         })
     }
 
+    fn drop_audit_before(&self, before: UnixMs) -> Result<u64> {
+        self.call(move |c| Ok(c.execute("DELETE FROM prodex_audit WHERE at < $1", &[&i(before)])?))
+    }
+
     fn idempotency_release(&self, key: &str) -> Result<()> {
         let key = key.to_string();
         self.call(move |c| {

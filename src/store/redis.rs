@@ -703,6 +703,10 @@ impl Store for RedisStore {
         })
     }
 
+    fn drop_audit_before(&self, before: UnixMs) -> Result<u64> {
+        self.call(move |c| tenancy::drop_audit_before(c, &member(before, "")))
+    }
+
     fn idempotency_release(&self, key: &str) -> Result<()> {
         let key = format!("prodex:idem:{key}");
         self.call(move |c| {

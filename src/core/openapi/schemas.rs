@@ -239,7 +239,8 @@ pub(super) fn schemas() -> Value {
         "AuditEntry": object(&[
             ("object", "=gateway.audit_entry"), ("id", "str"), ("at", "time"), ("actor", "str"),
             ("actor_source", "str"), ("role", "str?"), ("tenant_id", "str?"), ("action", "str"),
-            ("target", "str?"), ("outcome", "str"), ("call_id", "str?"),
+            ("target", "str?"), ("outcome", "str"), ("call_id", "str?"), ("source_ip", "str?"),
+            ("repeated", "int?"),
         ]),
         "AuditList": list_of("AuditEntry"),
         "Live": object(&[("status", "=ok")]),

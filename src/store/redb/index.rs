@@ -159,3 +159,30 @@ pub(super) fn recent_usage(db: &redb::Database, since: UnixMs) -> Result<std::co
     }
     Ok(out)
 }
+
+/// Audit entries dropped per retention transaction.
+pub(super) const AUDIT_CHUNK: u64 = 10_000;
+
+/// Drops up to `AUDIT_CHUNK` audit entries older than `before` (and their tenant index entries);
+/// adds how many to `dropped`.
+pub(super) fn drop_audit_chunk(
+    t: &mut Tables<'_>,
+    before: UnixMs,
+    dropped: &std::sync::atomic::AtomicU64,
+) -> Result<()> {
+    let end = ledger_key(before, "");
+    let mut victims = Vec::new();
+    for entry in t.audit.range(..end.as_slice()).map_err(unavailable)?.take(AUDIT_CHUNK as usize) {
+        let (_, v) = entry.map_err(unavailable)?;
+        let e: AuditEntry = serde_json::from_slice(v.value()).map_err(corrupt)?;
+        victims.push((e.at, e.id, e.tenant_id));
+    }
+    for (at, id, tenant) in &victims {
+        t.audit.remove(ledger_key(*at, id).as_slice()).map_err(unavailable)?;
+        if let Some(tenant) = tenant {
+            t.audit_by_tenant.remove(tenant_key(tenant, *at, id).as_slice()).map_err(unavailable)?;
+        }
+    }
+    dropped.fetch_add(victims.len() as u64, std::sync::atomic::Ordering::AcqRel);
+    Ok(())
+}

@@ -9,7 +9,7 @@
 
 use redis::{Commands, Connection};
 
-use super::{Step, AUDIT_ROWS, ROWS, SCIM, SCIM_NAMES};
+use super::{Step, AUDIT, AUDIT_ROWS, ROWS, SCIM, SCIM_NAMES};
 use crate::core::directory::{NameIds, ScimUser};
 
 /// One tenant's ledger rows (members as in `LEDGER`): tenant-scoped queries read only these.
@@ -75,4 +75,31 @@ pub(super) fn put_name_ids(pipe: &mut redis::Pipeline, lower: &str, names: &Name
         Some(v) => pipe.hset(SCIM_NAMES, lower, v).ignore(),
         None => pipe.hdel(SCIM_NAMES, lower).ignore(),
     };
+}
+
+/// Drops audit entries whose member sorts before `end` (retention), with their tenant index
+/// entries, 10,000 at a time; returns how many.
+pub(super) fn drop_audit_before(c: &mut Connection, end: &str) -> Step<u64> {
+    let mut total = 0u64;
+    let end = format!("({end}");
+    loop {
+        let members: Vec<String> =
+            redis::cmd("ZRANGEBYLEX").arg(AUDIT).arg("-").arg(&end).arg("LIMIT").arg(0).arg(10_000).query(c)?;
+        if members.is_empty() {
+            return Ok(total);
+        }
+        let docs: Vec<Option<String>> = redis::cmd("HMGET").arg(AUDIT_ROWS).arg(&members).query(c)?;
+        let mut pipe = redis::pipe();
+        for (m, doc) in members.iter().zip(docs) {
+            let tenant = doc
+                .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+                .and_then(|v| v["tenant_id"].as_str().map(String::from));
+            if let Some(t) = tenant {
+                pipe.zrem(audit_tenant_index(&t), m).ignore();
+            }
+        }
+        pipe.hdel(AUDIT_ROWS, &members).ignore().zrem(AUDIT, &members).ignore();
+        pipe.query::<()>(c)?;
+        total += members.len() as u64;
+    }
 }
