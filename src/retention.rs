@@ -16,13 +16,16 @@ use crate::store::Store;
 const EVERY: Duration = Duration::from_secs(3600);
 const DAY_MS: u64 = 86_400_000;
 
+/// Drops what is older than the given unix ms; returns how much.
+type DropBefore<'a> = dyn Fn(u64) -> crate::store::Result<u64> + 'a;
+
 /// Starts the retention thread: `ledger_days` of ledger history, `audit_days` of audit log.
 pub fn spawn(store: Arc<dyn Store>, ledger_days: u64, audit_days: u64) {
     let spawned = std::thread::Builder::new().name("prodex-retention".into()).spawn(move || {
         crate::background::lower_this_thread();
         loop {
             let now = clock::unix_ms();
-            let drops: [(&str, u64, &dyn Fn(u64) -> crate::store::Result<u64>); 2] = [
+            let drops: [(&str, u64, &DropBefore<'_>); 2] = [
                 ("ledger row", ledger_days, &|before| store.drop_ledger_before(before)),
                 ("audit entry", audit_days, &|before| store.drop_audit_before(before)),
             ];

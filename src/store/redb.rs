@@ -734,17 +734,7 @@ impl Store for RedbStore {
     }
 
     fn drop_audit_before(&self, before: UnixMs) -> Result<u64> {
-        let mut total = 0u64;
-        loop {
-            let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
-            let count = Arc::clone(&dropped);
-            self.apply(move |t| index::drop_audit_chunk(t, before, &count))?;
-            let n = dropped.load(Ordering::Acquire);
-            total += n;
-            if n < index::AUDIT_CHUNK {
-                return Ok(total);
-            }
-        }
+        index::drop_audit_before(before, |job| self.apply(job))
     }
 
     fn idempotency_release(&self, key: &str) -> Result<()> {

@@ -160,16 +160,30 @@ pub(super) fn recent_usage(db: &redb::Database, since: UnixMs) -> Result<std::co
     Ok(out)
 }
 
+/// A job for the writer's next transaction.
+pub(super) type TableJob = Box<dyn FnOnce(&mut Tables<'_>) -> Result<()> + Send>;
+
+/// Drops audit entries older than `before` through `apply` (the writer), a chunk per transaction.
+pub(super) fn drop_audit_before(before: UnixMs, apply: impl Fn(TableJob) -> Result<()>) -> Result<u64> {
+    let mut total = 0u64;
+    loop {
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let count = std::sync::Arc::clone(&dropped);
+        apply(Box::new(move |t| drop_audit_chunk(t, before, &count)))?;
+        let n = dropped.load(std::sync::atomic::Ordering::Acquire);
+        total += n;
+        if n < AUDIT_CHUNK {
+            return Ok(total);
+        }
+    }
+}
+
 /// Audit entries dropped per retention transaction.
 pub(super) const AUDIT_CHUNK: u64 = 10_000;
 
 /// Drops up to `AUDIT_CHUNK` audit entries older than `before` (and their tenant index entries);
 /// adds how many to `dropped`.
-pub(super) fn drop_audit_chunk(
-    t: &mut Tables<'_>,
-    before: UnixMs,
-    dropped: &std::sync::atomic::AtomicU64,
-) -> Result<()> {
+fn drop_audit_chunk(t: &mut Tables<'_>, before: UnixMs, dropped: &std::sync::atomic::AtomicU64) -> Result<()> {
     let end = ledger_key(before, "");
     let mut victims = Vec::new();
     for entry in t.audit.range(..end.as_slice()).map_err(unavailable)?.take(AUDIT_CHUNK as usize) {
