@@ -220,12 +220,12 @@ fn tenant_admins_cannot_squat_or_probe_names_of_other_tenants() {
     let r = key(&admin_of("tenant-a"), json!({"name": "payroll-bot"}));
     assert_eq!((r.status, r.code().as_str()), (409, "key_exists"), "taken in its own namespace");
     let r = key(&admin_of("tenant-a"), json!({"name": "tenant-b:payroll-bot"}));
-    assert_eq!((r.status, r.code().as_str()), (400, "invalid_parameter"), "another tenant's namespace: {}", r.text());
+    assert_eq!((r.status, r.code().as_str()), (403, "scope_forbidden"), "another tenant's namespace: {}", r.text());
     let r = key(&admin_of("tenant-b"), json!({"name": "tenant-b:payroll-bot"}));
     assert_eq!(r.status, 201, "its own namespace, named in full: {}", r.text());
     // Nobody, the operator included, files a key under another tenant's namespace.
     let r = key(&master, json!({"name": "tenant-a:stray", "tenant_id": "tenant-b"}));
-    assert_eq!((r.status, r.code().as_str()), (400, "invalid_parameter"), "{}", r.text());
+    assert_eq!((r.status, r.code().as_str()), (403, "scope_forbidden"), "{}", r.text());
     let r = call(&gw, MASTER, "PATCH", "keys/tenant-a:payroll-bot", Some(&json!({"tenant_id": "tenant-b"})), &[]);
-    assert_eq!((r.status, r.code().as_str()), (400, "invalid_parameter"), "{}", r.text());
+    assert_eq!((r.status, r.code().as_str()), (403, "scope_forbidden"), "{}", r.text());
 }

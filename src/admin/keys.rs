@@ -98,7 +98,7 @@ impl LifecycleError {
             Self::Store(StoreError::NotFound) => "key_not_found",
             Self::Store(_) => "state_unavailable",
             Self::Random => "internal_error",
-            Self::Namespace(_) => "invalid_parameter",
+            Self::Namespace(_) => "scope_forbidden",
         }
     }
 }
@@ -113,7 +113,7 @@ fn lifecycle_error(shared: &Shared, e: &LifecycleError) -> ApiError {
     match e {
         LifecycleError::Store(e) => state_error(shared, e),
         LifecycleError::Random => ApiError::internal("the OS random number generator failed"),
-        LifecycleError::Namespace(_) => ApiError::invalid_parameter("name", e.to_string()),
+        LifecycleError::Namespace(_) => ApiError::permission("scope_forbidden", e.to_string()),
     }
 }
 
@@ -271,6 +271,12 @@ pub(crate) fn create(shared: &Shared, ex: &mut Exchange<'_>, p: &Principal) -> R
             }
             // A tenant's admin names keys inside the tenant's namespace, so a taken name is never
             // another tenant's (no cross-tenant existence oracle in the 409).
+            if crate::core::keys::namespace(&name).is_some_and(|ns| ns != own) {
+                return Err(ApiError::permission(
+                    "scope_forbidden",
+                    format!("that name is in another tenant's namespace; your keys are named `{own}:…`"),
+                ));
+            }
             name = in_namespace(&name, own).map_err(|m| ApiError::invalid_parameter("name", m))?;
         }
         if !crate::core::auth::name_in(&p.key_prefixes, &name) {
@@ -300,8 +306,8 @@ pub(crate) fn patch(shared: &Shared, ex: &mut Exchange<'_>, p: &Principal, name:
         }
         if let Some(tenant) = &edit.tenant_id {
             if !name_fits(&key.name, tenant.as_deref()) {
-                return Err(ApiError::invalid_parameter(
-                    "tenant_id",
+                return Err(ApiError::permission(
+                    "scope_forbidden",
                     format!("`{}` is named in its tenant's namespace and cannot move to another tenant", key.name),
                 ));
             }
