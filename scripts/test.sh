@@ -46,6 +46,7 @@ export PRODEX_TEST_PROMTOOL
 trap stop_services EXIT
 start_postgres || die "PostgreSQL is required for the postgres backend tests"
 start_redis || die "Redis is required for the redis backend tests"
+start_tls_services || die "PostgreSQL and Redis with TLS are required for the backend TLS tests (openssl, a TLS-capable redis-server)"
 
 cargo fmt --check || die "code is not formatted: run cargo fmt"
 cargo clippy --all-targets --locked -- -D warnings

@@ -39,5 +39,7 @@ mod sso;
 mod store;
 /// Streaming: event timing, include_usage handling, disconnects.
 mod streaming;
+/// TLS to Postgres and Redis: sslmode, sslrootcert, rediss://, refusals.
+mod tls;
 /// Moving state: import (seed JSON too), export, migrate.
 mod transfer;

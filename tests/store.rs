@@ -14,12 +14,61 @@ use prodex::store::{Finished, KeyFilter, Reservation, Settlement, Store, StoreEr
 use crate::support::TempDir;
 
 /// A fresh store of each backend under test (the temp dir lives as long as the store is used).
+/// Every backend the conformance suite runs on: redb, Postgres, Redis, and Postgres and Redis
+/// once more over verified TLS (the servers `scripts/test.sh` starts with a test CA).
 fn backends() -> Vec<(Arc<dyn Store>, TempDir)> {
     let dir = TempDir::new("redb");
     let store = RedbStore::open(&dir.0.join("state.redb")).unwrap();
     let pg = PgStore::open(&fresh_postgres_db(), 8).unwrap();
     let redis = RedisStore::open(&fresh_redis_db(), 8).unwrap();
-    vec![(Arc::new(store), dir), (Arc::new(pg), TempDir::new("pg")), (Arc::new(redis), TempDir::new("redis"))]
+    let pg_tls = PgStore::open(&fresh_postgres_tls_db(), 8).unwrap();
+    let redis_tls = RedisStore::open_with_root(&fresh_redis_tls_db(), 8, Some(tls_file("ca.pem"))).unwrap();
+    vec![
+        (Arc::new(store), dir),
+        (Arc::new(pg), TempDir::new("pg")),
+        (Arc::new(redis), TempDir::new("redis")),
+        (Arc::new(pg_tls), TempDir::new("pg-tls")),
+        (Arc::new(redis_tls), TempDir::new("redis-tls")),
+    ]
+}
+
+/// A file of the test TLS material `scripts/test.sh` generated (`scripts/test-certs.sh`).
+pub(crate) fn tls_file(name: &str) -> Vec<u8> {
+    std::fs::read(tls_path(name)).unwrap()
+}
+
+pub(crate) fn tls_path(name: &str) -> std::path::PathBuf {
+    let dir = std::env::var("PRODEX_TEST_TLS_DIR")
+        .expect("PRODEX_TEST_TLS_DIR is not set: run the suite through scripts/test.sh, which generates a test CA");
+    std::path::Path::new(&dir).join(name)
+}
+
+/// A new database on the Postgres with TLS; its URL (verify-full against the test CA).
+fn fresh_postgres_tls_db() -> String {
+    let base = std::env::var("PRODEX_TEST_POSTGRES_TLS_URL")
+        .expect("PRODEX_TEST_POSTGRES_TLS_URL is not set: run the suite through scripts/test.sh");
+    let (url, query) = base.split_once('?').unwrap();
+    let name =
+        format!("prodex_tls_{}_{}", std::process::id(), TLS_DBS.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+    let mut admin = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    format!("{}/{name}?{query}", url.rsplit_once('/').unwrap().0)
+}
+
+static TLS_DBS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// An empty numbered database on the Redis with TLS; its `rediss://` URL.
+fn fresh_redis_tls_db() -> String {
+    let base = std::env::var("PRODEX_TEST_REDIS_TLS_URL")
+        .expect("PRODEX_TEST_REDIS_TLS_URL is not set: run the suite through scripts/test.sh");
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+    let db = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    assert!(db < 64, "more redis databases needed than the server has");
+    let url = format!("{}/{db}", base.trim_end_matches('/'));
+    let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(tls_file("ca.pem")) };
+    let mut con = redis::Client::build_with_tls(url.as_str(), certs).unwrap().get_connection().unwrap();
+    redis::cmd("FLUSHDB").exec(&mut con).unwrap();
+    url
 }
 
 /// An empty logical database on the throwaway Redis `scripts/test.sh` started; its URL. Tests run

@@ -19,6 +19,7 @@ pub mod pool;
 pub mod postgres;
 pub mod redb;
 pub mod redis;
+pub mod tls;
 
 use std::fmt;
 

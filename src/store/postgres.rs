@@ -15,13 +15,13 @@
 
 use std::sync::Arc;
 
-use postgres::{Client, NoTls, Transaction};
+use postgres::{Client, Transaction};
 
 use crate::core::admission::{self, Ask, Counters, Headroom, Refusal};
 use crate::core::directory::{AuditEntry, AuditQuery, IdempotencyRecord, ScimUser};
 use crate::core::keys::{KeyRecord, Limits, TokenHash};
 use crate::core::ledger::{LedgerQuery, LedgerRow};
-use crate::core::time::{format_rfc3339, parse_rfc3339, UnixMs};
+use crate::core::time::UnixMs;
 use crate::store::pool::{Broken, Connect, Pool};
 use crate::store::{Finished, KeyChanges, KeyFilter, Reservation, Result, Settlement, Store, StoreError};
 
@@ -32,69 +32,12 @@ const MIGRATION_LOCK: i64 = 0x7072_6f64_6578_0001;
 const KEY_LOCK: i64 = 0x7072_6f64_6578_0002;
 const PARTITION_LOCK: i64 = 0x7072_6f64_6578_0003;
 
-const MIGRATIONS: &[&str] = &[
-    r"
-CREATE TABLE IF NOT EXISTS prodex_keys (
-    name_lower TEXT PRIMARY KEY,
-    token_hash BYTEA NOT NULL UNIQUE,
-    version BIGINT NOT NULL,
-    record TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS prodex_key_feed (seq BIGSERIAL PRIMARY KEY, name_lower TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS prodex_limits (scope TEXT PRIMARY KEY, state TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS prodex_reservations (
-    call_id TEXT PRIMARY KEY,
-    scope TEXT NOT NULL,
-    ask_cost BIGINT NOT NULL,
-    ask_tokens BIGINT NOT NULL,
-    at BIGINT NOT NULL,
-    expires_at BIGINT NOT NULL,
-    limits TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS prodex_reservations_scope ON prodex_reservations (scope, expires_at);
-CREATE TABLE IF NOT EXISTS prodex_ledger (
-    call_id TEXT NOT NULL,
-    created_at BIGINT NOT NULL,
-    key_name TEXT NOT NULL,
-    tenant_id TEXT,
-    model TEXT,
-    provider TEXT,
-    status INT NOT NULL,
-    row_json TEXT NOT NULL,
-    PRIMARY KEY (created_at, call_id)
-) PARTITION BY RANGE (created_at);
-CREATE INDEX IF NOT EXISTS prodex_ledger_key ON prodex_ledger (key_name, created_at DESC);
-CREATE INDEX IF NOT EXISTS prodex_ledger_tenant ON prodex_ledger (tenant_id, created_at DESC);
-",
-    r"
-CREATE TABLE IF NOT EXISTS prodex_scim_users (
-    id TEXT PRIMARY KEY,
-    user_name_lower TEXT NOT NULL UNIQUE,
-    tenant_id TEXT,
-    version BIGINT NOT NULL,
-    doc TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS prodex_idempotency (key TEXT PRIMARY KEY, expires_at BIGINT NOT NULL, doc TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS prodex_audit (at BIGINT NOT NULL, id TEXT NOT NULL, tenant_id TEXT, doc TEXT NOT NULL, PRIMARY KEY (at, id));
-",
-    // SCIM user names are unique per tenant (a 409 never reveals another tenant's users), and
-    // tenant-scoped audit reads use an index.
-    r"
-ALTER TABLE prodex_scim_users DROP CONSTRAINT IF EXISTS prodex_scim_users_user_name_lower_key;
-CREATE UNIQUE INDEX IF NOT EXISTS prodex_scim_users_tenant_name ON prodex_scim_users ((COALESCE(tenant_id, '')), user_name_lower);
-CREATE INDEX IF NOT EXISTS prodex_scim_users_name ON prodex_scim_users (user_name_lower);
-CREATE INDEX IF NOT EXISTS prodex_audit_tenant ON prodex_audit (tenant_id, at DESC);
-",
-    // Owners of provider objects created through virtual keys (`core::objects`).
-    r"
-CREATE TABLE IF NOT EXISTS prodex_objects (id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at BIGINT NOT NULL);
-",
-];
-
-/// A postgres error or one of ours, inside a pool job.
+mod schema;
 pub mod sql;
+use schema::{ensure_partition, migrate, partition_name};
 use sql::{audit_sql, ledger_sql};
 
+/// A postgres error or one of ours, inside a pool job.
 enum Fail {
     Pg(postgres::Error),
     Store(StoreError),
@@ -161,13 +104,17 @@ pub struct PgStore {
 impl PgStore {
     /// Connects, migrates the schema, and starts `threads` pool threads.
     pub fn open(url: &str, threads: usize) -> Result<Self> {
-        let url = url.to_string();
+        let tls = super::tls::split_pg(url).map_err(|e| StoreError::Unavailable(format!("postgres URL: {e}")))?;
+        let tls_config = tls.client_config().map_err(|e| StoreError::Unavailable(format!("postgres TLS: {e}")))?;
+        let make_tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config);
         let connect: Connect<Client> = Arc::new(move || {
-            let mut config: postgres::Config = url.parse().map_err(|e| format!("invalid postgres URL: {e}"))?;
+            let mut config: postgres::Config = tls.conn.parse().map_err(|e| format!("invalid postgres URL: {e}"))?;
             config.connect_timeout(std::time::Duration::from_secs(3));
             config.keepalives(true);
             config.application_name("prodex-gateway");
-            let mut client = config.connect(NoTls).map_err(|e| format!("cannot connect to postgres: {e}"))?;
+            config.ssl_mode(tls.driver_mode());
+            let mut client =
+                config.connect(make_tls.clone()).map_err(|e| format!("cannot connect to postgres: {e}"))?;
             client.batch_execute("SET statement_timeout = '8s'").map_err(|e| e.to_string())?;
             Ok(client)
         });
@@ -183,56 +130,6 @@ impl PgStore {
     ) -> Job<R> {
         self.pool.call(f)
     }
-}
-
-fn migrate(c: &mut Client) -> std::result::Result<(), Fail> {
-    c.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])?;
-    let result = (|| -> std::result::Result<(), Fail> {
-        c.batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-        )?;
-        let done: i32 = c.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])?.get(0);
-        for (n, sql) in MIGRATIONS.iter().enumerate() {
-            let version = i32::try_from(n + 1).unwrap_or(i32::MAX);
-            if version <= done {
-                continue;
-            }
-            let mut tx = c.transaction()?;
-            tx.batch_execute(sql)?;
-            tx.execute(
-                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
-                &[&version, &i(crate::clock::unix_ms())],
-            )?;
-            tx.commit()?;
-            log::info!("postgres: applied schema migration {version}");
-        }
-        Ok(())
-    })();
-    c.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])?;
-    result
-}
-
-/// The name of the monthly partition holding `at`.
-fn partition_name(at: UnixMs) -> String {
-    let date = format_rfc3339(at);
-    format!("prodex_ledger_{}{}", &date[..4], &date[5..7])
-}
-
-/// Creates the monthly partition holding `at` if it is missing. Concurrent creators (other pool
-/// threads, other nodes) are serialized by an advisory lock, since `CREATE TABLE IF NOT EXISTS`
-/// alone races in the catalog.
-fn ensure_partition(c: &mut Client, at: UnixMs) -> std::result::Result<(), Fail> {
-    let date = format_rfc3339(at);
-    let start = parse_rfc3339(&format!("{}-01T00:00:00Z", &date[..7])).unwrap_or(0);
-    let end = admission::period_end(crate::core::keys::BudgetPeriod::Monthly, at).unwrap_or(u64::MAX);
-    let mut tx = c.transaction()?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])?;
-    let name = partition_name(at);
-    tx.batch_execute(&format!(
-        "CREATE TABLE IF NOT EXISTS {name} PARTITION OF prodex_ledger FOR VALUES FROM ({start}) TO ({end})"
-    ))?;
-    tx.commit()?;
-    Ok(())
 }
 
 /// Creates the scope's row if needed and locks it, in one round trip.

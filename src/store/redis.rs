@@ -137,8 +137,20 @@ pub struct RedisStore {
 impl RedisStore {
     /// Connects (lazily, per pool thread) to `url` with `threads` pool threads, and checks it answers.
     pub fn open(url: &str, threads: usize) -> Result<Self> {
-        let client =
-            redis::Client::open(url).map_err(|e| StoreError::Unavailable(format!("invalid redis URL: {e}")))?;
+        Self::open_with_root(url, threads, None)
+    }
+
+    /// As [`open`](Self::open), trusting `root_pem` (PEM CA certificates) for `rediss://` instead
+    /// of the system roots (which `SSL_CERT_FILE` overrides).
+    pub fn open_with_root(url: &str, threads: usize, root_pem: Option<Vec<u8>>) -> Result<Self> {
+        let invalid = |e: redis::RedisError| StoreError::Unavailable(format!("invalid redis URL: {e}"));
+        let client = match root_pem {
+            None => redis::Client::open(url).map_err(invalid)?,
+            Some(pem) => {
+                let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(pem) };
+                redis::Client::build_with_tls(url, certs).map_err(invalid)?
+            }
+        };
         let connect: Connect<Connection> = Arc::new(move || {
             let con = client
                 .get_connection_with_timeout(std::time::Duration::from_secs(3))
@@ -155,54 +167,6 @@ impl RedisStore {
 
     fn call<R: Send + 'static>(&self, f: impl FnOnce(&mut Connection) -> Step<R> + Send + 'static) -> Result<R> {
         self.pool.call(f)
-    }
-
-    fn scan(
-        &self,
-        q: &LedgerQuery,
-        after: Option<(UnixMs, String)>,
-        max: usize,
-        f: &mut dyn FnMut(LedgerRow) -> bool,
-    ) -> Result<()> {
-        let index = match (&q.key, q.tenant_id.as_ref().or(q.tenant_scope.as_ref())) {
-            (Some(k), _) => key_index(k),
-            (None, Some(t)) => tenant_index(t),
-            (None, None) => LEDGER.to_string(),
-        };
-        let low = format!("[{}", member(q.from.unwrap_or(0), ""));
-        let mut high = match (&after, q.to) {
-            (Some((ms, id)), to) if to.is_none_or(|t| *ms < t) => format!("({}", member(*ms, id)),
-            (_, Some(to)) => format!("({}", member(to, "")),
-            (_, None) => "+".to_string(),
-        };
-        let mut taken = 0usize;
-        loop {
-            let (idx, lo, hi) = (index.clone(), low.clone(), high.clone());
-            let page: Vec<(String, Option<String>)> = self.call(move |c| {
-                let members: Vec<String> =
-                    redis::cmd("ZREVRANGEBYLEX").arg(&idx).arg(&hi).arg(&lo).arg("LIMIT").arg(0).arg(1000).query(c)?;
-                if members.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let rows: Vec<Option<String>> = redis::cmd("HMGET").arg(ROWS).arg(&members).query(c)?;
-                Ok(members.into_iter().zip(rows).collect())
-            })?;
-            let n = page.len();
-            for (m, row) in page {
-                high = format!("({m}");
-                let Some(text) = row else { continue };
-                let row: LedgerRow = parse(&text).map_err(StoreError::from)?;
-                if q.matches(&row) {
-                    taken += 1;
-                    if !f(row) || taken >= max {
-                        return Ok(());
-                    }
-                }
-            }
-            if n < 1000 {
-                return Ok(());
-            }
-        }
     }
 }
 

@@ -47,11 +47,21 @@ pub struct RedisServer {
     pub port: u16,
     dir: TempDir,
     child: Option<Child>,
+    /// With TLS: (certificate, key) files; the server then listens with TLS only.
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
-        let mut s = RedisServer { port: free_port(), dir: TempDir::new("redis-own"), child: None };
+        let mut s = RedisServer { port: free_port(), dir: TempDir::new("redis-own"), child: None, tls: None };
+        s.resume();
+        s
+    }
+
+    /// A Redis that speaks only TLS with this certificate (on 127.0.0.1 and 127.0.0.2).
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> RedisServer {
+        let tls = Some((cert.to_path_buf(), key.to_path_buf()));
+        let mut s = RedisServer { port: free_port(), dir: TempDir::new("redis-tls"), child: None, tls };
         s.resume();
         s
     }
@@ -62,19 +72,29 @@ impl RedisServer {
 
     /// Starts (again) on the same port and data dir; AOF keeps the data across restarts.
     pub fn resume(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
+        let port = self.port.to_string();
+        let mut cmd = Command::new("redis-server");
+        match &self.tls {
+            None => cmd.args(["--port", &port, "--bind", "127.0.0.1"]),
+            Some((cert, key)) => cmd
+                .args([
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    &port,
+                    "--bind",
+                    "127.0.0.1",
+                    "127.0.0.2",
+                    "--tls-auth-clients",
+                    "no",
+                ])
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key),
+        };
+        let child = cmd
+            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
             .arg("--dir")
             .arg(&self.dir.0)
             .stdout(Stdio::null())
@@ -104,6 +124,8 @@ pub struct PgServer {
     dir: TempDir,
     bin: String,
     running: bool,
+    /// Extra `-c name=value` settings.
+    settings: Vec<String>,
 }
 
 fn as_postgres(program: &str) -> Command {
@@ -141,7 +163,26 @@ impl PgServer {
             .status()
             .unwrap();
         assert!(ok.success(), "initdb failed");
-        let mut s = PgServer { port: free_port(), dir, bin, running: false };
+        let mut s = PgServer { port: free_port(), dir, bin, running: false, settings: Vec::new() };
+        s.resume();
+        s
+    }
+
+    /// A Postgres with TLS on (this certificate and key), listening on 127.0.0.1 and 127.0.0.2.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> PgServer {
+        let mut s = PgServer::start();
+        s.stop();
+        let data = s.dir.0.join("data");
+        std::fs::copy(cert, data.join("server.crt")).unwrap();
+        std::fs::copy(key, data.join("server.key")).unwrap();
+        let _ =
+            Command::new("chown").arg("postgres").arg(data.join("server.crt")).arg(data.join("server.key")).status();
+        let _ = Command::new("chmod").arg("600").arg(data.join("server.key")).status();
+        s.settings =
+            ["ssl=on", "ssl_cert_file=server.crt", "ssl_key_file=server.key", "listen_addresses=127.0.0.1,127.0.0.2"]
+                .iter()
+                .map(|v| (*v).to_string())
+                .collect();
         s.resume();
         s
     }
@@ -152,7 +193,10 @@ impl PgServer {
 
     pub fn resume(&mut self) {
         let data = self.dir.0.join("data");
-        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, data.display());
+        let mut opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, data.display());
+        for setting in &self.settings {
+            opts.push_str(&format!(" -c {setting}"));
+        }
         let ok = as_postgres(&format!("{}/pg_ctl", self.bin))
             .arg("-D")
             .arg(&data)

@@ -3,14 +3,19 @@
 //! entries) and the SCIM name index (one hash field per lower-cased `userName`, holding the ids
 //! by tenant: names are unique per tenant, see `core::directory::NameIds`).
 //!
+//! Also the ledger scan over those indexes (`RedisStore::scan`).
+//!
 //! Invariants: a ledger row or audit entry with a tenant is in its tenant's index from the write
 //! that adds it (the `finish` script, `audit_append`) until retention drops it; databases made
 //! before the indexes existed are backfilled once at connect.
 
 use redis::{Commands, Connection};
 
-use super::{Step, AUDIT, AUDIT_ROWS, ROWS, SCIM, SCIM_NAMES};
+use super::{key_index, member, parse, Step, AUDIT, AUDIT_ROWS, LEDGER, ROWS, SCIM, SCIM_NAMES};
 use crate::core::directory::{NameIds, ScimUser};
+use crate::core::ledger::{LedgerQuery, LedgerRow};
+use crate::core::time::UnixMs;
+use crate::store::{Result, StoreError};
 
 /// One tenant's ledger rows (members as in `LEDGER`): tenant-scoped queries read only these.
 pub(super) fn tenant_index(tenant: &str) -> String {
@@ -101,5 +106,57 @@ pub(super) fn drop_audit_before(c: &mut Connection, end: &str) -> Step<u64> {
         pipe.hdel(AUDIT_ROWS, &members).ignore().zrem(AUDIT, &members).ignore();
         pipe.query::<()>(c)?;
         total += members.len() as u64;
+    }
+}
+
+impl super::RedisStore {
+    /// Pages through the ledger newest first from the narrowest index the query allows: one key's,
+    /// one tenant's, else the whole ledger.
+    pub(super) fn scan(
+        &self,
+        q: &LedgerQuery,
+        after: Option<(UnixMs, String)>,
+        max: usize,
+        f: &mut dyn FnMut(LedgerRow) -> bool,
+    ) -> Result<()> {
+        let index = match (&q.key, q.tenant_id.as_ref().or(q.tenant_scope.as_ref())) {
+            (Some(k), _) => key_index(k),
+            (None, Some(t)) => tenant_index(t),
+            (None, None) => LEDGER.to_string(),
+        };
+        let low = format!("[{}", member(q.from.unwrap_or(0), ""));
+        let mut high = match (&after, q.to) {
+            (Some((ms, id)), to) if to.is_none_or(|t| *ms < t) => format!("({}", member(*ms, id)),
+            (_, Some(to)) => format!("({}", member(to, "")),
+            (_, None) => "+".to_string(),
+        };
+        let mut taken = 0usize;
+        loop {
+            let (idx, lo, hi) = (index.clone(), low.clone(), high.clone());
+            let page: Vec<(String, Option<String>)> = self.call(move |c| {
+                let members: Vec<String> =
+                    redis::cmd("ZREVRANGEBYLEX").arg(&idx).arg(&hi).arg(&lo).arg("LIMIT").arg(0).arg(1000).query(c)?;
+                if members.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let rows: Vec<Option<String>> = redis::cmd("HMGET").arg(ROWS).arg(&members).query(c)?;
+                Ok(members.into_iter().zip(rows).collect())
+            })?;
+            let n = page.len();
+            for (m, row) in page {
+                high = format!("({m}");
+                let Some(text) = row else { continue };
+                let row: LedgerRow = parse(&text).map_err(StoreError::from)?;
+                if q.matches(&row) {
+                    taken += 1;
+                    if !f(row) || taken >= max {
+                        return Ok(());
+                    }
+                }
+            }
+            if n < 1000 {
+                return Ok(());
+            }
+        }
     }
 }
