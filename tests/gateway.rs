@@ -25,6 +25,8 @@ mod ledger;
 mod lifecycle;
 /// Data plane: routes, auth, headers, usage, upstream faults and retries.
 mod proxy;
+/// One admission rule set: a scenario table run on core::admission and on every store.
+mod rules;
 /// SCIM 2.0 provisioning as IdPs drive it, and user isolation by tenant.
 mod scim;
 /// Tenant and key-prefix isolation on every admin route (S1).

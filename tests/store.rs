@@ -16,7 +16,7 @@ use crate::support::TempDir;
 /// A fresh store of each backend under test (the temp dir lives as long as the store is used).
 /// Every backend the conformance suite runs on: redb, Postgres, Redis, and Postgres and Redis
 /// once more over verified TLS (the servers `scripts/test.sh` starts with a test CA).
-fn backends() -> Vec<(Arc<dyn Store>, TempDir)> {
+pub(crate) fn backends() -> Vec<(Arc<dyn Store>, TempDir)> {
     let dir = TempDir::new("redb");
     let store = RedbStore::open(&dir.0.join("state.redb")).unwrap();
     let pg = PgStore::open(&fresh_postgres_db(), 8).unwrap();

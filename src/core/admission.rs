@@ -234,6 +234,26 @@ pub fn settle(
     c.minute_tokens.add(reserved_at / 1000, delta, now / 1000);
 }
 
+/// Whether a call arriving at `now` sweeps the scope's expired reservations first (shared
+/// backends, where a reservation older than its time to live belongs to a dead holder). Sweeping
+/// costs a query, so it happens now and then — one call in 16 by its millisecond — and always when
+/// the call would otherwise be refused while calls are in flight: a call is never refused because
+/// of a dead holder's reservation.
+#[must_use]
+pub fn sweeps_expired(c: &Counters, limits: &Limits, ask: Ask, now: UnixMs) -> bool {
+    c.in_flight > 0 && (now % 16 == 0 || admit(&mut c.clone(), limits, ask, now).is_err())
+}
+
+/// Settles a call whose reservation already expired and was released (a shared backend lets
+/// another call release a reservation older than its time to live, taking its holder for dead):
+/// the spend is still billed and the call still counts, in the period it ends in; the
+/// reservation, the in-flight slot and its tokens were given back when it expired.
+pub fn settle_expired(c: &mut Counters, limits: &Limits, cost_microusd: u64, now: UnixMs) {
+    roll_period(c, limits.budget_period, now);
+    c.spend_microusd = c.spend_microusd.saturating_add(cost_microusd);
+    c.requests += 1;
+}
+
 /// Drops a reservation without usage (the call failed before producing anything billable).
 pub fn release(c: &mut Counters, limits: &Limits, ask: Ask, reserved_at: UnixMs, now: UnixMs) {
     c.reserved_microusd = c.reserved_microusd.saturating_sub(ask.cost_microusd);
@@ -447,5 +467,23 @@ mod tests {
     fn estimator_is_an_upper_bound_for_text() {
         assert_eq!(estimate_input_tokens(0), 0);
         assert_eq!(estimate_input_tokens(1001), 501);
+    }
+
+    #[test]
+    fn expired_reservations_are_swept_when_they_would_refuse_and_settled_anyway() {
+        let limits = Limits { max_parallel_requests: Some(1), budget_microusd: Some(1_000), ..Limits::default() };
+        let ask = Ask { cost_microusd: 100, tokens: 0 };
+        let mut c = Counters::default();
+        assert!(!sweeps_expired(&c, &limits, ask, 1_600), "nothing in flight: nothing to sweep");
+        admit(&mut c, &limits, ask, 1_000).unwrap();
+        assert!(sweeps_expired(&c, &limits, ask, 1_601), "refused while a call is in flight: sweep first");
+        assert!(sweeps_expired(&c, &limits, ask, 1_616), "one call in 16 sweeps anyway");
+        let roomy = Limits { max_parallel_requests: Some(5), ..limits.clone() };
+        assert!(!sweeps_expired(&c, &roomy, ask, 1_601), "admitted anyway: no sweep");
+        // The sweep released it; the call ends later and is still billed.
+        release(&mut c, &limits, ask, 1_000, 5_000);
+        assert_eq!((c.in_flight, c.requests, c.reserved_microusd), (0, 0, 0));
+        settle_expired(&mut c, &limits, 250, 6_000);
+        assert_eq!((c.in_flight, c.requests, c.spend_microusd), (0, 1, 250));
     }
 }

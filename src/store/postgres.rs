@@ -325,8 +325,7 @@ impl Store for PgStore {
         self.call(move |c| {
             let mut tx = c.transaction()?;
             let mut counters = lock_counters(&mut tx, &r.scope)?;
-            // Abandoned reservations are looked for now and then (they live an hour), not on every call.
-            if counters.in_flight > 0 && r.at % 16 == 0 {
+            if admission::sweeps_expired(&counters, &r.limits, r.ask, r.at) {
                 expire_reservations(&mut tx, &r.scope, &mut counters, r.at)?;
             }
             let outcome = admission::admit(&mut counters, &r.limits, r.ask, r.at);
@@ -374,10 +373,7 @@ impl Store for PgStore {
                         (Settlement::Used { cost_microusd, tokens }, true) => admission::settle(&mut counters, &r.limits, r.ask, r.at, cost_microusd, tokens, call.now),
                         (Settlement::Released, true) => admission::release(&mut counters, &r.limits, r.ask, r.at, call.now),
                         (Settlement::Used { cost_microusd, .. }, false) => {
-                            // The reservation already expired and was released: bill the spend.
-                            admission::roll_period(&mut counters, r.limits.budget_period, call.now);
-                            counters.spend_microusd += cost_microusd;
-                            counters.requests += 1;
+                            admission::settle_expired(&mut counters, &r.limits, cost_microusd, call.now);
                         }
                         (Settlement::Released, false) => {}
                     }

@@ -93,37 +93,55 @@ end
 
 local mode = ARGV[1]
 
+-- core::admission::admit, rule by rule and in its order: the refusal (0 = admitted).
+local function decide(c, budget, req_budget, rpm, tpm, par, ask_cost, ask_tokens, now_sec)
+  if req_budget >= 0 and c.requests >= req_budget then -- 1 RequestBudget
+    return 1
+  elseif budget >= 0 and -- 2 SpendBudget: committed + open reservations + this worst case
+      (c.spend_microusd + c.reserved_microusd + ask_cost > budget or c.spend_microusd + c.reserved_microusd >= budget) then
+    return 2
+  elseif rpm >= 0 and wsum(c.rq, now_sec) >= rpm then -- 3 Rpm (retry-after: the shell, from the window)
+    return 3
+  elseif tpm >= 0 and wsum(c.tk, now_sec) > 0 and wsum(c.tk, now_sec) + ask_tokens > tpm then -- 4 Tpm (alone it may run)
+    return 4
+  elseif par >= 0 and c.in_flight >= par then -- 5 Parallel
+    return 5
+  end
+  return 0
+end
+
+-- Releases the scope's reservations that expired before `before` (a dead holder's):
+-- core::admission::release each, as the Postgres store's expire_reservations does.
+local function sweep(c, resv_key, before, now_sec)
+  local held = redis.call('HGETALL', resv_key)
+  for i = 1, #held, 2 do
+    local h = cjson.decode(held[i + 1])
+    if h.expires_at < before then
+      release(c, h.ask_cost, h.ask_tokens, h.at, now_sec)
+      redis.call('HDEL', resv_key, held[i])
+    end
+  end
+end
+
 if mode == 'reserve' then
   -- KEYS: limit, resv. ARGV: mode, now, period_start, budget, request_budget, rpm, tpm, parallel,
-  -- ask_cost, ask_tokens, call_id, held_json, expire_before (0 = skip the expiry sweep)
+  -- ask_cost, ask_tokens, call_id, held_json, sampled (1 = this call sweeps in any case)
   local now, start = tonumber(ARGV[2]), tonumber(ARGV[3])
   local budget, req_budget, rpm, tpm, par = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
   local ask_cost, ask_tokens = tonumber(ARGV[9]), tonumber(ARGV[10])
   local now_sec = math.floor(now / 1000)
   local c = decode(redis.call('GET', KEYS[1]))
-  if tonumber(ARGV[13]) > 0 then
-    local held = redis.call('HGETALL', KEYS[2])
-    for i = 1, #held, 2 do
-      local h = cjson.decode(held[i + 1])
-      if h.expires_at < tonumber(ARGV[13]) then
-        release(c, h.ask_cost, h.ask_tokens, h.at, now_sec)
-        redis.call('HDEL', KEYS[2], held[i])
-      end
+  -- core::admission::sweeps_expired: with calls in flight, sweep on sampled calls and whenever
+  -- the call would be refused (judged on a rolled copy, as admit rolls first).
+  if c.in_flight > 0 then
+    local probe = decode(redis.call('GET', KEYS[1]))
+    roll(probe, start)
+    if ARGV[13] == '1' or decide(probe, budget, req_budget, rpm, tpm, par, ask_cost, ask_tokens, now_sec) ~= 0 then
+      sweep(c, KEYS[2], now, now_sec)
     end
   end
-  roll(c, start)
-  local refusal = 0
-  if req_budget >= 0 and c.requests >= req_budget then
-    refusal = 1
-  elseif budget >= 0 and (c.spend_microusd + c.reserved_microusd + ask_cost > budget or c.spend_microusd + c.reserved_microusd >= budget) then
-    refusal = 2
-  elseif rpm >= 0 and wsum(c.rq, now_sec) >= rpm then
-    refusal = 3
-  elseif tpm >= 0 and wsum(c.tk, now_sec) > 0 and wsum(c.tk, now_sec) + ask_tokens > tpm then
-    refusal = 4
-  elseif par >= 0 and c.in_flight >= par then
-    refusal = 5
-  end
+  roll(c, start) -- roll_period: a new calendar period starts from zero
+  local refusal = decide(c, budget, req_budget, rpm, tpm, par, ask_cost, ask_tokens, now_sec)
   if refusal == 0 then
     c.requests = c.requests + 1
     c.reserved_microusd = c.reserved_microusd + ask_cost
@@ -152,15 +170,17 @@ if mode == 'finish' then
     local now_sec = math.floor(now / 1000)
     local c = decode(redis.call('GET', KEYS[4]))
     local held = redis.call('HDEL', KEYS[5], ARGV[4]) == 1
-    if held and used then
+    if held and used then -- core::admission::settle
       c.reserved_microusd = math.max(0, c.reserved_microusd - ask_cost)
       c.in_flight = math.max(0, c.in_flight - 1)
       roll(c, start)
       c.spend_microusd = c.spend_microusd + cost
       c.tk = wadd(c.tk, math.floor(at / 1000), tokens - ask_tokens, now_sec)
-    elseif held then
+    elseif held then -- core::admission::release
       release(c, ask_cost, ask_tokens, at, now_sec)
     elseif used then
+      -- core::admission::settle_expired: the reservation expired and was released already;
+      -- the spend is billed and the call counts, in the period it ends in.
       roll(c, start)
       c.spend_microusd = c.spend_microusd + cost
       c.requests = c.requests + 1

@@ -360,8 +360,9 @@ impl Store for RedisStore {
                 limits: r.limits.clone(),
             })?;
             let limit = |v: Option<u64>| v.map_or(-1i128, i128::from).to_string();
-            // Abandoned reservations (they live an hour) are swept now and then, not on every call.
-            let sweep = if r.at % 16 == 0 { r.at } else { 0 };
+            // Expired reservations are swept by `core::admission::sweeps_expired`'s rule: the script
+            // sweeps on the sampled calls (flag 1) and whenever it would refuse with calls in flight.
+            let sweep = u8::from(r.at % 16 == 0);
             let (refusal, state): (i64, String) = SCRIPT
                 .key(limit_key(&r.scope))
                 .key(resv_key(&r.scope))
