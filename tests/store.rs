@@ -421,6 +421,40 @@ fn postgres_tenant_reads_use_the_tenant_indexes_with_a_generic_plan() {
     }
 }
 
+/// Claiming an idempotency key is atomic on every backend: of 16 concurrent first attempts,
+/// exactly one claims it.
+#[test]
+fn concurrent_idempotency_claims_have_one_winner() {
+    use prodex::core::directory::IdempotencyRecord;
+    for (store, _dir) in backends() {
+        for round in 0..5 {
+            let key = format!("admin:race-{round}");
+            let barrier = Arc::new(std::sync::Barrier::new(16));
+            let wins: usize = (0..16)
+                .map(|i| {
+                    let (store, barrier, key) = (Arc::clone(&store), Arc::clone(&barrier), key.clone());
+                    std::thread::spawn(move || {
+                        let now = 1_800_000_000_000;
+                        let claim = IdempotencyRecord {
+                            key,
+                            fingerprint: format!("f{i}"),
+                            status: 0,
+                            body: String::new(),
+                            expires_at: now + 60_000,
+                        };
+                        barrier.wait();
+                        usize::from(store.idempotency_put(&claim, now).unwrap())
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .sum();
+            assert_eq!(wins, 1, "{} round {round}", store.backend());
+        }
+    }
+}
+
 #[test]
 fn a_second_process_cannot_open_the_same_redb_file() {
     let dir = TempDir::new("redb-lock");
