@@ -544,17 +544,23 @@ fn read_state(
     cfg
 }
 
+/// A section's `retention_days` (default 400; 0 is an error: keeping nothing is not retention).
+fn retention_days(s: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, path: &str) -> u64 {
+    let days = s.uint(d, "retention_days").unwrap_or(400);
+    if days == 0 {
+        d.error_at(
+            s.offset_of("retention_days"),
+            path,
+            "must be at least 1 (what is older than this many days is dropped)",
+        );
+    }
+    days
+}
+
 fn read_ledger(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>) -> LedgerConfig {
     let mut cfg = LedgerConfig { retention_days: 400, durability: Durability::Commit };
     if let Some(mut s) = gw.table(d, "ledger") {
-        cfg.retention_days = s.uint(d, "retention_days").unwrap_or(400);
-        if cfg.retention_days == 0 {
-            d.error_at(
-                s.offset_of("retention_days"),
-                "gateway.ledger.retention_days",
-                "must be at least 1 (rows older than this many days are dropped)",
-            );
-        }
+        cfg.retention_days = retention_days(&mut s, d, "gateway.ledger.retention_days");
         cfg.durability = match s.string(d, "durability").as_deref() {
             None | Some("commit") => Durability::Commit,
             Some("async") => Durability::Async,
@@ -571,14 +577,7 @@ fn read_ledger(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>) -> LedgerConfi
 fn read_audit(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>) -> AuditConfig {
     let mut cfg = AuditConfig { retention_days: 400, collapse_window_seconds: 60 };
     if let Some(mut s) = gw.table(d, "audit") {
-        cfg.retention_days = s.uint(d, "retention_days").unwrap_or(400);
-        if cfg.retention_days == 0 {
-            d.error_at(
-                s.offset_of("retention_days"),
-                "gateway.audit.retention_days",
-                "must be at least 1 (entries older than this many days are dropped)",
-            );
-        }
+        cfg.retention_days = retention_days(&mut s, d, "gateway.audit.retention_days");
         cfg.collapse_window_seconds = s.uint(d, "collapse_window_seconds").unwrap_or(60);
         s.finish(d);
     }
