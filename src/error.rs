@@ -89,6 +89,13 @@ impl ApiError {
     pub fn invalid_api_key() -> Self {
         Self::new(401, "invalid_api_key", Side::Downstream, "missing or invalid API key")
     }
+    /// The caller holds a real key's token: telling it why the key stopped working leaks nothing.
+    pub fn key_disabled() -> Self {
+        Self::new(401, "key_disabled", Side::Downstream, "this API key is disabled; ask its administrator to enable it")
+    }
+    pub fn key_expired() -> Self {
+        Self::new(401, "key_expired", Side::Downstream, "this API key has expired; ask its administrator for a new one")
+    }
     pub fn route_not_found(method: &str, path: &str) -> Self {
         Self::new(404, "route_not_found", Side::Downstream, format!("no route for {method} {}", printable(path)))
     }

@@ -611,3 +611,69 @@ fn f6_files_are_private_and_logs_rotate_by_size() {
     }
     assert_eq!(mode(&gw.home.0.join("gateway-state.redb")), 0o600);
 }
+
+/// F9: disabled and expired keys get codes a caller can act on, unknown keys stay
+/// `invalid_api_key`, and a new key cannot be born expired.
+#[test]
+fn f9_disabled_and_expired_keys_are_told_apart() {
+    let mock = Mock::start();
+    let master = "master-token-f9-0123456789";
+    let gw = Gateway::start(Opts {
+        base_url: Some(mock.base_url()),
+        env: vec![("PRODEX_GATEWAY_TOKEN", master.into())],
+        ..Opts::default()
+    });
+    let past = call(
+        &gw,
+        master,
+        "POST",
+        "keys",
+        Some(&json!({"name": "born-dead", "expires_at": "2020-01-01T00:00:00Z"})),
+        &[],
+    );
+    assert_eq!((past.status, past.json()["error"]["param"].as_str()), (400, Some("expires_at")), "{}", past.text());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let soon = prodex::core::time::format_rfc3339(now + 1_500);
+    let disabled = crate::support::admin::create_key(&gw, master, &json!({"name": "f9-off"}));
+    let expiring = crate::support::admin::create_key(&gw, master, &json!({"name": "f9-soon", "expires_at": soon}));
+    assert_eq!(call(&gw, master, "POST", "keys/f9-off/disable", None, &[]).status, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (mut off, mut old);
+    loop {
+        off = chat_as(&gw, Some(&disabled));
+        old = chat_as(&gw, Some(&expiring));
+        if off.status == 401 && old.status == 401 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the key changes never took effect");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(off.code(), "key_disabled");
+    assert_eq!(old.code(), "key_expired");
+    assert_eq!(chat_as(&gw, Some("pk-not-a-key")).code(), "invalid_api_key");
+}
+
+/// F13, F14, F20: an unquoted `If-Match`, a date-only `from`, and a landing page at `/`.
+#[test]
+fn f13_f14_f20_admin_niceties() {
+    let mock = Mock::start();
+    let master = "master-token-f13-0123456789";
+    let gw = Gateway::start(Opts {
+        base_url: Some(mock.base_url()),
+        env: vec![("PRODEX_GATEWAY_TOKEN", master.into())],
+        ..Opts::default()
+    });
+    crate::support::admin::create_key(&gw, master, &json!({"name": "f13"}));
+    let r = call(&gw, master, "PATCH", "keys/f13", Some(&json!({"rpm_limit": 5})), &[("if-match", "1")]);
+    assert_eq!(r.status, 200, "a bare version names the same ETag: {}", r.text());
+    let r = call(&gw, master, "PATCH", "keys/f13", Some(&json!({"rpm_limit": 6})), &[("if-match", "1")]);
+    assert_eq!(r.status, 412, "and a stale one is still refused");
+    let r = call(&gw, master, "GET", "ledger?from=2026-12-01", None, &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = call(&gw, master, "GET", "ledger?from=2026-12-01T08:00:00+01:00", None, &[]);
+    assert!(r.status == 400 && r.text().contains("%2B"), "{}", r.text());
+    for path in ["/", "/v1"] {
+        let r = gw.get(path);
+        assert_eq!((r.status, r.json()["admin"].as_str()), (200, Some("/v1/prodex/gateway/admin")), "{path}");
+    }
+}

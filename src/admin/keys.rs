@@ -285,6 +285,7 @@ pub(crate) fn create(shared: &Shared, ex: &mut Exchange<'_>, p: &Principal) -> R
                 "the key name must start with one of your key prefixes",
             ));
         }
+        crate::core::keyspec::check_not_expired(&edit, clock::unix_ms()).map_err(field_error)?;
         let (key, token) = create_key(shared.store.as_ref(), &name, &edit, clock::unix_ms())
             .map_err(|e| lifecycle_error(shared, &e))?;
         let mut body = key_json(&key);
@@ -391,7 +392,8 @@ fn etag_matches(header: &str, version: u64) -> bool {
     header
         .split(',')
         .map(str::trim)
-        .any(|t| t == "*" || t.strip_prefix('"').and_then(|t| t.strip_suffix('"')) == Some(&want))
+        // RFC 9110 wants `"2"`; a bare `2` (what people type) names the same version.
+        .any(|t| t == "*" || t == want || t.strip_prefix('"').and_then(|t| t.strip_suffix('"')) == Some(&want))
 }
 
 /// Runs a key mutation: reads the body, replays or refuses an `Idempotency-Key` retry, runs `op`,

@@ -223,7 +223,7 @@ fn if_match_ok(ex: &Exchange<'_>, version: u64) -> bool {
     ex.head.header("if-match").is_none_or(|h| {
         h.split(',').map(str::trim).any(|t| {
             let t = t.strip_prefix("W/").unwrap_or(t);
-            t == "*" || t.strip_prefix('"').and_then(|t| t.strip_suffix('"')) == Some(want.as_str())
+            t == "*" || t == want || t.strip_prefix('"').and_then(|t| t.strip_suffix('"')) == Some(want.as_str())
         })
     })
 }

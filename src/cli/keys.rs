@@ -166,7 +166,9 @@ pub fn run(config: &Config, action: &KeysAction) -> ExitCode {
     let now = crate::clock::unix_ms();
     match action {
         KeysAction::List { prefix, tenant_id, json } => list(store, prefix.as_deref(), tenant_id.clone(), *json),
-        KeysAction::Create(args) => match parse_create(&args.body()) {
+        KeysAction::Create(args) => match parse_create(&args.body())
+            .and_then(|(name, edit)| crate::core::keyspec::check_not_expired(&edit, now).map(|()| (name, edit)))
+        {
             Err(e) => {
                 eprintln!("prodex gateway keys create: --{}: {}", e.param.replace('_', "-"), e.message);
                 ExitCode::from(2)

@@ -66,6 +66,16 @@ pub fn parse_create(body: &Value) -> Result<(String, KeyEdit), FieldError> {
     Ok((name, parse_fields(&rest)?))
 }
 
+/// A new key that would be expired at birth is a mistake: 400 naming `expires_at`.
+pub fn check_not_expired(edit: &KeyEdit, now: UnixMs) -> Result<(), FieldError> {
+    match edit.expires_at {
+        Some(Some(t)) if t <= now => {
+            Err(err("expires_at", "expires_at is in the past; a new key must expire later than now"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Parses a PATCH body.
 pub fn parse_patch(body: &Value) -> Result<KeyEdit, FieldError> {
     let obj = body.as_object().ok_or_else(|| err("body", "the body must be a JSON object"))?;
@@ -340,6 +350,15 @@ pub fn usage_json(k: &KeyRecord, c: &Counters, now: UnixMs) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integer_valued_floats_are_integers() {
+        let edit =
+            parse_patch(&serde_json::from_str(r#"{"rpm_limit": 3921589955216418.0, "tpm_limit": 7.0}"#).unwrap())
+                .unwrap();
+        assert_eq!((edit.rpm_limit, edit.tpm_limit), (Some(Some(3_921_589_955_216_418)), Some(Some(7))));
+        assert!(parse_patch(&json!({"rpm_limit": 7.5})).is_err());
+    }
 
     #[test]
     fn create_requires_a_valid_name_and_known_fields() {

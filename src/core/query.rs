@@ -100,7 +100,7 @@ impl Params {
     }
 }
 
-/// RFC 3339 or unix seconds.
+/// RFC 3339, a date (`2026-12-01`: that day's 00:00 UTC), or unix seconds.
 pub fn parse_time(v: &str) -> Result<UnixMs, String> {
     if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
         return v
@@ -109,7 +109,18 @@ pub fn parse_time(v: &str) -> Result<UnixMs, String> {
             .and_then(|s| s.checked_mul(1000))
             .ok_or_else(|| "unix seconds out of range".to_string());
     }
-    parse_rfc3339(v).map_err(|e| format!("{e} (or unix seconds)"))
+    let b = v.as_bytes();
+    if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
+        return parse_rfc3339(&format!("{v}T00:00:00Z")).map_err(|e| format!("{e} (or a date, or unix seconds)"));
+    }
+    parse_rfc3339(v).map_err(|e| {
+        // A `+` in a query string is a space once decoded: `…T08:00:00+01:00` arrives as `… 01:00`.
+        if v.contains(' ') {
+            format!("{e}; a `+` in a URL query means a space: send the offset as %2B (…T08:00:00%2B01:00)")
+        } else {
+            format!("{e} (or a date, or unix seconds)")
+        }
+    })
 }
 
 /// The ledger filter parameters.
@@ -219,6 +230,14 @@ mod tests {
         assert_eq!(p("from=1970-01-01T00:01:00Z").time("from"), Ok(Some(60_000)));
         assert_eq!(p("from=tomorrow").time("from").unwrap_err().param, "from");
         assert!(parse_time("99999999999999999999").is_err());
+        // F14: a date is its 00:00 UTC; a `+` that became a space gets a hint.
+        assert_eq!(parse_time("1970-01-02"), Ok(86_400_000));
+        assert!(parse_time("1970-13-02").is_err());
+        assert!(parse_time("2026-12-01T08:00:00 01:00").unwrap_err().contains("%2B"));
+        assert_eq!(
+            p("from=2026-12-01T08:00:00%2B01:00").time("from"),
+            Ok(Some(parse_time("2026-12-01T07:00:00Z").unwrap()))
+        );
         assert!(p("cursor=!!").cursor().is_err());
     }
 

@@ -66,6 +66,8 @@ enum Health {
     Live,
     Ready,
     Startup,
+    /// `GET /` and `GET /v1`: where things are, for whoever opens the address in a browser.
+    Landing,
 }
 
 fn health_route(path: &str) -> Option<Health> {
@@ -73,6 +75,7 @@ fn health_route(path: &str) -> Option<Health> {
         "/livez" => Some(Health::Live),
         "/readyz" => Some(Health::Ready),
         "/startupz" => Some(Health::Startup),
+        "/" | "/v1" | "/v1/" => Some(Health::Landing),
         _ => None,
     }
 }
@@ -82,6 +85,17 @@ fn health(shared: &Shared, ex: &mut Exchange<'_>, kind: Health) {
     let draining = lc.draining.load(Ordering::Acquire);
     let (status, body) = match kind {
         Health::Live => (200, json!({"status": "ok"})),
+        Health::Landing => (
+            200,
+            json!({
+                "object": "prodex.gateway",
+                "version": env!("CARGO_PKG_VERSION"),
+                "data_plane": "/v1 (OpenAI-compatible: point your SDK's base URL here)",
+                "admin": "/v1/prodex/gateway/admin",
+                "openapi": "/v1/prodex/gateway/openapi.json",
+                "health": ["/livez", "/readyz", "/startupz"],
+            }),
+        ),
         Health::Startup => (
             200,
             json!({

@@ -316,8 +316,9 @@ fn authenticate(shared: &Shared, ex: &Exchange<'_>, call: &mut Call, now: u64) -
         if let Some(key) = shared.keyring.get(&hash) {
             call.key_name = key.name.clone();
             if !key.usable(now) {
+                let err = if key.disabled { ApiError::key_disabled() } else { ApiError::key_expired() };
                 call.key = Some(key);
-                return Err(ApiError::invalid_api_key());
+                return Err(err);
             }
             call.key = Some(key);
             return Ok(());

@@ -211,7 +211,8 @@ pub fn document(version: &str) -> Value {
                     "schema": {"type": "string", "maxLength": 128, "pattern": NAME_PATTERN}},
                 "If-Match": {"name": IF_MATCH, "in": "header", "required": false,
                     "description": "Apply only if the key is still at this version: its ETag (`\"<version>\"`), \
-                        a comma-separated list of ETags, or `*`. Any other value is a 412 `version_mismatch`.",
+                        the bare version (`2`), a comma-separated list of ETags, or `*`. Any other value is a 412 \
+                        `version_mismatch`.",
                     "schema": {"type": "string"}},
                 "Idempotency-Key": {"name": IDEMPOTENCY, "in": "header", "required": false,
                     "description": "A retry with the same key, method, path and body within 24 h replays the first \
@@ -424,6 +425,15 @@ fn operation(r: &Route, suffix: &str) -> Value {
     op
 }
 
+/// A time in a query string: what `instant` takes, or a date (`2026-12-01`, its 00:00 UTC).
+fn query_instant() -> Value {
+    let mut t = instant(u64::MAX / 1000);
+    if let Some(any) = t.get_mut("anyOf").and_then(Value::as_array_mut) {
+        any.push(json!({"type": "string", "format": "date", "pattern": SINCE_1970}));
+    }
+    t
+}
+
 fn query_param(name: &str) -> Value {
     // Every query value is non-empty: the gateway refuses `?key=` rather than guess what it meant.
     let text = json!({"type": "string", "minLength": 1});
@@ -433,8 +443,12 @@ fn query_param(name: &str) -> Value {
         "tenant_id" => (name, text, "Only this tenant (outside the caller's scope: nothing)"),
         "disabled" => (name, json!({"type": "boolean"}), "Only disabled (true) or enabled (false) keys"),
         "cursor" => (name, text, "`next_cursor` of the previous page (opaque; anything else is a 400)"),
-        "from" => (name, instant(u64::MAX / 1000), "Inclusive lower bound (RFC 3339 or unix seconds)"),
-        "to" => (name, instant(u64::MAX / 1000), "Exclusive upper bound (RFC 3339 or unix seconds; not before from)"),
+        "from" => (name, query_instant(), "Inclusive lower bound (RFC 3339, a date = its 00:00 UTC, or unix seconds)"),
+        "to" => (
+            name,
+            query_instant(),
+            "Exclusive upper bound (RFC 3339, a date = its 00:00 UTC, or unix seconds; not before from)",
+        ),
         "key" => (name, text, "Only this key (by name)"),
         "model" => (name, text, "Only this model"),
         "provider" => (name, text, "Only this provider"),
