@@ -84,7 +84,7 @@ fn each_admission_rule_answers_with_its_own_error() {
     let r = call(&gw, "pk-unknown", "gpt-4o-mini");
     assert_eq!((r.status, r.code()), (401, "invalid_api_key".into()));
     let r = call(&gw, "pk-expired", "gpt-4o-mini");
-    assert_eq!((r.status, r.code()), (401, "invalid_api_key".into()));
+    assert_eq!((r.status, r.code()), (401, "key_expired".into()));
     let r = call(&gw, "pk-team-a", "gpt-4o");
     assert_eq!((r.status, r.code()), (403, "model_not_allowed".into()));
     assert_eq!(r.json()["error"]["type"], "permission_error");
@@ -115,7 +115,7 @@ fn each_admission_rule_answers_with_its_own_error() {
         [
             expect("team-a-ci", 200, None),
             expect("_unauthenticated", 401, Some("invalid_api_key")),
-            expect("expired", 401, Some("invalid_api_key")),
+            expect("expired", 401, Some("key_expired")),
             expect("team-a-ci", 403, Some("model_not_allowed")),
         ]
     );

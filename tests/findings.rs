@@ -677,3 +677,27 @@ fn f13_f14_f20_admin_niceties() {
         assert_eq!((r.status, r.json()["admin"].as_str()), (200, Some("/v1/prodex/gateway/admin")), "{path}");
     }
 }
+
+/// F10: retries respect the upstream: a 429 on the only key is passed through at once, and a 5xx
+/// is retried after a jittered backoff of at least the provider's `retry-after`.
+#[test]
+fn f10_retries_back_off_and_honour_retry_after() {
+    let mock = Mock::start();
+    let gw = Gateway::in_front_of(&mock);
+    let before = mock.count();
+    let r = gw.post_json("/v1/chat/completions", &[("x-mock-status", "429")], &chat());
+    assert_eq!(r.status, 429);
+    assert_eq!(mock.count() - before, 1, "one key: the 429 is the client's at once, not three upstream calls");
+    let before = mock.count();
+    let t0 = std::time::Instant::now();
+    let r = gw.post_json("/v1/chat/completions", &[("x-mock-status", "503"), ("x-mock-retry-after", "0.3")], &chat());
+    let took = t0.elapsed();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(mock.count() - before, 3, "retried twice");
+    assert!(took >= std::time::Duration::from_millis(600), "two waits of at least retry-after: {took:?}");
+    assert!(took < std::time::Duration::from_secs(4), "within the retry budget: {took:?}");
+    // A retry-after beyond the retry budget is passed through at once.
+    let before = mock.count();
+    let r = gw.post_json("/v1/chat/completions", &[("x-mock-status", "503"), ("x-mock-retry-after", "30")], &chat());
+    assert_eq!((r.status, mock.count() - before), (503, 1));
+}

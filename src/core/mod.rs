@@ -21,6 +21,7 @@ pub mod openai;
 pub mod openapi;
 pub mod pricing;
 pub mod query;
+pub mod retry;
 pub mod route;
 pub mod scim;
 pub mod sse;

@@ -25,6 +25,7 @@ use crate::core::ledger::LedgerRow;
 use crate::core::objects::{self as core_objects, ObjectUse};
 use crate::core::openai::{self, RequestPeek, Route, StreamPlan, Usage};
 use crate::core::pricing::{self, Price};
+use crate::core::retry;
 use crate::error::ApiError;
 use crate::http::codec::Framing;
 use crate::http::server::Exchange;
@@ -630,6 +631,12 @@ fn via_values<'e>(ex: &'e Exchange<'_>) -> impl Iterator<Item = &'e str> {
 }
 
 /// 429 and 5xx are retried — but not 508: a loop answers the same on every attempt.
+/// A draw in `[0, 1)` for the retry jitter (the OS RNG; the clock's bits if it fails).
+fn jitter() -> f64 {
+    let bits = getrandom::u32().unwrap_or_else(|_| u32::try_from(clock::unix_ms() % 1_000_003).unwrap_or(0));
+    f64::from(bits) / (f64::from(u32::MAX) + 1.0)
+}
+
 fn retryable_status(status: u16) -> bool {
     status == 429 || (status >= 500 && status != 508)
 }
@@ -659,6 +666,7 @@ fn call_upstream(
     };
     let start = shared.next_key_index();
     let mut last_err = ApiError::upstream_unreachable("no attempt made");
+    let mut waited_total = 0u64;
     for attempt in 0..MAX_ATTEMPTS {
         let headers = upstream_headers(ex, &shared.instance, provider, start + attempt, false);
         let t0 = clock::now();
@@ -678,37 +686,81 @@ fn call_upstream(
                 waited.as_micros()
             );
         }
-        match result {
+        let failed = match &result {
             Ok(resp) if retryable_status(resp.status().as_u16()) && attempt + 1 < MAX_ATTEMPTS => {
-                log::info!(
-                    "call {} attempt {}: upstream {} answered {}; retrying",
-                    call.call_id,
-                    attempt + 1,
-                    provider.name,
-                    resp.status().as_u16()
-                );
-                last_err = ApiError::upstream_unreachable(format!("status {}", resp.status().as_u16()));
+                let header = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok());
+                retry::Failed::Status(
+                    resp.status().as_u16(),
+                    retry::retry_after_ms(header("retry-after"), header("retry-after-ms")),
+                )
             }
-            Ok(resp) => return Ok(resp),
-            Err(Failure::Connect(why)) => {
-                log::warn!(
-                    "call {} attempt {}: cannot reach upstream {}: {why}",
+            Err(Failure::Connect(_)) if attempt + 1 < MAX_ATTEMPTS => retry::Failed::Unreachable,
+            _ => {
+                return match result {
+                    Ok(resp) => Ok(resp),
+                    Err(Failure::Connect(why)) => {
+                        log::warn!(
+                            "call {} attempt {}: cannot reach upstream {}: {why}",
+                            call.call_id,
+                            attempt + 1,
+                            provider.name
+                        );
+                        Err(ApiError::upstream_unreachable(why))
+                    }
+                    Err(other) => {
+                        let err = failure_error(other);
+                        log::warn!(
+                            "call {} attempt {}: upstream {}: {}",
+                            call.call_id,
+                            attempt + 1,
+                            provider.name,
+                            err.message
+                        );
+                        Err(err)
+                    }
+                };
+            }
+        };
+        let attempt_no = u32::try_from(attempt).unwrap_or(u32::MAX);
+        match retry::next(failed, attempt_no, provider.api_keys.len(), waited_total, jitter()) {
+            retry::Next::GiveUp => {
+                log::info!(
+                    "call {} attempt {}: upstream {} failed ({failed:?}); passing it on",
                     call.call_id,
                     attempt + 1,
                     provider.name
                 );
-                last_err = ApiError::upstream_unreachable(why);
+                return match result {
+                    Ok(resp) => Ok(resp),
+                    Err(Failure::Connect(why)) => {
+                        log::warn!("call {}: cannot reach upstream {}: {why}", call.call_id, provider.name);
+                        Err(ApiError::upstream_unreachable(why))
+                    }
+                    Err(other) => Err(failure_error(other)),
+                };
             }
-            Err(other) => {
-                let err = failure_error(other);
-                log::warn!(
-                    "call {} attempt {}: upstream {}: {}",
-                    call.call_id,
-                    attempt + 1,
-                    provider.name,
-                    err.message
-                );
-                return Err(err);
+            retry::Next::RetryIn(ms) => {
+                if let Err(Failure::Connect(why)) = result {
+                    log::warn!(
+                        "call {} attempt {}: cannot reach upstream {}: {why}; retrying in {ms} ms",
+                        call.call_id,
+                        attempt + 1,
+                        provider.name
+                    );
+                    last_err = ApiError::upstream_unreachable(why);
+                } else {
+                    log::info!(
+                        "call {} attempt {}: upstream {} failed ({failed:?}); retrying in {ms} ms",
+                        call.call_id,
+                        attempt + 1,
+                        provider.name
+                    );
+                    last_err = ApiError::upstream_unreachable("the upstream kept failing");
+                }
+                if ms > 0 {
+                    may::coroutine::sleep(Duration::from_millis(ms));
+                    waited_total += ms;
+                }
             }
         }
     }

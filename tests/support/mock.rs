@@ -205,7 +205,12 @@ fn respond(out: &mut TcpStream, req: &Seen) -> std::io::Result<bool> {
     }
     if status >= 400 {
         let body = serde_json::json!({"error": {"message": format!("mock error {status}"), "type": "mock_error", "param": null, "code": "mock"}});
-        return send(out, u16::try_from(status).unwrap_or(500), "application/json", body.to_string().as_bytes());
+        let content_type = match req.header("x-mock-retry-after") {
+            // `retry-after` rides on the content-type line's end (the head is written in one piece).
+            Some(after) => format!("application/json\r\nretry-after: {after}"),
+            None => "application/json".to_string(),
+        };
+        return send(out, u16::try_from(status).unwrap_or(500), &content_type, body.to_string().as_bytes());
     }
     let no_usage = req.header("x-mock-usage") == Some("none");
     let path = req.path.split('?').next().unwrap_or("");

@@ -127,9 +127,11 @@ pub fn parse_user(body: &Value) -> Result<UserFields, ScimError> {
     let obj = body.as_object().ok_or_else(|| ScimError::bad("invalidSyntax", "the body must be a JSON object"))?;
     check_schemas(obj)?;
     let user_name = user_name(field(obj, "userName").unwrap_or(&Value::Null))?;
+    // `name` is checked even when `displayName` wins: what is accepted is what the document allows.
+    let formatted = field(obj, "name").map(name_formatted).transpose()?.flatten();
     let display_name = match field(obj, "displayName").map(|v| text("displayName", v, MAX_TEXT)).transpose()? {
         Some(Some(d)) => Some(d),
-        _ => field(obj, "name").map(name_formatted).transpose()?.flatten(),
+        _ => formatted,
     };
     let ext = match field(obj, EXTENSION) {
         None | Some(Value::Null) => Map::new(),
