@@ -1,0 +1,193 @@
+//! Calling the upstream: the attempts of one call (a replayable body is retried by
+//! `core::retry`'s policy, with the key pool rotated; a streamed body gets one attempt), and the
+//! time they take, counted into the call.
+//!
+//! Invariant: no retry once a byte has gone to the client (every attempt here happens before the
+//! relay starts).
+
+use std::time::Duration;
+
+use super::{upstream_headers, Call};
+use crate::clock;
+use crate::config::Provider;
+use crate::core::retry;
+use crate::error::ApiError;
+use crate::http::codec::Framing;
+use crate::http::server::Exchange;
+use crate::state::Shared;
+use crate::upstream::{Failure, Payload};
+
+/// Upstream attempts per call (first try included).
+const MAX_ATTEMPTS: usize = 3;
+
+/// The request's `Via` header values.
+pub(super) fn via_values<'e>(ex: &'e Exchange<'_>) -> impl Iterator<Item = &'e str> {
+    ex.head.headers.iter().filter(|(k, _)| k == "via").map(|(_, v)| v.as_str())
+}
+
+/// A draw in `[0, 1)` for the retry jitter (the OS RNG; the clock's bits if it fails).
+fn jitter() -> f64 {
+    let bits = getrandom::u32().unwrap_or_else(|_| u32::try_from(clock::unix_ms() % 1_000_003).unwrap_or(0));
+    f64::from(bits) / (f64::from(u32::MAX) + 1.0)
+}
+
+/// 429 and 5xx are retried — but not 508: a loop answers the same on every attempt.
+fn retryable_status(status: u16) -> bool {
+    status == 429 || (status >= 500 && status != 508)
+}
+
+fn failure_error(f: Failure) -> ApiError {
+    match f {
+        Failure::Connect(why) => ApiError::upstream_unreachable(why),
+        Failure::Timeout => ApiError::upstream_timeout(),
+        Failure::Broken(why) => ApiError::upstream_invalid_response(why),
+    }
+}
+
+/// Calls upstream with a replayable body, retrying on connect errors, 429 and 5xx.
+pub(super) fn call_upstream(
+    shared: &Shared,
+    ex: &mut Exchange<'_>,
+    provider: &Provider,
+    target: &str,
+    payload: Payload<'_>,
+    call: &mut Call,
+) -> Result<ureq::http::Response<ureq::Body>, ApiError> {
+    let url = format!("{}{target}", provider.base_url);
+    let method = ex.head.method.clone();
+    let body: Option<&[u8]> = match payload {
+        Payload::Bytes(b) => Some(b),
+        _ => None,
+    };
+    let start = shared.next_key_index();
+    let mut last_err = ApiError::upstream_unreachable("no attempt made");
+    let mut waited_total = 0u64;
+    for attempt in 0..MAX_ATTEMPTS {
+        let headers = upstream_headers(ex, &shared.instance, provider, start + attempt, false);
+        let t0 = clock::now();
+        let result = shared.upstream.send(&method, &url, &headers, body.map_or(Payload::Empty, Payload::Bytes));
+        let waited = clock::elapsed(t0);
+        ex.add_upstream_time(waited);
+        call.upstream += waited;
+        if let Ok(resp) = &result {
+            log::debug!(
+                "call {} attempt {}: upstream {} answered {} {} with {} in {} us",
+                call.call_id,
+                attempt + 1,
+                provider.name,
+                method,
+                target.split('?').next().unwrap_or(""),
+                resp.status().as_u16(),
+                waited.as_micros()
+            );
+        }
+        let failed = match &result {
+            Ok(resp) if retryable_status(resp.status().as_u16()) && attempt + 1 < MAX_ATTEMPTS => {
+                let header = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok());
+                retry::Failed::Status(
+                    resp.status().as_u16(),
+                    retry::retry_after_ms(header("retry-after"), header("retry-after-ms")),
+                )
+            }
+            Err(Failure::Connect(_)) if attempt + 1 < MAX_ATTEMPTS => retry::Failed::Unreachable,
+            _ => {
+                return match result {
+                    Ok(resp) => Ok(resp),
+                    Err(Failure::Connect(why)) => {
+                        log::warn!(
+                            "call {} attempt {}: cannot reach upstream {}: {why}",
+                            call.call_id,
+                            attempt + 1,
+                            provider.name
+                        );
+                        Err(ApiError::upstream_unreachable(why))
+                    }
+                    Err(other) => {
+                        let err = failure_error(other);
+                        log::warn!(
+                            "call {} attempt {}: upstream {}: {}",
+                            call.call_id,
+                            attempt + 1,
+                            provider.name,
+                            err.message
+                        );
+                        Err(err)
+                    }
+                };
+            }
+        };
+        let attempt_no = u32::try_from(attempt).unwrap_or(u32::MAX);
+        match retry::next(failed, attempt_no, provider.api_keys.len(), waited_total, jitter()) {
+            retry::Next::GiveUp => {
+                log::info!(
+                    "call {} attempt {}: upstream {} failed ({failed:?}); passing it on",
+                    call.call_id,
+                    attempt + 1,
+                    provider.name
+                );
+                return match result {
+                    Ok(resp) => Ok(resp),
+                    Err(Failure::Connect(why)) => {
+                        log::warn!("call {}: cannot reach upstream {}: {why}", call.call_id, provider.name);
+                        Err(ApiError::upstream_unreachable(why))
+                    }
+                    Err(other) => Err(failure_error(other)),
+                };
+            }
+            retry::Next::RetryIn(ms) => {
+                if let Err(Failure::Connect(why)) = result {
+                    log::warn!(
+                        "call {} attempt {}: cannot reach upstream {}: {why}; retrying in {ms} ms",
+                        call.call_id,
+                        attempt + 1,
+                        provider.name
+                    );
+                    last_err = ApiError::upstream_unreachable(why);
+                } else {
+                    log::info!(
+                        "call {} attempt {}: upstream {} failed ({failed:?}); retrying in {ms} ms",
+                        call.call_id,
+                        attempt + 1,
+                        provider.name
+                    );
+                    last_err = ApiError::upstream_unreachable("the upstream kept failing");
+                }
+                if ms > 0 {
+                    may::coroutine::sleep(Duration::from_millis(ms));
+                    waited_total += ms;
+                }
+            }
+        }
+    }
+    Err(last_err)
+}
+
+/// Calls upstream streaming the client's body (not replayable: one attempt).
+pub(super) fn call_streaming_body(
+    shared: &Shared,
+    ex: &mut Exchange<'_>,
+    provider: &Provider,
+    target: &str,
+    call: &mut Call,
+) -> Result<ureq::http::Response<ureq::Body>, ApiError> {
+    let url = format!("{}{target}", provider.base_url);
+    let keep_length = matches!(ex.head.framing, Framing::Length(_));
+    let headers = upstream_headers(ex, &shared.instance, provider, shared.next_key_index(), keep_length);
+    let method = ex.head.method.clone();
+    let t0 = clock::now();
+    let mut reader = ex.body_reader();
+    let result = shared.upstream.send(&method, &url, &headers, Payload::Reader(&mut reader));
+    let waited = clock::elapsed(t0);
+    ex.add_upstream_time(waited);
+    call.upstream += waited;
+    // A body the client made too large or too slow is the client's error (413/408), not a 502.
+    let client_fault = ex.body_failed.take();
+    result.map_err(|f| {
+        if let Some(e) = client_fault {
+            return e;
+        }
+        let err = failure_error(f);
+        log::warn!("call {}: upstream {}: {}", call.call_id, provider.name, err.message);
+        err
+    })
+}
