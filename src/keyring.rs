@@ -105,10 +105,25 @@ impl Keyring {
     /// Starts the coroutine that refreshes the map every second.
     pub fn spawn_refresher(self: &Arc<Self>, store: Arc<dyn Store>) {
         let ring = Arc::clone(self);
-        may::go!(move || loop {
-            may::coroutine::sleep(Duration::from_secs(1));
-            if let Err(e) = ring.refresh(store.as_ref()) {
-                log::warn!("key refresh failed: {e}");
+        // During a backend outage this fails every second: say so once, then once a minute, and
+        // when it works again (newcomer finding F21).
+        may::go!(move || {
+            let mut failing = 0u64;
+            loop {
+                may::coroutine::sleep(Duration::from_secs(1));
+                match ring.refresh(store.as_ref()) {
+                    Ok(_) if failing > 0 => {
+                        log::warn!("key refresh works again after {failing} failed attempt(s)");
+                        failing = 0;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        failing += 1;
+                        if failing == 1 || failing % 60 == 0 {
+                            log::warn!("key refresh failed ({failing} in a row; key changes wait until it works): {e}");
+                        }
+                    }
+                }
             }
         });
     }

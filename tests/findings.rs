@@ -701,3 +701,22 @@ fn f10_retries_back_off_and_honour_retry_after() {
     let r = gw.post_json("/v1/chat/completions", &[("x-mock-status", "503"), ("x-mock-retry-after", "30")], &chat());
     assert_eq!((r.status, mock.count() - before), (503, 1));
 }
+
+/// F19, F26: the mock upstream explains itself; a Redis that keeps nothing on disk is warned about.
+#[test]
+fn f19_f26_the_mock_has_help_and_an_ephemeral_redis_is_named() {
+    let mock_bin = env!("CARGO_BIN_EXE_prodex-mock-upstream");
+    let out = Command::new(mock_bin).arg("--help").output().unwrap();
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("usage: prodex-mock-upstream"));
+    assert_eq!(Command::new(mock_bin).arg("--bogus").output().unwrap().status.code(), Some(2));
+    // The suite's throwaway Redis runs with appendonly no and no save rules.
+    let gw = Gateway::start(Opts {
+        env: vec![
+            ("PRODEX_GATEWAY_STATE_BACKEND", "redis".into()),
+            ("PRODEX_GATEWAY_REDIS_URL", crate::store::fresh_redis_db()),
+        ],
+        ..Opts::default()
+    });
+    let log = gw.wait_for_log("redis keeps nothing on disk");
+    assert!(log.contains("WARN"), "{log}");
+}

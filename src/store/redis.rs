@@ -162,6 +162,7 @@ impl RedisStore {
         let store = Self { pool: Pool::start(threads, "prodex-redis", connect)? };
         store.ping()?;
         store.call(backfill_tenant_indexes)?;
+        store.warn_without_persistence();
         Ok(store)
     }
 

@@ -160,3 +160,24 @@ impl super::RedisStore {
         }
     }
 }
+
+impl super::RedisStore {
+    /// Warns when Redis keeps nothing on disk (no AOF and no RDB snapshots): a Redis restart would
+    /// then lose every key, budget and ledger row. Managed services that refuse `CONFIG` are not
+    /// judged.
+    pub(super) fn warn_without_persistence(&self) {
+        let read = self.call(|c| {
+            let aof: Vec<String> = redis::cmd("CONFIG").arg("GET").arg("appendonly").query(c)?;
+            let save: Vec<String> = redis::cmd("CONFIG").arg("GET").arg("save").query(c)?;
+            Ok((aof.get(1).cloned().unwrap_or_default(), save.get(1).cloned().unwrap_or_default()))
+        });
+        if let Ok((aof, save)) = read {
+            if aof == "no" && save.trim().is_empty() {
+                log::warn!(
+                    "redis keeps nothing on disk (appendonly no, no save rules): a Redis restart loses every key, \
+                     budget and ledger row; run it with appendonly yes"
+                );
+            }
+        }
+    }
+}
