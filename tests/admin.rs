@@ -322,6 +322,23 @@ fn keys_cli_bootstraps_keys_without_an_admin_token() {
     assert_eq!(code, Some(2), "invalid input is a usage error: {err}");
     assert!(err.contains("name"), "{err}");
     assert_eq!(keys_cli(&home.0, &["create", "team-a-boot"]).0, Some(1), "duplicate");
+    // F24: show and update from the CLI too.
+    let (code, out, err) =
+        keys_cli(&home.0, &["update", "team-a-boot", "--budget-usd", "7.5", "--rpm-limit", "30", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let updated: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((updated["budget_usd"].as_f64(), updated["rpm_limit"].as_u64()), (Some(7.5), Some(30)));
+    assert_eq!(updated["allowed_models"].as_array().map(Vec::len), Some(2), "flags not given are left as they are");
+    let (code, out, _) = keys_cli(&home.0, &["show", "team-a-boot", "--json"]);
+    assert_eq!(code, Some(0));
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((shown["version"].as_u64(), shown.get("token")), (Some(2), None), "{shown}");
+    assert_eq!(
+        keys_cli(&home.0, &["update", "team-a-boot", "--rpm-limit", "-1"]).0,
+        Some(2),
+        "a bad value is a usage error"
+    );
+    assert_eq!(keys_cli(&home.0, &["show", "nobody"]).0, Some(1));
 
     let home = with_gateway(&mock, home, &|gw| assert_eq!(chat(gw, &token).status, 200, "created by the CLI"));
     let (code, out, _) = keys_cli(&home.0, &["rotate", "team-a-boot", "--json"]);

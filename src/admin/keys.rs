@@ -166,6 +166,16 @@ fn update(
     Ok(next)
 }
 
+/// Applies `edit` to `key` (if it is still at its version); a namespaced key keeps its tenant.
+pub fn update_key(store: &dyn Store, key: &KeyRecord, edit: &KeyEdit, now: u64) -> Result<KeyRecord, LifecycleError> {
+    if let Some(tenant) = &edit.tenant_id {
+        if !name_fits(&key.name, tenant.as_deref()) {
+            return Err(LifecycleError::Namespace(key.name.clone()));
+        }
+    }
+    Ok(update(store, key, now, |k| edit.apply(k))?)
+}
+
 /// Gives `key` a new token; the old one stops working. Returns the key and the new token.
 pub fn rotate_key(store: &dyn Store, key: &KeyRecord, now: u64) -> Result<(KeyRecord, String), LifecycleError> {
     let token = new_token()?;

@@ -20,7 +20,7 @@ use crate::http::server::Exchange;
 use crate::state::Shared;
 
 pub use auth::audit_json;
-pub use keys::{create_key, delete_key, rotate_key, set_disabled, LifecycleError};
+pub use keys::{create_key, delete_key, rotate_key, set_disabled, update_key, LifecycleError};
 
 /// The path under the admin prefix, if `path` is an admin route.
 #[must_use]

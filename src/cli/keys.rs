@@ -1,4 +1,4 @@
-//! `prodex gateway keys list|create|rotate|disable|enable|delete`: key lifecycle against the
+//! `prodex gateway keys list|show|create|update|rotate|disable|enable|delete`: key lifecycle against the
 //! configured store, for bootstrapping keys with no admin token. Validation is the admin API's
 //! (`core::keyspec`), so the CLI and the API accept exactly the same keys.
 //!
@@ -10,11 +10,11 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
 
-use crate::admin::{create_key, delete_key, rotate_key, set_disabled};
+use crate::admin::{create_key, delete_key, rotate_key, set_disabled, update_key};
 use crate::config::Config;
 use crate::core::directory::AuditEntry;
 use crate::core::keys::{KeyRecord, KeySource};
-use crate::core::keyspec::{key_json, parse_create};
+use crate::core::keyspec::{key_json, parse_create, parse_patch};
 use crate::store::{KeyFilter, Store};
 
 #[derive(Subcommand, Debug)]
@@ -29,8 +29,13 @@ pub enum KeysAction {
         #[arg(long)]
         json: bool,
     },
+    /// Show one key (never its token).
+    Show(NameArg),
     /// Create a key; prints its token once.
     Create(Box<CreateArgs>),
+    /// Change a key's settings: the flags given are set, the others left as they are (use the
+    /// admin API's PATCH with `null` to clear one).
+    Update(Box<CreateArgs>),
     /// Give a key a new token (the old one stops working); prints the new token once.
     Rotate(NameArg),
     /// Disable a key (its calls get 401 until enabled).
@@ -89,8 +94,16 @@ pub struct CreateArgs {
 impl CreateArgs {
     /// The same JSON body the admin API takes.
     fn body(&self) -> Value {
+        let mut body = self.changes();
+        if let Some(m) = body.as_object_mut() {
+            m.insert("name".into(), json!(self.name));
+        }
+        body
+    }
+
+    /// The settings given, as the admin API's PATCH body (no name: a key is never renamed).
+    fn changes(&self) -> Value {
         let mut m = Map::new();
-        m.insert("name".into(), json!(self.name));
         let mut put = |k: &str, v: Value| {
             if !v.is_null() {
                 m.insert(k.into(), v);
@@ -184,6 +197,31 @@ pub fn run(config: &Config, action: &KeysAction) -> ExitCode {
                 }
             },
         },
+        KeysAction::Show(a) => match store.key(&a.name) {
+            Ok(Some(k)) => show(&k, None, a.json),
+            Ok(None) => fail(format!("no key named `{}`", a.name)),
+            Err(e) => fail(e),
+        },
+        KeysAction::Update(args) => {
+            let edit = match parse_patch(&args.changes()) {
+                Ok(edit) => edit,
+                Err(e) => {
+                    eprintln!("prodex gateway keys update: --{}: {}", e.param.replace('_', "-"), e.message);
+                    return ExitCode::from(2);
+                }
+            };
+            let key = match writable(store, &args.name) {
+                Ok(k) => k,
+                Err(code) => return code,
+            };
+            let done = update_key(store, &key, &edit, now);
+            let outcome = done.as_ref().map_or_else(|e| e.code(), |_| "ok");
+            audit(config, store, "key.update", &key.name, key.tenant_id.as_deref(), outcome);
+            match done {
+                Ok(k) => show(&k, None, args.json),
+                Err(e) => fail(e),
+            }
+        }
         KeysAction::Rotate(a) | KeysAction::Disable(a) | KeysAction::Enable(a) | KeysAction::Delete(a) => {
             let key = match writable(store, &a.name) {
                 Ok(k) => k,
