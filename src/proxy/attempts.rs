@@ -60,7 +60,6 @@ pub(super) fn call_upstream(
         _ => None,
     };
     let start = shared.next_key_index();
-    let mut last_err = ApiError::upstream_unreachable("no attempt made");
     let mut waited_total = 0u64;
     for attempt in 0..MAX_ATTEMPTS {
         let headers = upstream_headers(ex, &shared.instance, provider, start + attempt, false);
@@ -90,31 +89,7 @@ pub(super) fn call_upstream(
                 )
             }
             Err(Failure::Connect(_)) if attempt + 1 < MAX_ATTEMPTS => retry::Failed::Unreachable,
-            _ => {
-                return match result {
-                    Ok(resp) => Ok(resp),
-                    Err(Failure::Connect(why)) => {
-                        log::warn!(
-                            "call {} attempt {}: cannot reach upstream {}: {why}",
-                            call.call_id,
-                            attempt + 1,
-                            provider.name
-                        );
-                        Err(ApiError::upstream_unreachable(why))
-                    }
-                    Err(other) => {
-                        let err = failure_error(other);
-                        log::warn!(
-                            "call {} attempt {}: upstream {}: {}",
-                            call.call_id,
-                            attempt + 1,
-                            provider.name,
-                            err.message
-                        );
-                        Err(err)
-                    }
-                };
-            }
+            _ => return conclude(result, call, provider, attempt),
         };
         let attempt_no = u32::try_from(attempt).unwrap_or(u32::MAX);
         match retry::next(failed, attempt_no, provider.api_keys.len(), waited_total, jitter()) {
@@ -125,14 +100,7 @@ pub(super) fn call_upstream(
                     attempt + 1,
                     provider.name
                 );
-                return match result {
-                    Ok(resp) => Ok(resp),
-                    Err(Failure::Connect(why)) => {
-                        log::warn!("call {}: cannot reach upstream {}: {why}", call.call_id, provider.name);
-                        Err(ApiError::upstream_unreachable(why))
-                    }
-                    Err(other) => Err(failure_error(other)),
-                };
+                return conclude(result, call, provider, attempt);
             }
             retry::Next::RetryIn(ms) => {
                 if let Err(Failure::Connect(why)) = result {
@@ -142,7 +110,6 @@ pub(super) fn call_upstream(
                         attempt + 1,
                         provider.name
                     );
-                    last_err = ApiError::upstream_unreachable(why);
                 } else {
                     log::info!(
                         "call {} attempt {}: upstream {} failed ({failed:?}); retrying in {ms} ms",
@@ -150,7 +117,6 @@ pub(super) fn call_upstream(
                         attempt + 1,
                         provider.name
                     );
-                    last_err = ApiError::upstream_unreachable("the upstream kept failing");
                 }
                 if ms > 0 {
                     may::coroutine::sleep(Duration::from_millis(ms));
@@ -159,7 +125,29 @@ pub(super) fn call_upstream(
             }
         }
     }
-    Err(last_err)
+    // The last attempt always concludes above; this is only reached with no attempt at all.
+    Err(ApiError::upstream_unreachable("no attempt made"))
+}
+
+/// An attempt's outcome as the call's: the response, or the error, logged.
+fn conclude(
+    result: Result<ureq::http::Response<ureq::Body>, Failure>,
+    call: &Call,
+    provider: &Provider,
+    attempt: usize,
+) -> Result<ureq::http::Response<ureq::Body>, ApiError> {
+    match result {
+        Ok(resp) => Ok(resp),
+        Err(Failure::Connect(why)) => {
+            log::warn!("call {} attempt {}: cannot reach upstream {}: {why}", call.call_id, attempt + 1, provider.name);
+            Err(ApiError::upstream_unreachable(why))
+        }
+        Err(other) => {
+            let err = failure_error(other);
+            log::warn!("call {} attempt {}: upstream {}: {}", call.call_id, attempt + 1, provider.name, err.message);
+            Err(err)
+        }
+    }
 }
 
 /// Calls upstream streaming the client's body (not replayable: one attempt).
