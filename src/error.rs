@@ -165,6 +165,20 @@ impl ApiError {
             format!("upstream sent an invalid response: {detail}"),
         )
     }
+    /// A translated provider's failure, in the OpenAI dialect (its status mapped by
+    /// `core::ir::answered_status`; `retry-after` kept on 429 and 503).
+    pub fn provider(e: &crate::core::ir::ProviderError) -> Self {
+        let mut err = Self::new(e.status, e.code, Side::Upstream, e.message.clone());
+        if let Some(secs) = e.retry_after_secs {
+            err = err.with_header("retry-after", secs.to_string());
+        }
+        err
+    }
+    /// A parameter a translation refused (`unsupported_parameter`, `unsupported_value`,
+    /// `invalid_parameter`), naming it.
+    pub fn refused(code: &'static str, param: &str, message: impl Into<String>) -> Self {
+        Self::new(400, code, Side::Downstream, message).with_param(printable(param))
+    }
     pub fn overloaded() -> Self {
         Self::new(503, "overloaded", Side::Internal, "the gateway is at its connection limit; retry shortly")
             .with_header("retry-after", "1")

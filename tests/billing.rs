@@ -35,15 +35,7 @@ fn post(gw: &Gateway, token: &str, path: &str, body: &Value, extra: &[(&str, &st
 
 /// The ledger row of the call that answered `r`.
 fn row_of(gw: &Gateway, r: &Response) -> Value {
-    let id = r.header("x-prodex-call-id").unwrap().to_string();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let page = call(gw, MASTER, "GET", "ledger?limit=1000", None, &[]);
-        if let Some(row) = page.json()["data"].as_array().unwrap().iter().find(|row| row["call_id"] == id.as_str()) {
-            return row.clone();
-        }
-        assert!(std::time::Instant::now() < deadline, "no ledger row for {id}");
-    }
+    crate::support::admin::row_of(gw, MASTER, r)
 }
 
 fn u(row: &Value, field: &str) -> u64 {

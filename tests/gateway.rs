@@ -17,6 +17,8 @@ mod contract;
 mod deploy;
 /// Regressions for the newcomer and hostile-tester findings, each named by its finding id.
 mod findings;
+/// The Gemini bridge: translation both ways, streams, tools, errors, embeddings, models.
+mod gemini;
 /// Tenant isolation and request hygiene: dot segments, shared provider objects, body limits.
 mod isolation;
 /// Ledger queries, paging, summaries, CSV exports and restored metrics over seeded rows.

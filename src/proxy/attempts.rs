@@ -53,8 +53,21 @@ pub(super) fn call_upstream(
     payload: Payload<'_>,
     call: &mut Call,
 ) -> Result<ureq::http::Response<ureq::Body>, ApiError> {
-    let url = format!("{}{target}", provider.base_url);
     let method = ex.head.method.clone();
+    call_upstream_as(shared, ex, provider, &method, target, payload, call)
+}
+
+/// `call_upstream` with `method` instead of the client's (translated calls choose their own).
+pub(super) fn call_upstream_as(
+    shared: &Shared,
+    ex: &mut Exchange<'_>,
+    provider: &Provider,
+    method: &str,
+    target: &str,
+    payload: Payload<'_>,
+    call: &mut Call,
+) -> Result<ureq::http::Response<ureq::Body>, ApiError> {
+    let url = format!("{}{target}", provider.base_url);
     let body: Option<&[u8]> = match payload {
         Payload::Bytes(b) => Some(b),
         _ => None,
@@ -64,7 +77,7 @@ pub(super) fn call_upstream(
     for attempt in 0..MAX_ATTEMPTS {
         let headers = upstream_headers(ex, &shared.instance, provider, start + attempt, false);
         let t0 = clock::now();
-        let result = shared.upstream.send(&method, &url, &headers, body.map_or(Payload::Empty, Payload::Bytes));
+        let result = shared.upstream.send(method, &url, &headers, body.map_or(Payload::Empty, Payload::Bytes));
         let waited = clock::elapsed(t0);
         ex.add_upstream_time(waited);
         call.upstream += waited;

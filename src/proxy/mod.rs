@@ -10,6 +10,7 @@
 mod attempts;
 mod objects;
 mod relay;
+mod translate;
 
 use attempts::{call_streaming_body, call_upstream, via_values};
 
@@ -22,7 +23,9 @@ use crate::clock;
 use crate::config::{Durability, Provider, ProviderKind};
 use crate::core::admission::{self, Ask, Headroom, Refusal};
 use crate::core::credential::{ct_eq, digest, presented, CREDENTIAL_HEADERS};
+use crate::core::gemini;
 use crate::core::hops;
+use crate::core::ir::Credential;
 use crate::core::keys::{KeyRecord, Limits};
 use crate::core::ledger::LedgerRow;
 use crate::core::objects::{self as core_objects, ObjectUse};
@@ -357,13 +360,16 @@ fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, call
             call.stream = peek.stream;
             check_model(call, &model)?;
             call.input_estimate = admission::estimate_input_tokens(body.len());
+            let provider = pick_provider(shared, Some(&model), route, ex.head.path(), call)?;
+            if provider.kind != ProviderKind::OpenAi {
+                return translate::generate(shared, ex, route, provider, &body, &peek, call, now);
+            }
             let owner = if *route == Route::Responses { objects::owner(shared, call) } else { None };
             if let Some(owner) = &owner {
                 objects::check_refs(shared, owner, &body)?;
                 call.track_response = true;
             }
             admit(shared, call, &model, &peek, now)?;
-            let provider = pick_provider(shared, Some(&model), ex.head.path(), call)?;
             let mut plan = StreamPlan { stream: peek.stream, client_wants_usage: true };
             let mut bytes = body;
             if *route == Route::ChatCompletions && peek.stream && peek.include_usage != Some(true) {
@@ -400,7 +406,10 @@ fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, call
                 }
             }
             // Free: no reservation, so nothing is taken from budgets, RPM or the request count.
-            let provider = pick_provider(shared, None, ex.head.path(), call)?;
+            let provider = pick_provider(shared, None, route, ex.head.path(), call)?;
+            if provider.kind != ProviderKind::OpenAi {
+                return translate::models(shared, ex, route, provider, call);
+            }
             let resp = call_upstream(shared, ex, provider, &target, Payload::Empty, call)?;
             relay::relay(ex, route, resp, StreamPlan { stream: false, client_wants_usage: true }, call)
         }
@@ -440,8 +449,8 @@ fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, call
                     whole = Some(body);
                 }
             }
+            let provider = pick_provider(shared, None, route, ex.head.path(), call)?;
             admit(shared, call, "", &RequestPeek::default(), now)?;
-            let provider = pick_provider(shared, None, ex.head.path(), call)?;
             let resp = match &whole {
                 Some(body) => call_upstream(shared, ex, provider, &target, Payload::Bytes(body), call)?,
                 None if ex.head.framing == Framing::None => {
@@ -557,15 +566,23 @@ pub(crate) fn ratelimit_headers(call: &Call) -> Vec<(String, String)> {
     out
 }
 
+/// The provider for `model`, when its kind serves `route` (an OpenAI-compatible upstream serves
+/// every route; a translated one the routes its protocol module lists).
 fn pick_provider<'s>(
     shared: &'s Shared,
     model: Option<&str>,
+    route: &Route,
     path: &str,
     call: &mut Call,
 ) -> Result<&'s Provider, ApiError> {
     let provider = shared.provider_for(model).ok_or_else(|| ApiError::internal("no provider configured"))?;
     call.provider = Some(provider.name.clone());
-    if provider.kind != ProviderKind::OpenAi {
+    let served = match provider.kind {
+        ProviderKind::OpenAi => true,
+        ProviderKind::Gemini => gemini::serves(route),
+        ProviderKind::Anthropic => false,
+    };
+    if !served {
         return Err(ApiError::unsupported_route(path, provider.kind.as_str()));
     }
     Ok(provider)
@@ -613,7 +630,10 @@ fn upstream_headers(
         .collect();
     if !provider.api_keys.is_empty() {
         let key = &provider.api_keys[key_index % provider.api_keys.len()];
-        out.push(("authorization".into(), format!("Bearer {}", key.expose())));
+        match credential(provider.kind) {
+            Credential::Bearer => out.push(("authorization".into(), format!("Bearer {}", key.expose()))),
+            Credential::Header(name) => out.push((name.into(), key.expose().to_string())),
+        }
     }
     out.push(("via".into(), hops::forwarded_via(via_values(ex), instance)));
     if let Some(org) = &provider.organization {
@@ -623,6 +643,15 @@ fn upstream_headers(
         out.push(("openai-project".into(), project.clone()));
     }
     out
+}
+
+/// Where `kind`'s credential goes.
+fn credential(kind: ProviderKind) -> Credential {
+    match kind {
+        ProviderKind::OpenAi => Credential::Bearer,
+        ProviderKind::Gemini => gemini::CREDENTIAL,
+        ProviderKind::Anthropic => Credential::Header("x-api-key"),
+    }
 }
 
 /// Client-supplied text made safe for a log line: bounded, no control characters or spaces.

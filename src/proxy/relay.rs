@@ -101,7 +101,7 @@ fn filter_models(body: &[u8], keep: impl Fn(&str) -> bool) -> Option<Vec<u8>> {
     serde_json::to_vec(&list).ok()
 }
 
-fn read_whole(ex: &mut Exchange<'_>, resp: Response, call: &mut Call) -> Result<Vec<u8>, ApiError> {
+pub(super) fn read_whole(ex: &mut Exchange<'_>, resp: Response, call: &mut Call) -> Result<Vec<u8>, ApiError> {
     let t0 = clock::now();
     let read = resp.into_body().into_with_config().limit(MAX_WHOLE_BODY).read_to_vec();
     let waited = clock::elapsed(t0);
@@ -152,7 +152,7 @@ fn start(ex: &mut Exchange<'_>, status: u16, headers: &[(String, String)], call:
 }
 
 /// One read from the upstream body, its wait counted as upstream time (not gateway overhead).
-fn timed_read(
+pub(super) fn timed_read(
     ex: &mut Exchange<'_>,
     call: &mut Call,
     reader: &mut impl Read,
@@ -236,7 +236,7 @@ fn relay_sse(
 
 /// Takes the provider's usage; a malformed one is remembered (the call is billed at its
 /// reservation unless valid usage follows).
-fn note_usage(call: &mut Call, usage: Option<UsageRead>) {
+pub(super) fn note_usage(call: &mut Call, usage: Option<UsageRead>) {
     match usage {
         Some(Ok(u)) => {
             call.usage = u;

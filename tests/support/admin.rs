@@ -120,3 +120,16 @@ pub fn wait_for_key(gw: &Gateway, token: &str) {
         assert!(std::time::Instant::now() < deadline, "the key never loaded");
     }
 }
+
+/// The ledger row of the call that answered `r` (polled: async rows land within 50 ms).
+pub fn row_of(gw: &Gateway, bearer: &str, r: &Response) -> Value {
+    let id = r.header("x-prodex-call-id").unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let page = call(gw, bearer, "GET", "ledger?limit=1000", None, &[]);
+        if let Some(row) = page.json()["data"].as_array().unwrap().iter().find(|row| row["call_id"] == id.as_str()) {
+            return row.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no ledger row for {id}");
+    }
+}

@@ -15,8 +15,12 @@
 //! - `x-mock-429-key: K`         answer 429 when the request carries `Authorization: Bearer K`
 //!
 //! Every request is recorded (method, path, headers, body) for assertions.
+//!
+//! Paths under `/v1beta/` speak Gemini instead (`gemini.rs`).
 
 #![allow(dead_code)]
+
+pub mod gemini;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -196,6 +200,10 @@ fn respond(out: &mut TcpStream, req: &Seen) -> std::io::Result<bool> {
         }
         "malformed-json" => return send(out, 200, "application/json", b"{not json"),
         _ => {}
+    }
+    let gemini_path = req.path.split('?').next().unwrap_or("");
+    if gemini_path.starts_with("/v1beta/") {
+        return gemini::respond(out, req, gemini_path);
     }
     let mut status = num(req, "x-mock-status", 200);
     if let Some(key) = req.header("x-mock-429-key") {

@@ -1,0 +1,259 @@
+//! The neutral intermediate form every translated call passes through: one request, response and
+//! stream-event vocabulary, so each protocol needs one decoder and one encoder (N translators for
+//! N protocols, not N²). OpenAI → OpenAI never comes here: it stays byte-for-byte passthrough.
+//!
+//! Invariants: the form holds only what some protocol can express and the gateway translates;
+//! a field an ingress could not place here is refused by that ingress (400 naming it), and a
+//! feature an egress cannot honour is refused by that egress through `Feature` (the ingress names
+//! the parameter in its own dialect). Nothing is dropped on the way.
+
+use serde_json::Value;
+
+use crate::core::openai::Usage;
+
+/// Who spoke a turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+/// One piece of a turn.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Part {
+    Text(String),
+    /// Inline media: a MIME type and base64 data (images, audio, PDFs).
+    Media {
+        mime: String,
+        data: String,
+    },
+    /// A tool call the assistant made. `arguments` is a JSON object; `signature` is the provider's
+    /// opaque replay token for the call (Gemini's `thoughtSignature`), when it had one.
+    ToolCall {
+        id: String,
+        name: String,
+        arguments: Value,
+        signature: Option<String>,
+    },
+    /// A tool's answer to the call `call_id` (whose name the ingress looked up in the history).
+    ToolResult {
+        call_id: String,
+        name: String,
+        content: String,
+    },
+}
+
+/// One turn of the conversation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Turn {
+    pub role: Role,
+    pub parts: Vec<Part>,
+}
+
+/// A function the model may call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tool {
+    pub name: String,
+    pub description: Option<String>,
+    /// The JSON Schema of the arguments (absent: no arguments).
+    pub schema: Option<Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ToolChoice {
+    None,
+    Auto,
+    Required,
+    Named(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Format {
+    Text,
+    JsonObject,
+    JsonSchema(Value),
+}
+
+/// How hard the model should think.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effort {
+    None,
+    Minimal,
+    Low,
+    Medium,
+    High,
+}
+
+/// Generation controls.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sampling {
+    pub max_tokens: Option<u64>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub n: Option<u64>,
+    pub seed: Option<i64>,
+    pub stop: Vec<String>,
+    pub presence_penalty: Option<f64>,
+    pub frequency_penalty: Option<f64>,
+}
+
+/// A generation request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Request {
+    pub model: String,
+    /// System and developer instructions, in order.
+    pub system: Vec<String>,
+    pub turns: Vec<Turn>,
+    pub tools: Vec<Tool>,
+    pub tool_choice: Option<ToolChoice>,
+    /// `Some(false)`: at most one tool call per turn.
+    pub parallel_tool_calls: Option<bool>,
+    pub format: Format,
+    pub sampling: Sampling,
+    pub effort: Option<Effort>,
+    pub stream: bool,
+}
+
+/// Features an egress may not support; the ingress maps each to its own parameter name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Feature {
+    Choices,
+    Seed,
+    Penalties,
+    SingleToolCall,
+    Effort,
+    JsonObject,
+    JsonSchema,
+    Stop,
+    TopP,
+    Temperature,
+    Media,
+    /// A tool name the provider's naming rule refuses (`index`: which tool).
+    ToolName,
+}
+
+/// An egress cannot honour a request feature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unsupported {
+    pub feature: Feature,
+    /// Which item, for per-item features (tools).
+    pub index: Option<usize>,
+    pub why: String,
+}
+
+/// Why a generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finish {
+    Stop,
+    Length,
+    ToolCalls,
+    ContentFilter,
+}
+
+/// A tool call in a response.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolCall {
+    pub id: Option<String>,
+    pub name: String,
+    /// The arguments as a JSON text.
+    pub arguments: String,
+    pub signature: Option<String>,
+}
+
+/// One generated alternative.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Choice {
+    pub index: u64,
+    pub text: Option<String>,
+    pub tool_calls: Vec<ToolCall>,
+    pub finish: Option<Finish>,
+}
+
+/// A whole response.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Response {
+    pub id: String,
+    pub model: String,
+    pub choices: Vec<Choice>,
+    pub usage: Option<Usage>,
+}
+
+/// A failure the provider reported (as a status or inside a stream).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderError {
+    /// The HTTP status to answer with.
+    pub status: u16,
+    /// A stable snake_case code.
+    pub code: &'static str,
+    pub message: String,
+    /// Seconds the provider asked to wait, when it said.
+    pub retry_after_secs: Option<u64>,
+}
+
+/// What a provider's stream chunk means, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// Text for choice `choice`.
+    Text { choice: u64, text: String },
+    /// A whole tool call; `index` counts the calls of the choice from 0 across the stream.
+    ToolCall { choice: u64, index: u64, call: ToolCall },
+    /// The choice is done.
+    Finish { choice: u64, finish: Finish },
+    /// The usage so far (cumulative: the last one is the call's).
+    Usage(Usage),
+    /// The provider failed mid-stream: the stream ends after it.
+    Error(ProviderError),
+}
+
+/// An embeddings request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmbedRequest {
+    pub model: String,
+    pub inputs: Vec<String>,
+    pub dimensions: Option<u64>,
+    /// Vectors as base64 of little-endian f32 (the OpenAI SDK's default) instead of numbers.
+    pub base64: bool,
+}
+
+/// Embeddings, in input order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EmbedResponse {
+    pub vectors: Vec<Vec<f32>>,
+    /// Input tokens, when the provider counted them.
+    pub input_tokens: Option<u64>,
+}
+
+/// A model a provider serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelInfo {
+    pub id: String,
+    pub owned_by: &'static str,
+}
+
+/// Where the provider credential goes on an upstream request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Credential {
+    /// `Authorization: Bearer <key>`.
+    Bearer,
+    /// A header of its own (e.g. `x-goog-api-key`).
+    Header(&'static str),
+}
+
+/// An upstream request the core built; the shell inserts the secret and sends it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outbound {
+    pub method: &'static str,
+    /// Path and query under the provider's base URL.
+    pub target: String,
+    pub body: Option<Vec<u8>>,
+}
+
+/// How a provider error status is answered: 429 stays 429, 503 stays 503, other 5xx are 502,
+/// and 4xx keep their status.
+#[must_use]
+pub fn answered_status(upstream: u16) -> u16 {
+    match upstream {
+        400..=499 | 503 => upstream,
+        _ => 502,
+    }
+}

@@ -1,0 +1,712 @@
+//! The OpenAI chat-completions dialect of the intermediate form (`core::ir`): the decoder of a
+//! request body and the encoder of responses, stream chunks and errors, for calls the gateway
+//! translates to another provider.
+//!
+//! Invariants: every top-level parameter is in `PARAMS` as translated, hint (accepted, no effect,
+//! named in `x-prodex-ignored-params`) or rejected; a parameter not in the table, a rejected one
+//! with an effective value, or a value the decoder cannot place is a `Refusal` naming its dotted
+//! path — nothing is dropped. A tool-call id the encoder writes carries the provider's replay
+//! signature (`__ts_` + base64url), and the decoder takes it back out, so a client that echoes
+//! only standard fields replays it. Stream chunks follow OpenAI's exact sequence: role first,
+//! each tool call whole with a stable index, the finish chunk, the usage chunk when asked for,
+//! `data: [DONE]`.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Map, Value};
+
+use crate::core::ir::{self, Effort, Feature, Finish, Format, Part, Role, ToolChoice, Turn};
+use crate::core::openai::Usage;
+
+/// What the gateway does with a chat parameter on a translated route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// Mapped into the intermediate form; an egress may still refuse the `Feature`.
+    Translated(Option<Feature>),
+    /// Accepted with no effect, named in `x-prodex-ignored-params`.
+    Hint,
+    /// No equivalent anywhere: 400 unless its value is a no-op (null, false, empty).
+    Rejected,
+}
+
+use Disposition::{Hint, Rejected, Translated};
+
+/// Every chat-completions parameter the gateway knows, the one table the decoder and
+/// `prodex gateway providers --json` read.
+pub const PARAMS: &[(&str, Disposition)] = &[
+    ("model", Translated(None)),
+    ("messages", Translated(None)),
+    ("stream", Translated(None)),
+    ("stream_options", Translated(None)),
+    ("max_completion_tokens", Translated(None)),
+    ("max_tokens", Translated(None)),
+    ("temperature", Translated(Some(Feature::Temperature))),
+    ("top_p", Translated(Some(Feature::TopP))),
+    ("n", Translated(Some(Feature::Choices))),
+    ("seed", Translated(Some(Feature::Seed))),
+    ("stop", Translated(Some(Feature::Stop))),
+    ("presence_penalty", Translated(Some(Feature::Penalties))),
+    ("frequency_penalty", Translated(Some(Feature::Penalties))),
+    ("tools", Translated(None)),
+    ("tool_choice", Translated(None)),
+    ("parallel_tool_calls", Translated(Some(Feature::SingleToolCall))),
+    ("response_format", Translated(Some(Feature::JsonSchema))),
+    ("reasoning_effort", Translated(Some(Feature::Effort))),
+    ("user", Hint),
+    ("safety_identifier", Hint),
+    ("metadata", Hint),
+    ("store", Hint),
+    ("service_tier", Hint),
+    ("prompt_cache_key", Hint),
+    ("prompt_cache_retention", Hint),
+    ("logit_bias", Rejected),
+    ("logprobs", Rejected),
+    ("top_logprobs", Rejected),
+    ("modalities", Rejected),
+    ("audio", Rejected),
+    ("prediction", Rejected),
+    ("web_search_options", Rejected),
+    ("verbosity", Rejected),
+    ("functions", Rejected),
+    ("function_call", Rejected),
+];
+
+/// Nested hints: accepted anywhere they appear, named once in the header.
+pub const NESTED_HINTS: &[&str] = &[
+    "messages[].name",
+    "messages[].content[].image_url.detail",
+    "tools[].function.strict",
+    "stream_options.include_obfuscation",
+];
+
+/// A request the gateway refuses, naming the parameter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// `unsupported_parameter`, `unsupported_value` or `invalid_parameter`.
+    pub code: &'static str,
+    pub param: String,
+    pub message: String,
+}
+
+impl Refusal {
+    fn unsupported(param: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { code: "unsupported_parameter", param: param.into(), message: message.into() }
+    }
+    fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { code: "invalid_parameter", param: param.into(), message: message.into() }
+    }
+    fn value(param: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { code: "unsupported_value", param: param.into(), message: message.into() }
+    }
+}
+
+/// A decoded chat request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decoded {
+    pub request: ir::Request,
+    /// Hint parameters present (no effect on the provider), for `x-prodex-ignored-params`.
+    pub ignored: Vec<String>,
+    /// `stream_options.include_usage`.
+    pub include_usage: bool,
+}
+
+/// The parameter that asks for `feature` (for an egress's refusal).
+#[must_use]
+pub fn param_of(feature: Feature, index: Option<usize>) -> String {
+    let name = match feature {
+        Feature::Choices => "n",
+        Feature::Seed => "seed",
+        Feature::Penalties => "presence_penalty",
+        Feature::SingleToolCall => "parallel_tool_calls",
+        Feature::Effort => "reasoning_effort",
+        Feature::JsonObject | Feature::JsonSchema => "response_format",
+        Feature::Stop => "stop",
+        Feature::TopP => "top_p",
+        Feature::Temperature => "temperature",
+        Feature::Media => "messages",
+        Feature::ToolName => return format!("tools[{}].function.name", index.unwrap_or(0)),
+    };
+    name.to_string()
+}
+
+/// An egress's refusal in this dialect.
+#[must_use]
+pub fn refuse(u: &ir::Unsupported) -> Refusal {
+    Refusal::unsupported(param_of(u.feature, u.index), u.why.clone())
+}
+
+fn no_op(v: &Value) -> bool {
+    match v {
+        Value::Null | Value::Bool(false) => true,
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn string<'v>(v: &'v Value, path: &str) -> Result<&'v str, Refusal> {
+    v.as_str().ok_or_else(|| Refusal::invalid(path, format!("`{path}` must be a string, not {}", kind(v))))
+}
+
+fn number(v: &Value, path: &str) -> Result<f64, Refusal> {
+    v.as_f64().ok_or_else(|| Refusal::invalid(path, format!("`{path}` must be a number, not {}", kind(v))))
+}
+
+fn count(v: &Value, path: &str) -> Result<u64, Refusal> {
+    v.as_u64().ok_or_else(|| Refusal::invalid(path, format!("`{path}` must be a non-negative integer")))
+}
+
+/// Reads a chat-completions body into the intermediate form.
+pub fn decode_request(body: &Map<String, Value>) -> Result<Decoded, Refusal> {
+    let mut ignored = Vec::new();
+    for (name, value) in body {
+        match PARAMS.iter().find(|(n, _)| n == name).map(|(_, d)| *d) {
+            None => {
+                return Err(Refusal::unsupported(
+                    name.as_str(),
+                    format!("`{name}` is not a chat-completions parameter this provider can translate"),
+                ))
+            }
+            Some(Rejected) if !no_op(value) => {
+                return Err(Refusal::unsupported(
+                    name.as_str(),
+                    format!("`{name}` has no equivalent at this provider; remove it or use an OpenAI upstream"),
+                ))
+            }
+            Some(Hint) if !value.is_null() => ignored.push(name.clone()),
+            _ => {}
+        }
+    }
+    let get = |k: &str| body.get(k).filter(|v| !v.is_null());
+    let model = string(get("model").unwrap_or(&Value::Null), "model")?.to_string();
+    let stream =
+        get("stream").map(|v| v.as_bool().ok_or_else(|| Refusal::invalid("stream", "`stream` must be a boolean")));
+    let stream = stream.transpose()?.unwrap_or(false);
+    let mut include_usage = false;
+    if let Some(opts) = get("stream_options") {
+        let opts =
+            opts.as_object().ok_or_else(|| Refusal::invalid("stream_options", "`stream_options` must be an object"))?;
+        for (k, v) in opts {
+            match k.as_str() {
+                "include_usage" => include_usage = v.as_bool().unwrap_or(false),
+                "include_obfuscation" => push_once(&mut ignored, "stream_options.include_obfuscation"),
+                _ => return Err(Refusal::unsupported(format!("stream_options.{k}"), "unknown stream option")),
+            }
+        }
+    }
+    let (system, turns) = messages(get("messages"), &mut ignored)?;
+    let mut sampling = ir::Sampling {
+        max_tokens: get("max_completion_tokens")
+            .or(get("max_tokens"))
+            .map(|v| count(v, "max_completion_tokens"))
+            .transpose()?,
+        temperature: get("temperature").map(|v| number(v, "temperature")).transpose()?,
+        top_p: get("top_p").map(|v| number(v, "top_p")).transpose()?,
+        n: get("n").map(|v| count(v, "n")).transpose()?,
+        seed: get("seed")
+            .map(|v| v.as_i64().ok_or_else(|| Refusal::invalid("seed", "`seed` must be an integer")))
+            .transpose()?,
+        stop: Vec::new(),
+        presence_penalty: get("presence_penalty").map(|v| number(v, "presence_penalty")).transpose()?,
+        frequency_penalty: get("frequency_penalty").map(|v| number(v, "frequency_penalty")).transpose()?,
+    };
+    if sampling.n == Some(0) {
+        return Err(Refusal::invalid("n", "`n` must be at least 1"));
+    }
+    match get("stop") {
+        None => {}
+        Some(Value::String(s)) => sampling.stop.push(s.clone()),
+        Some(Value::Array(a)) => {
+            for (i, s) in a.iter().enumerate() {
+                sampling.stop.push(string(s, &format!("stop[{i}]"))?.to_string());
+            }
+        }
+        Some(other) => {
+            return Err(Refusal::invalid("stop", format!("`stop` must be a string or an array, not {}", kind(other))))
+        }
+    }
+    let tools = tools(get("tools"), &mut ignored)?;
+    let tool_choice = get("tool_choice").map(tool_choice).transpose()?;
+    let parallel_tool_calls = get("parallel_tool_calls")
+        .map(|v| {
+            v.as_bool()
+                .ok_or_else(|| Refusal::invalid("parallel_tool_calls", "`parallel_tool_calls` must be a boolean"))
+        })
+        .transpose()?;
+    let format = get("response_format").map(format).transpose()?.unwrap_or(Format::Text);
+    let effort = get("reasoning_effort").map(effort).transpose()?;
+    let request =
+        ir::Request { model, system, turns, tools, tool_choice, parallel_tool_calls, format, sampling, effort, stream };
+    Ok(Decoded { request, ignored, include_usage })
+}
+
+fn push_once(list: &mut Vec<String>, name: &str) {
+    if !list.iter().any(|n| n == name) {
+        list.push(name.to_string());
+    }
+}
+
+fn effort(v: &Value) -> Result<Effort, Refusal> {
+    Ok(match string(v, "reasoning_effort")? {
+        "none" => Effort::None,
+        "minimal" => Effort::Minimal,
+        "low" => Effort::Low,
+        "medium" => Effort::Medium,
+        "high" | "xhigh" => Effort::High,
+        other => {
+            return Err(Refusal::value("reasoning_effort", format!("unknown `reasoning_effort` `{}`", clip(other))))
+        }
+    })
+}
+
+fn format(v: &Value) -> Result<Format, Refusal> {
+    let t = v.get("type").and_then(Value::as_str).unwrap_or("");
+    match t {
+        "text" => Ok(Format::Text),
+        "json_object" => Ok(Format::JsonObject),
+        "json_schema" => {
+            let schema = v.pointer("/json_schema/schema").filter(|s| s.is_object()).ok_or_else(|| {
+                Refusal::invalid(
+                    "response_format.json_schema.schema",
+                    "`response_format.json_schema.schema` must be an object",
+                )
+            })?;
+            Ok(Format::JsonSchema(schema.clone()))
+        }
+        _ => Err(Refusal::value(
+            "response_format.type",
+            "`response_format.type` must be text, json_object or json_schema",
+        )),
+    }
+}
+
+fn tool_choice(v: &Value) -> Result<ToolChoice, Refusal> {
+    match v {
+        Value::String(s) => match s.as_str() {
+            "none" => Ok(ToolChoice::None),
+            "auto" => Ok(ToolChoice::Auto),
+            "required" => Ok(ToolChoice::Required),
+            _ => Err(Refusal::value("tool_choice", "`tool_choice` must be none, auto, required or a named function")),
+        },
+        Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("function") => {
+            let name = o.get("function").and_then(|f| f.get("name")).and_then(Value::as_str);
+            name.map(|n| ToolChoice::Named(n.to_string())).ok_or_else(|| {
+                Refusal::invalid("tool_choice.function.name", "a named `tool_choice` needs `function.name`")
+            })
+        }
+        _ => Err(Refusal::unsupported("tool_choice", "only none, auto, required and a named function are translated")),
+    }
+}
+
+fn tools(v: Option<&Value>, ignored: &mut Vec<String>) -> Result<Vec<ir::Tool>, Refusal> {
+    let Some(v) = v else { return Ok(Vec::new()) };
+    let list = v.as_array().ok_or_else(|| Refusal::invalid("tools", "`tools` must be an array"))?;
+    let mut out = Vec::with_capacity(list.len());
+    for (i, t) in list.iter().enumerate() {
+        if t.get("type").and_then(Value::as_str) != Some("function") {
+            return Err(Refusal::unsupported(format!("tools[{i}].type"), "only function tools are translated"));
+        }
+        let f = t.get("function").and_then(Value::as_object).ok_or_else(|| {
+            Refusal::invalid(format!("tools[{i}].function"), "a function tool needs a `function` object")
+        })?;
+        let name = string(f.get("name").unwrap_or(&Value::Null), &format!("tools[{i}].function.name"))?;
+        if f.get("strict").is_some_and(|s| s.as_bool() == Some(true)) {
+            push_once(ignored, "tools[].function.strict");
+        }
+        let description = f.get("description").and_then(Value::as_str).map(str::to_string);
+        let schema = f.get("parameters").filter(|p| !p.is_null()).cloned();
+        out.push(ir::Tool { name: name.to_string(), description, schema });
+    }
+    Ok(out)
+}
+
+/// The messages: leading and later system/developer messages become the instructions (in order;
+/// no provider here has a mid-conversation system turn), consecutive tool results one turn.
+fn messages(v: Option<&Value>, ignored: &mut Vec<String>) -> Result<(Vec<String>, Vec<Turn>), Refusal> {
+    let list = v
+        .and_then(Value::as_array)
+        .filter(|l| !l.is_empty())
+        .ok_or_else(|| Refusal::invalid("messages", "`messages` must be a non-empty array"))?;
+    let mut system = Vec::new();
+    let mut turns: Vec<Turn> = Vec::new();
+    let mut call_names: HashMap<String, String> = HashMap::new();
+    for (i, m) in list.iter().enumerate() {
+        let at = |k: &str| format!("messages[{i}].{k}");
+        let m =
+            m.as_object().ok_or_else(|| Refusal::invalid(format!("messages[{i}]"), "a message must be an object"))?;
+        let role = string(m.get("role").unwrap_or(&Value::Null), &at("role"))?;
+        for (k, value) in m {
+            match k.as_str() {
+                "role" | "content" => {}
+                "name" => push_once(ignored, "messages[].name"),
+                "tool_calls" | "refusal" if role == "assistant" => {}
+                "tool_call_id" if role == "tool" => {}
+                _ if no_op(value) => {}
+                _ => return Err(Refusal::unsupported(at(k), format!("`{k}` on a {role} message is not translated"))),
+            }
+        }
+        let content = m.get("content").unwrap_or(&Value::Null);
+        match role {
+            "system" | "developer" => system.extend(texts(content, &at("content"))?),
+            "user" => {
+                let parts = user_parts(content, i, ignored)?;
+                turns.push(Turn { role: Role::User, parts });
+            }
+            "assistant" => {
+                let mut parts: Vec<Part> =
+                    texts(content, &at("content"))?.into_iter().filter(|t| !t.is_empty()).map(Part::Text).collect();
+                if let Some(calls) = m.get("tool_calls").filter(|c| !c.is_null()) {
+                    let calls = calls
+                        .as_array()
+                        .ok_or_else(|| Refusal::invalid(at("tool_calls"), "`tool_calls` must be an array"))?;
+                    for (j, c) in calls.iter().enumerate() {
+                        let part = tool_call(c, &format!("messages[{i}].tool_calls[{j}]"))?;
+                        if let Part::ToolCall { id, name, .. } = &part {
+                            call_names.insert(id.clone(), name.clone());
+                        }
+                        parts.push(part);
+                    }
+                }
+                turns.push(Turn { role: Role::Assistant, parts });
+            }
+            "tool" => {
+                let raw_id = string(m.get("tool_call_id").unwrap_or(&Value::Null), &at("tool_call_id"))?;
+                let call_id = split_call_id(raw_id).0.to_string();
+                let name = call_names.get(&call_id).cloned().ok_or_else(|| {
+                    Refusal::invalid(at("tool_call_id"), "no earlier assistant tool call has this id")
+                })?;
+                let content = texts(content, &at("content"))?.join("");
+                let part = Part::ToolResult { call_id, name, content };
+                match turns.last_mut() {
+                    Some(t) if t.role == Role::User && t.parts.iter().all(|p| matches!(p, Part::ToolResult { .. })) => {
+                        t.parts.push(part)
+                    }
+                    _ => turns.push(Turn { role: Role::User, parts: vec![part] }),
+                }
+            }
+            other => return Err(Refusal::value(at("role"), format!("role `{}` is not translated", clip(other)))),
+        }
+    }
+    Ok((system, turns))
+}
+
+fn tool_call(c: &Value, path: &str) -> Result<Part, Refusal> {
+    if c.get("type").and_then(Value::as_str).is_some_and(|t| t != "function") {
+        return Err(Refusal::unsupported(format!("{path}.type"), "only function tool calls are translated"));
+    }
+    let id = string(c.get("id").unwrap_or(&Value::Null), &format!("{path}.id"))?;
+    let f = c.get("function").unwrap_or(&Value::Null);
+    let name = string(f.get("name").unwrap_or(&Value::Null), &format!("{path}.function.name"))?;
+    let args_path = format!("{path}.function.arguments");
+    let raw = f.get("arguments").and_then(Value::as_str).unwrap_or("");
+    let arguments = if raw.trim().is_empty() {
+        Value::Object(Map::new())
+    } else {
+        serde_json::from_str::<Value>(raw)
+            .map_err(|_| Refusal::invalid(&args_path, "the tool-call arguments are not JSON"))?
+    };
+    if !arguments.is_object() {
+        return Err(Refusal::invalid(args_path, "the tool-call arguments must be a JSON object"));
+    }
+    let (id, signature) = split_call_id(id);
+    Ok(Part::ToolCall {
+        id: id.to_string(),
+        name: name.to_string(),
+        arguments,
+        signature: signature.map(from_url_safe),
+    })
+}
+
+/// A message's text: a string, or an array of text (and refusal) parts.
+fn texts(content: &Value, path: &str) -> Result<Vec<String>, Refusal> {
+    match content {
+        Value::Null => Ok(Vec::new()),
+        Value::String(s) => Ok(vec![s.clone()]),
+        Value::Array(parts) => parts
+            .iter()
+            .enumerate()
+            .map(|(j, p)| match p.get("type").and_then(Value::as_str) {
+                Some("text") => {
+                    Ok(string(p.get("text").unwrap_or(&Value::Null), &format!("{path}[{j}].text"))?.to_string())
+                }
+                Some("refusal") => Ok(p.get("refusal").and_then(Value::as_str).unwrap_or("").to_string()),
+                _ => Err(Refusal::unsupported(format!("{path}[{j}].type"), "only text parts are translated here")),
+            })
+            .collect(),
+        other => Err(Refusal::invalid(path, format!("`{path}` must be a string or an array, not {}", kind(other)))),
+    }
+}
+
+fn user_parts(content: &Value, i: usize, ignored: &mut Vec<String>) -> Result<Vec<Part>, Refusal> {
+    let Value::Array(list) = content else {
+        return Ok(texts(content, &format!("messages[{i}].content"))?.into_iter().map(Part::Text).collect());
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for (j, p) in list.iter().enumerate() {
+        let path = format!("messages[{i}].content[{j}]");
+        match p.get("type").and_then(Value::as_str) {
+            Some("text") => out
+                .push(Part::Text(string(p.get("text").unwrap_or(&Value::Null), &format!("{path}.text"))?.to_string())),
+            Some("image_url") => {
+                let img = p.get("image_url").unwrap_or(&Value::Null);
+                if img.get("detail").is_some_and(|d| !d.is_null()) {
+                    push_once(ignored, "messages[].content[].image_url.detail");
+                }
+                let url = string(img.get("url").unwrap_or(&Value::Null), &format!("{path}.image_url.url"))?;
+                out.push(data_url(url, &format!("{path}.image_url.url"))?);
+            }
+            Some("input_audio") => {
+                let a = p.get("input_audio").unwrap_or(&Value::Null);
+                let data = string(a.get("data").unwrap_or(&Value::Null), &format!("{path}.input_audio.data"))?;
+                let mime = match a.get("format").and_then(Value::as_str) {
+                    Some("wav") => "audio/wav",
+                    Some("mp3") => "audio/mp3",
+                    _ => {
+                        return Err(Refusal::value(
+                            format!("{path}.input_audio.format"),
+                            "audio format must be wav or mp3",
+                        ))
+                    }
+                };
+                out.push(Part::Media { mime: mime.into(), data: data.to_string() });
+            }
+            Some("file") => {
+                let f = p.get("file").unwrap_or(&Value::Null);
+                let Some(data) = f.get("file_data").and_then(Value::as_str) else {
+                    return Err(Refusal::unsupported(
+                        format!("{path}.file.file_id"),
+                        "uploaded file ids are not translated; send file_data",
+                    ));
+                };
+                out.push(data_url(data, &format!("{path}.file.file_data"))?);
+            }
+            _ => return Err(Refusal::unsupported(format!("{path}.type"), "this content part type is not translated")),
+        }
+    }
+    Ok(out)
+}
+
+/// A `data:<mime>;base64,<data>` URL as inline media; anything else is refused by name.
+fn data_url(url: &str, path: &str) -> Result<Part, Refusal> {
+    if let Some(rest) = url.strip_prefix("data:") {
+        if let Some((meta, data)) = rest.split_once(',') {
+            if let Some(mime) = meta.strip_suffix(";base64").filter(|m| m.contains('/')) {
+                return Ok(Part::Media { mime: mime.to_string(), data: data.to_string() });
+            }
+        }
+        return Err(Refusal::invalid(path, "a data URL must be data:<type>/<subtype>;base64,<data>"));
+    }
+    Err(Refusal::unsupported(
+        path,
+        "remote URLs are not fetched for this provider (the gateway makes no outbound fetches by default); send the media as a data: URL",
+    ))
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(64).filter(|c| !c.is_control()).collect()
+}
+
+/// Separator between a tool-call id and the signature it carries.
+const SIG: &str = "__ts_";
+
+/// Splits an id the encoder wrote into the original id and its signature (base64url).
+#[must_use]
+pub fn split_call_id(id: &str) -> (&str, Option<&str>) {
+    match id.split_once(SIG) {
+        Some((id, sig)) if !sig.is_empty() => (id, Some(sig)),
+        _ => (id, None),
+    }
+}
+
+/// Standard base64 → base64url without padding (so the id stays `[A-Za-z0-9_-]`).
+fn to_url_safe(sig: &str) -> String {
+    sig.chars()
+        .filter(|c| *c != '=')
+        .map(|c| match c {
+            '+' => '-',
+            '/' => '_',
+            c => c,
+        })
+        .collect()
+}
+
+fn from_url_safe(sig: &str) -> String {
+    let mut s: String = sig
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
+    while s.len() % 4 != 0 {
+        s.push('=');
+    }
+    s
+}
+
+/// The id a client sees for a call: the provider's (or one made from `seed`), plus its signature.
+#[must_use]
+pub fn call_id(call: &ir::ToolCall, seed: &str, choice: u64, index: u64) -> String {
+    let mut id = match &call.id {
+        Some(id) if !id.is_empty() && !id.contains(SIG) => id.clone(),
+        _ => format!("call_{seed}{choice}x{index}"),
+    };
+    if let Some(sig) = &call.signature {
+        id.push_str(SIG);
+        id.push_str(&to_url_safe(sig));
+    }
+    id
+}
+
+fn finish_reason(f: Option<Finish>) -> &'static str {
+    match f {
+        Some(Finish::Length) => "length",
+        Some(Finish::ToolCalls) => "tool_calls",
+        Some(Finish::ContentFilter) => "content_filter",
+        Some(Finish::Stop) | None => "stop",
+    }
+}
+
+/// The chat `usage` object.
+#[must_use]
+pub fn usage_json(u: &Usage) -> Value {
+    json!({
+        "prompt_tokens": u.input_tokens,
+        "completion_tokens": u.output_tokens,
+        "total_tokens": u.input_tokens + u.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": u.cached_input_tokens},
+        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+    })
+}
+
+/// A whole `chat.completion` for `resp`; `seed` makes ids for calls the provider left unnamed.
+#[must_use]
+pub fn encode_response(resp: &ir::Response, created: u64, seed: &str) -> Value {
+    let choices: Vec<Value> = resp
+        .choices
+        .iter()
+        .map(|c| {
+            let mut message = json!({"role": "assistant", "content": c.text, "refusal": null});
+            if !c.tool_calls.is_empty() {
+                let calls: Vec<Value> = c
+                    .tool_calls
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        json!({"id": call_id(t, seed, c.index, i as u64), "type": "function",
+                           "function": {"name": t.name, "arguments": t.arguments}})
+                    })
+                    .collect();
+                message["tool_calls"] = Value::Array(calls);
+            }
+            json!({"index": c.index, "message": message, "logprobs": null, "finish_reason": finish_reason(c.finish)})
+        })
+        .collect();
+    let mut out = json!({"id": format!("chatcmpl-{}", resp.id), "object": "chat.completion", "created": created,
+                         "model": resp.model, "choices": choices});
+    if let Some(u) = &resp.usage {
+        out["usage"] = usage_json(u);
+    }
+    out
+}
+
+/// Writes stream events as chat-completion chunks, one SSE frame each.
+#[derive(Debug)]
+pub struct ChunkEncoder {
+    id: String,
+    model: String,
+    created: u64,
+    seed: String,
+    include_usage: bool,
+    /// Choices whose first chunk (with the role) went out.
+    started: Vec<u64>,
+    usage: Option<Usage>,
+    failed: bool,
+}
+
+impl ChunkEncoder {
+    #[must_use]
+    pub fn new(id: &str, model: &str, created: u64, seed: &str, include_usage: bool) -> Self {
+        Self {
+            id: format!("chatcmpl-{id}"),
+            model: model.to_string(),
+            created,
+            seed: seed.to_string(),
+            include_usage,
+            started: Vec::new(),
+            usage: None,
+            failed: false,
+        }
+    }
+
+    fn frame(&self, out: &mut Vec<u8>, choices: Value, usage: Option<Value>) {
+        let mut chunk = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                               "model": self.model, "choices": choices});
+        if self.include_usage {
+            chunk["usage"] = usage.unwrap_or(Value::Null);
+        }
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(chunk.to_string().as_bytes());
+        out.extend_from_slice(b"\n\n");
+    }
+
+    fn delta(&mut self, out: &mut Vec<u8>, choice: u64, mut delta: Value, finish: Option<&str>) {
+        if !self.started.contains(&choice) {
+            self.started.push(choice);
+            delta["role"] = json!("assistant");
+        }
+        self.frame(out, json!([{"index": choice, "delta": delta, "logprobs": null, "finish_reason": finish}]), None);
+    }
+
+    /// The bytes for one event (empty for usage, which is sent at the end).
+    pub fn encode(&mut self, event: &ir::Event) -> Vec<u8> {
+        let mut out = Vec::new();
+        match event {
+            ir::Event::Text { choice, text } => self.delta(&mut out, *choice, json!({"content": text}), None),
+            ir::Event::ToolCall { choice, index, call } => {
+                let id = call_id(call, &self.seed, *choice, *index);
+                let delta = json!({"tool_calls": [{"index": index, "id": id, "type": "function",
+                                   "function": {"name": call.name, "arguments": call.arguments}}]});
+                self.delta(&mut out, *choice, delta, None);
+            }
+            ir::Event::Finish { choice, finish } => {
+                self.delta(&mut out, *choice, json!({}), Some(finish_reason(Some(*finish))))
+            }
+            ir::Event::Usage(u) => self.usage = Some(*u),
+            ir::Event::Error(e) => {
+                self.failed = true;
+                let body = json!({"error": {"message": e.message, "type": "api_error", "param": null, "code": e.code}});
+                out.extend_from_slice(b"data: ");
+                out.extend_from_slice(body.to_string().as_bytes());
+                out.extend_from_slice(b"\n\n");
+            }
+        }
+        out
+    }
+
+    /// The closing bytes: the usage chunk (when asked for) and `data: [DONE]`; nothing after an error.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if self.failed {
+            return out;
+        }
+        if self.include_usage {
+            let usage = self.usage.as_ref().map(usage_json);
+            self.frame(&mut out, json!([]), Some(usage.unwrap_or(Value::Null)));
+        }
+        out.extend_from_slice(b"data: [DONE]\n\n");
+        out
+    }
+}

@@ -1,0 +1,363 @@
+//! Calls translated to a provider that does not speak OpenAI (Gemini today): the request is
+//! decoded into the intermediate form by the ingress dialect (`core::openai::chat`/`embed`),
+//! refused by name or admitted, encoded for the provider (`core::gemini`), sent through the same
+//! attempts as a passthrough call (retries and key rotation before the first byte), and the
+//! answer is decoded and re-encoded — whole, or event by event for streams.
+//!
+//! Invariants: a refusal happens before admission (no reservation is taken for a request the
+//! provider could not have served); the provider's usage is read from every answer (the last
+//! cumulative value in streams) and billed as for passthrough; a provider error is answered in
+//! the caller's dialect with its status mapped once (`ApiError::provider`); a translated stream
+//! ends with the exact OpenAI sequence, or with an error event when the provider failed.
+
+use serde_json::{Map, Value};
+
+use super::attempts::call_upstream_as;
+use super::relay::{header_refs, note_usage, read_whole, timed_read};
+use super::{admit, printable, ratelimit_headers, Call, Tail, UsageSource};
+use crate::clock;
+use crate::config::Provider;
+use crate::core::gemini::{self, embed as gembed, response::StreamDecoder};
+use crate::core::ir;
+use crate::core::openai::{chat, embed, RequestPeek, Route};
+use crate::core::pricing;
+use crate::core::sse;
+use crate::error::ApiError;
+use crate::http::server::Exchange;
+use crate::state::Shared;
+use crate::upstream::{self, Payload};
+
+type Response = ureq::http::Response<ureq::Body>;
+
+/// Most model-list pages read from the provider for one `GET /v1/models`.
+const MAX_MODEL_PAGES: usize = 20;
+
+fn refused(r: &chat::Refusal) -> ApiError {
+    ApiError::refused(r.code, &r.param, r.message.clone())
+}
+
+fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ApiError::invalid_json("the body must be a JSON object")),
+        Err(e) => Err(ApiError::invalid_json(e)),
+    }
+}
+
+fn model_segment(model: &str) -> Result<&str, ApiError> {
+    gemini::model_segment(model).map_err(|_| {
+        ApiError::invalid_parameter(
+            "model",
+            format!("`{}` is not a model name this provider can address", printable(model)),
+        )
+    })
+}
+
+/// A short, id-safe tag of this call for ids the provider left unnamed.
+fn id_seed(call: &Call) -> String {
+    let hex: String = call.call_id.chars().filter(char::is_ascii_hexdigit).collect();
+    hex[hex.len().saturating_sub(12)..].to_string()
+}
+
+fn json_headers(call: &Call, ignored: &[String]) -> Vec<(String, String)> {
+    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    if !ignored.is_empty() {
+        headers.push(("x-prodex-ignored-params".into(), ignored.join(", ")));
+    }
+    headers.extend(ratelimit_headers(call));
+    headers
+}
+
+/// The provider's error answer as the client's.
+fn provider_error(ex: &mut Exchange<'_>, resp: Response, call: &mut Call) -> Result<Tail, ApiError> {
+    let status = resp.status().as_u16();
+    let retry = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+    call.status = status;
+    let body = read_whole(ex, resp, call)?;
+    let err = ApiError::provider(&gemini::error(status, &body, retry.as_deref()));
+    log::info!(
+        "call {}: upstream {} answered {status} ({})",
+        call.call_id,
+        call.provider.as_deref().unwrap_or("-"),
+        err.code
+    );
+    Err(err)
+}
+
+/// Chat completions and embeddings to a translating provider.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn generate(
+    shared: &Shared,
+    ex: &mut Exchange<'_>,
+    route: &Route,
+    provider: &Provider,
+    body: &[u8],
+    peek: &RequestPeek,
+    call: &mut Call,
+    now: u64,
+) -> Result<Tail, ApiError> {
+    let json = object(body)?;
+    if *route == Route::Embeddings {
+        let (req, ignored) = embed::decode_request(&json).map_err(|r| refused(&r))?;
+        let model = model_segment(&req.model)?.to_string();
+        admit(shared, call, &req.model, peek, now)?;
+        return embeddings(shared, ex, provider, &req, &model, &ignored, call);
+    }
+    let decoded = chat::decode_request(&json).map_err(|r| refused(&r))?;
+    let model = model_segment(&decoded.request.model)?.to_string();
+    let mut request = decoded.request;
+    request.model.clone_from(&model);
+    let encoded = gemini::request::encode(&request).map_err(|u| refused(&chat::refuse(&u)))?;
+    let bytes = serde_json::to_vec(&encoded).map_err(|e| ApiError::internal(&e.to_string()))?;
+    admit(shared, call, &model, peek, now)?;
+    let target = gemini::generate_target(&model, request.stream);
+    let resp = call_upstream_as(shared, ex, provider, "POST", &target, Payload::Bytes(&bytes), call)?;
+    if !(200..300).contains(&resp.status().as_u16()) {
+        return provider_error(ex, resp, call);
+    }
+    call.status = 200;
+    call.upstream_ok = true;
+    if request.stream {
+        return stream(ex, resp, &model, &decoded.ignored, decoded.include_usage, call);
+    }
+    let raw = read_whole(ex, resp, call)?;
+    let value: Value =
+        serde_json::from_slice(&raw).map_err(|_| ApiError::upstream_invalid_response("the body is not JSON"))?;
+    note_usage(call, gemini::response::usage(&value));
+    let answer = gemini::response::decode(&value, &model, &id_seed(call)).map_err(|e| ApiError::provider(&e))?;
+    let out = chat::encode_response(&answer, clock::unix_ms() / 1000, &id_seed(call));
+    let mut headers = json_headers(call, &decoded.ignored);
+    cost_header(&mut headers, call);
+    call.ttfb = Some(clock::elapsed(ex.started));
+    Ok(Tail::Body { status: 200, headers, body: out.to_string().into_bytes() })
+}
+
+fn cost_header(headers: &mut Vec<(String, String)>, call: &Call) {
+    if let Some(price) = call.price {
+        let billed = if call.usage_invalid.is_some() { call.worst } else { call.usage };
+        headers.push((
+            "x-prodex-cost-usd".into(),
+            format!("{:.6}", pricing::micros_to_usd(pricing::cost(&billed, &price))),
+        ));
+    }
+}
+
+/// A Gemini SSE stream relayed as chat-completion chunks, event by event.
+fn stream(
+    ex: &mut Exchange<'_>,
+    resp: Response,
+    model: &str,
+    ignored: &[String],
+    include_usage: bool,
+    call: &mut Call,
+) -> Result<Tail, ApiError> {
+    call.stream = true;
+    let seed = id_seed(call);
+    let mut reader = upstream::body_reader(resp);
+    let mut frames = sse::Decoder::default();
+    let mut decoder = StreamDecoder::default();
+    let mut encoder = chat::ChunkEncoder::new(&seed, model, clock::unix_ms() / 1000, &seed, include_usage);
+    let mut headers = vec![
+        ("content-type".to_string(), "text/event-stream".to_string()),
+        ("cache-control".to_string(), "no-cache".to_string()),
+    ];
+    headers.extend(json_headers(call, ignored).into_iter().skip(1));
+    if ex.start_stream(200, &header_refs(&headers)).is_err() {
+        call.client_disconnected = true;
+        return Ok(Tail::Nothing);
+    }
+    call.ttfb = Some(clock::elapsed(ex.started));
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut failed = false;
+    'read: loop {
+        let n = match timed_read(ex, call, &mut reader, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                log::warn!("call {}: upstream stream broke: {e}", call.call_id);
+                call.error_code = Some("upstream_stream_broken".into());
+                return Ok(Tail::Nothing);
+            }
+        };
+        let Ok(events) = frames.feed(&buf[..n]) else {
+            call.error_code = Some("upstream_invalid_response".into());
+            return Ok(Tail::Nothing);
+        };
+        for frame in events.iter().filter(|f| !f.data.is_empty()) {
+            match forward(ex, call, &mut decoder, &mut encoder, &frame.data) {
+                Forwarded::Sent => {}
+                Forwarded::Failed => {
+                    failed = true;
+                    break 'read;
+                }
+                Forwarded::ClientGone => return Ok(Tail::Nothing),
+            }
+        }
+    }
+    if let Some(rest) = frames.finish().filter(|f| !f.data.is_empty() && !failed) {
+        // A last chunk without its blank line still counts (the stream ends at EOF).
+        match forward(ex, call, &mut decoder, &mut encoder, &rest.data) {
+            Forwarded::Sent => {}
+            Forwarded::Failed => failed = true,
+            Forwarded::ClientGone => return Ok(Tail::Nothing),
+        }
+    }
+    if !failed && !decoder.finished {
+        // Gemini ends every stream with a finish reason: EOF before it is a cut stream.
+        call.error_code = Some("upstream_stream_broken".into());
+        let cut = ir::ProviderError {
+            status: 502,
+            code: "upstream_stream_broken",
+            message: "gemini ended the stream before its finish reason".into(),
+            retry_after_secs: None,
+        };
+        let _ = ex.send_chunk(&encoder.encode(&ir::Event::Error(cut)));
+    }
+    if ex.send_chunk(&encoder.finish()).is_err() {
+        call.client_disconnected = true;
+        return Ok(Tail::Nothing);
+    }
+    Ok(Tail::EndOfStream)
+}
+
+enum Forwarded {
+    Sent,
+    /// The provider failed; its error event went out and the stream ends.
+    Failed,
+    ClientGone,
+}
+
+/// Translates one provider chunk and sends what it becomes.
+fn forward(
+    ex: &mut Exchange<'_>,
+    call: &mut Call,
+    decoder: &mut StreamDecoder,
+    encoder: &mut chat::ChunkEncoder,
+    data: &str,
+) -> Forwarded {
+    let mut out = Vec::new();
+    let mut failed = false;
+    for event in decoder.chunk(data) {
+        match &event {
+            ir::Event::Usage(u) => note_usage(call, Some(Ok(*u))),
+            ir::Event::Text { text, .. } => call.relayed_bytes += text.len() as u64,
+            ir::Event::ToolCall { call: c, .. } => call.relayed_bytes += (c.name.len() + c.arguments.len()) as u64,
+            ir::Event::Error(e) => {
+                call.error_code = Some(e.code.to_string());
+                failed = true;
+            }
+            ir::Event::Finish { .. } => {}
+        }
+        out.extend(encoder.encode(&event));
+    }
+    call.relayed_events += 1;
+    if let Some(why) = decoder.invalid_usage.take() {
+        if call.usage_source != UsageSource::Provider {
+            call.usage_invalid = Some(why);
+        }
+    }
+    if !out.is_empty() && ex.send_chunk(&out).is_err() {
+        call.client_disconnected = true;
+        return Forwarded::ClientGone; // dropping the reader closes the upstream connection
+    }
+    if failed {
+        Forwarded::Failed
+    } else {
+        Forwarded::Sent
+    }
+}
+
+/// Embeddings in batches of the provider's cap; usage summed when every batch reported it.
+fn embeddings(
+    shared: &Shared,
+    ex: &mut Exchange<'_>,
+    provider: &Provider,
+    req: &ir::EmbedRequest,
+    model: &str,
+    ignored: &[String],
+    call: &mut Call,
+) -> Result<Tail, ApiError> {
+    let mut vectors = Vec::with_capacity(req.inputs.len());
+    let mut reported = Some(0u64);
+    let target = gemini::embed_target(model);
+    for batch in req.inputs.chunks(gemini::EMBED_BATCH) {
+        let body = serde_json::to_vec(&gembed::encode_batch(req, model, batch))
+            .map_err(|e| ApiError::internal(&e.to_string()))?;
+        let resp = call_upstream_as(shared, ex, provider, "POST", &target, Payload::Bytes(&body), call)?;
+        if !(200..300).contains(&resp.status().as_u16()) {
+            return provider_error(ex, resp, call);
+        }
+        call.upstream_ok = true;
+        let raw = read_whole(ex, resp, call)?;
+        let value: Value =
+            serde_json::from_slice(&raw).map_err(|_| ApiError::upstream_invalid_response("the body is not JSON"))?;
+        let (v, tokens) = gembed::decode_batch(&value, batch.len()).map_err(ApiError::upstream_invalid_response)?;
+        vectors.extend(v);
+        reported = reported.zip(tokens).map(|(a, b)| a + b);
+    }
+    call.status = 200;
+    let input_tokens = match reported {
+        Some(t) => {
+            note_usage(call, Some(Ok(crate::core::openai::Usage { input_tokens: t, ..Default::default() })));
+            t
+        }
+        // Gemini reports no usage for most embedding models: the ledger marks it estimated.
+        None => call.input_estimate.div_ceil(2),
+    };
+    let out = embed::encode_response(&req.model, &vectors, input_tokens, req.base64);
+    let mut headers = json_headers(call, ignored);
+    if call.usage_source == UsageSource::Provider {
+        cost_header(&mut headers, call);
+    }
+    call.ttfb = Some(clock::elapsed(ex.started));
+    Ok(Tail::Body { status: 200, headers, body: out.to_string().into_bytes() })
+}
+
+/// `GET /v1/models` (every page, filtered by the key's allowlist) and `GET /v1/models/{id}`.
+pub(super) fn models(
+    shared: &Shared,
+    ex: &mut Exchange<'_>,
+    route: &Route,
+    provider: &Provider,
+    call: &mut Call,
+) -> Result<Tail, ApiError> {
+    let out = if let Route::Model(id) = route {
+        let segment = gemini::model_segment(id).map_err(|_| ApiError::model_not_found(id))?;
+        let resp = call_upstream_as(shared, ex, provider, "GET", &format!("/models/{segment}"), Payload::Empty, call)?;
+        if resp.status().as_u16() == 404 {
+            return Err(ApiError::model_not_found(id));
+        }
+        if !(200..300).contains(&resp.status().as_u16()) {
+            return provider_error(ex, resp, call);
+        }
+        let raw = read_whole(ex, resp, call)?;
+        let value: Value =
+            serde_json::from_slice(&raw).map_err(|_| ApiError::upstream_invalid_response("the model is not JSON"))?;
+        embed::encode_model(&gembed::decode_model(&value).map_err(ApiError::upstream_invalid_response)?)
+    } else {
+        let mut all = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_MODEL_PAGES {
+            let target = gemini::models_target(token.as_deref());
+            let resp = call_upstream_as(shared, ex, provider, "GET", &target, Payload::Empty, call)?;
+            if !(200..300).contains(&resp.status().as_u16()) {
+                return provider_error(ex, resp, call);
+            }
+            let raw = read_whole(ex, resp, call)?;
+            let value: Value = serde_json::from_slice(&raw)
+                .map_err(|_| ApiError::upstream_invalid_response("the model list is not JSON"))?;
+            let (page, next) = gembed::decode_models(&value).map_err(ApiError::upstream_invalid_response)?;
+            all.extend(page.into_iter().filter(|m| call.key.as_ref().is_none_or(|k| k.allows(&m.id))));
+            match next {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        embed::encode_models(&all)
+    };
+    call.status = 200;
+    call.upstream_ok = true;
+    call.ttfb = Some(clock::elapsed(ex.started));
+    let headers = json_headers(call, &[]);
+    Ok(Tail::Body { status: 200, headers, body: out.to_string().into_bytes() })
+}
