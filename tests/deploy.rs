@@ -147,10 +147,10 @@ fn container_equivalent_run_is_healthy_and_logs_to_the_log_volume() {
 }
 
 /// The seed page's provider bridge: the service command with `--provider gemini` and the env file's
-/// `GEMINI_API_KEY` starts healthy. (Translating OpenAI calls to Gemini is not in this build: a
-/// chat call is refused with a 400 that says so, never forwarded untranslated.)
+/// `GEMINI_API_KEY` starts healthy and answers an OpenAI chat completion from Gemini (the mock's
+/// Gemini dialect stands in for Google, reached through `GEMINI_BASE_URL`).
 #[test]
-fn provider_bridge_command_starts_healthy() {
+fn provider_bridge_command_answers_a_chat_completion() {
     let mut container_env = example_env();
     container_env.extend(image_env());
     let home_volume = TempDir::new("volume-home-bridge");
@@ -160,6 +160,8 @@ fn provider_bridge_command_starts_healthy() {
     // example: the operator uncomments it).
     assert!(ENV_EXAMPLE.contains("# GEMINI_API_KEY=replace-me"));
     container_env.insert("GEMINI_API_KEY".into(), "filled-in-key".into());
+    let google = crate::support::mock::Mock::start();
+    container_env.insert("GEMINI_BASE_URL".into(), format!("http://{}/v1beta", google.addr));
     let mut cmd = Command::new(bin());
     cmd.env_clear().envs(&container_env).args(["gateway", "--listen", "127.0.0.1:0", "--provider", "gemini"]);
     let gw = Gateway::spawn(cmd, TempDir::new("unused"));
@@ -171,6 +173,8 @@ fn provider_bridge_command_starts_healthy() {
         &[("authorization", &token)],
         &serde_json::json!({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "hi"}]}),
     );
-    assert_eq!((r.status, r.code().as_str()), (400, "unsupported_route"), "{}", r.text());
-    assert!(r.text().contains("gemini"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["choices"][0]["message"]["content"], "Hello from gemini");
+    let seen = google.requests();
+    assert_eq!(seen[0].header("x-goog-api-key"), Some("filled-in-key"));
 }

@@ -320,3 +320,48 @@ fn embeddings_are_batched_at_100_and_models_are_listed_in_openai_shape() {
     let r = gw.get_with("/v1/models/nope", &[("authorization", &format!("Bearer {MASTER}"))]);
     assert_eq!((r.status, r.code().as_str()), (404, "model_not_found"));
 }
+
+/// `providers --json` lists every chat parameter's handling, and the running bridge does what it says.
+#[test]
+fn the_provider_listing_says_what_the_bridge_does_with_each_parameter() {
+    let home = crate::support::TempDir::new("providers");
+    let out = std::process::Command::new(crate::support::bin())
+        .args(["gateway", "providers", "--json"])
+        .env_clear()
+        .env("HOME", std::env::temp_dir())
+        .env("PRODEX_HOME", &home.0)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let gemini = list.as_array().unwrap().iter().find(|p| p["kind"] == "gemini").unwrap();
+    assert_eq!(gemini["routes"], json!(["/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/models/{id}"]));
+    let params = gemini["translation"]["parameters"]["chat.completions"].as_array().unwrap();
+    let handling =
+        |name: &str| params.iter().find(|p| p["name"] == name).map(|p| p["handling"].as_str().unwrap().to_string());
+    assert_eq!(handling("temperature").as_deref(), Some("translated"));
+    assert_eq!(handling("user").as_deref(), Some("ignored"));
+    assert_eq!(handling("logit_bias").as_deref(), Some("rejected"));
+    assert!(params.iter().any(|p| p["name"] == "parallel_tool_calls" && p["refused_when"].is_string()));
+
+    let mock = Mock::start();
+    let gw = bridge(&mock, "gk-one");
+    for p in params.iter().filter(|p| !p["name"].as_str().unwrap().contains('.')) {
+        let name = p["name"].as_str().unwrap();
+        let mut body = chat("gemini-2.5-flash");
+        match p["handling"].as_str().unwrap() {
+            "rejected" => {
+                body[name] = json!(true);
+                let r = post(&gw, "/v1/chat/completions", &body, &[]);
+                assert_eq!((r.status, r.json()["error"]["param"].as_str()), (400, Some(name)), "{name}: {}", r.text());
+            }
+            "ignored" => {
+                body[name] = json!("x");
+                let r = post(&gw, "/v1/chat/completions", &body, &[]);
+                assert_eq!(r.status, 200, "{name}: {}", r.text());
+                assert!(r.header("x-prodex-ignored-params").unwrap_or("").split(", ").any(|n| n == name), "{name}");
+            }
+            _ => {}
+        }
+    }
+}

@@ -57,3 +57,29 @@ fn openai_sdk_does_not_retry_an_exhausted_budget() {
     let lines = gw.stderr_text().matches("key=spent").count();
     assert_eq!(lines, 1, "the SDK must not have retried (one access line per call)");
 }
+
+#[test]
+fn openai_python_sdk_works_through_the_gemini_bridge() {
+    let python = std::env::var("PRODEX_TEST_PYTHON")
+        .expect("PRODEX_TEST_PYTHON is not set: run the suite through scripts/test.sh, which installs the openai SDK");
+    let mock = Mock::start();
+    let gw = Gateway::start(Opts {
+        base_url: Some(format!("http://{}/v1beta", mock.addr)),
+        args: vec!["--provider", "gemini"],
+        env: vec![("PRODEX_GATEWAY_TOKEN", "sdk-master".into()), ("GEMINI_API_KEY", "gk-sdk".into())],
+        ..Opts::default()
+    });
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/gemini_sdk.py");
+    let out = Command::new(python)
+        .arg(script)
+        .env("PRODEX_BASE_URL", format!("http://{}/v1", gw.addr))
+        .env("PRODEX_KEY", "sdk-master")
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "SDK script failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("ALL OK"), "{stdout}");
+    let seen = mock.requests();
+    assert!(seen.iter().all(|s| s.header("x-goog-api-key") == Some("gk-sdk")), "every call carried the provider key");
+    assert!(seen.iter().all(|s| s.header("authorization").is_none() && !s.path.contains("key=")));
+}

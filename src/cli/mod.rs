@@ -313,9 +313,9 @@ fn probe(url: &str) -> Result<(u16, String), String> {
 
 /// `prodex gateway providers`: adapters and the routes each serves in this build.
 fn providers(config: &Config, json: bool) -> ExitCode {
-    let routes = |kind: ProviderKind| -> Vec<&'static str> {
+    let routes = |kind: ProviderKind| -> Vec<String> {
         match kind {
-            ProviderKind::OpenAi => vec![
+            ProviderKind::OpenAi => [
                 "/v1/chat/completions",
                 "/v1/responses",
                 "/v1/embeddings",
@@ -328,8 +328,15 @@ fn providers(config: &Config, json: bool) -> ExitCode {
                 "/v1/files/*",
                 "/v1/batches/*",
                 "/v1/uploads/*",
-            ],
-            ProviderKind::Gemini | ProviderKind::Anthropic => vec![],
+            ]
+            .iter()
+            .map(|r| (*r).to_string())
+            .collect(),
+            ProviderKind::Gemini => crate::core::gemini::ROUTES
+                .iter()
+                .map(|(r, _)| r.split_once(' ').map_or(*r, |(_, p)| p).to_string())
+                .collect(),
+            ProviderKind::Anthropic => vec![],
         }
     };
     if json {
@@ -340,7 +347,7 @@ fn providers(config: &Config, json: bool) -> ExitCode {
                 serde_json::json!({
                     "name": p.name, "kind": p.kind.as_str(), "base_url": config::redact_url(&p.base_url),
                     "keys": p.api_keys.len(), "models": p.models, "default": p.name == config.default_provider,
-                    "routes": routes(p.kind),
+                    "routes": routes(p.kind), "translation": translation(p.kind),
                 })
             })
             .collect();
@@ -364,4 +371,43 @@ fn providers(config: &Config, json: bool) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// What a provider kind does with each route and request parameter, generated from the
+/// translators' own tables (`core::openai::{chat, embed}::PARAMS`, `core::gemini::{ROUTES, REFUSED}`).
+fn translation(kind: ProviderKind) -> serde_json::Value {
+    use crate::core::gemini;
+    use crate::core::openai::chat::{self, Disposition};
+    if kind != ProviderKind::Gemini {
+        let how = if kind == ProviderKind::OpenAi { "passthrough" } else { "not in this build" };
+        return serde_json::json!({"mode": how});
+    }
+    let params = |table: &[(&str, Disposition)], nested: &[&str]| -> Vec<serde_json::Value> {
+        let mut out: Vec<serde_json::Value> = table
+            .iter()
+            .map(|(name, d)| match d {
+                Disposition::Translated(feature) => match feature
+                    .and_then(|f| gemini::REFUSED.iter().find(|(r, _)| *r == f))
+                {
+                    Some((_, why)) => serde_json::json!({"name": name, "handling": "translated", "refused_when": why}),
+                    None => serde_json::json!({"name": name, "handling": "translated"}),
+                },
+                Disposition::Hint => serde_json::json!({"name": name, "handling": "ignored"}),
+                Disposition::Rejected => serde_json::json!({"name": name, "handling": "rejected"}),
+            })
+            .collect();
+        out.extend(nested.iter().map(|n| serde_json::json!({"name": n, "handling": "ignored"})));
+        out
+    };
+    let routes: Vec<serde_json::Value> =
+        gemini::ROUTES.iter().map(|(route, to)| serde_json::json!({"route": route, "upstream": to})).collect();
+    serde_json::json!({
+        "mode": "translated",
+        "routes": routes,
+        "parameters": {
+            "chat.completions": params(chat::PARAMS, chat::NESTED_HINTS),
+            "embeddings": params(crate::core::openai::embed::PARAMS, &[]),
+        },
+        "unknown_parameters": "rejected",
+    })
 }

@@ -413,7 +413,7 @@ pub(crate) const BUILTIN_PROVIDERS: &[Builtin] = &[
         "gemini",
         ProviderKind::Gemini,
         "https://generativelanguage.googleapis.com/v1beta",
-        None,
+        Some("GEMINI_BASE_URL"),
         &["GEMINI_API_KEYS", "GEMINI_API_KEY", "GOOGLE_API_KEYS", "GOOGLE_API_KEY"],
     ),
     (
