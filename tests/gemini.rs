@@ -202,6 +202,14 @@ fn untranslatable_parameters_are_refused_by_name_before_the_provider_is_called()
     let r = post(&gw, "/v1/chat/completions", &chat("../files"), &[]);
     assert_eq!((r.status, r.json()["error"]["param"].as_str()), (400, Some("model")));
     assert_eq!(mock.count(), 0, "nothing reached the provider");
+    let r = post(
+        &gw,
+        "/v1/responses",
+        &json!({"model": "gemini-2.5-flash", "input": "hi", "previous_response_id": "resp_1"}),
+        &[],
+    );
+    assert_eq!((r.status, r.json()["error"]["param"].as_str()), (400, Some("previous_response_id")), "{}", r.text());
+    assert_eq!(mock.count(), 0, "nothing reached the provider");
     for path in ["/v1/images/generations", "/v1/messages"] {
         let r = post(&gw, path, &json!({"model": "gemini-2.5-flash", "prompt": "x"}), &[]);
         assert_eq!((r.status, r.code().as_str()), (400, "unsupported_route"), "{path}: {}", r.text());
@@ -335,7 +343,10 @@ fn the_provider_listing_says_what_the_bridge_does_with_each_parameter() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let list: Value = serde_json::from_slice(&out.stdout).unwrap();
     let gemini = list.as_array().unwrap().iter().find(|p| p["kind"] == "gemini").unwrap();
-    assert_eq!(gemini["routes"], json!(["/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/models/{id}"]));
+    assert_eq!(
+        gemini["routes"],
+        json!(["/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/v1/models", "/v1/models/{id}"])
+    );
     let params = gemini["translation"]["parameters"]["chat.completions"].as_array().unwrap();
     let handling =
         |name: &str| params.iter().find(|p| p["name"] == name).map(|p| p["handling"].as_str().unwrap().to_string());
@@ -346,22 +357,86 @@ fn the_provider_listing_says_what_the_bridge_does_with_each_parameter() {
 
     let mock = Mock::start();
     let gw = bridge(&mock, "gk-one");
-    for p in params.iter().filter(|p| !p["name"].as_str().unwrap().contains('.')) {
-        let name = p["name"].as_str().unwrap();
-        let mut body = chat("gemini-2.5-flash");
-        match p["handling"].as_str().unwrap() {
-            "rejected" => {
-                body[name] = json!(true);
-                let r = post(&gw, "/v1/chat/completions", &body, &[]);
-                assert_eq!((r.status, r.json()["error"]["param"].as_str()), (400, Some(name)), "{name}: {}", r.text());
+    for (route, path, base) in [
+        ("chat.completions", "/v1/chat/completions", chat("gemini-2.5-flash")),
+        ("responses", "/v1/responses", json!({"model": "gemini-2.5-flash", "input": "hi"})),
+    ] {
+        let params = gemini["translation"]["parameters"][route].as_array().unwrap();
+        assert!(params.len() > 10, "{route}");
+        for p in params.iter().filter(|p| !p["name"].as_str().unwrap().contains('.')) {
+            let name = p["name"].as_str().unwrap();
+            let mut body = base.clone();
+            match p["handling"].as_str().unwrap() {
+                "rejected" => {
+                    body[name] = json!(true);
+                    let r = post(&gw, path, &body, &[]);
+                    assert_eq!(
+                        (r.status, r.json()["error"]["param"].as_str()),
+                        (400, Some(name)),
+                        "{route} {name}: {}",
+                        r.text()
+                    );
+                }
+                "ignored" => {
+                    body[name] = json!("x");
+                    let r = post(&gw, path, &body, &[]);
+                    assert_eq!(r.status, 200, "{route} {name}: {}", r.text());
+                    assert!(r.header("x-prodex-ignored-params").unwrap_or("").split(", ").any(|n| n == name), "{name}");
+                }
+                _ => {}
             }
-            "ignored" => {
-                body[name] = json!("x");
-                let r = post(&gw, "/v1/chat/completions", &body, &[]);
-                assert_eq!(r.status, 200, "{name}: {}", r.text());
-                assert!(r.header("x-prodex-ignored-params").unwrap_or("").split(", ").any(|n| n == name), "{name}");
-            }
-            _ => {}
         }
     }
+}
+
+#[test]
+fn responses_are_translated_whole_and_as_an_event_stream() {
+    let mock = Mock::start();
+    let gw = bridge(&mock, "gk-one");
+    let r = post(
+        &gw,
+        "/v1/responses",
+        &json!({"model": "gemini-2.5-flash", "instructions": "Be terse.", "input": "hi", "store": false}),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json();
+    assert_eq!((body["object"].as_str(), body["status"].as_str()), (Some("response"), Some("completed")));
+    assert_eq!(body["output"][0]["content"][0]["text"], "Hello from gemini");
+    assert_eq!(body["usage"]["output_tokens"], 7);
+    assert_eq!(r.header("x-prodex-ignored-params"), Some("store"));
+    assert_eq!(mock.requests().last().unwrap().json()["systemInstruction"]["parts"][0]["text"], "Be terse.");
+    assert_eq!(row_of(&gw, MASTER, &r)["route"], "responses");
+
+    let r = post(&gw, "/v1/responses", &json!({"model": "gemini-2.5-flash", "input": "hi", "stream": true}), &[]);
+    assert_eq!(r.status, 200);
+    let frames: Vec<(String, Value)> = r
+        .text()
+        .split("\n\n")
+        .filter(|f| !f.is_empty())
+        .map(|f| {
+            let (e, d) = f.split_once('\n').unwrap();
+            (e.trim_start_matches("event: ").to_string(), serde_json::from_str(d.trim_start_matches("data: ")).unwrap())
+        })
+        .collect();
+    assert!(frames.iter().all(|(e, d)| d["type"] == e.as_str()));
+    assert_eq!(frames.first().unwrap().0, "response.created");
+    let (last, done) = frames.last().unwrap();
+    assert_eq!(last, "response.completed");
+    assert_eq!(done["response"]["output"][0]["content"][0]["text"], "tok0 tok1 tok2 ");
+    assert_eq!(done["response"]["usage"]["output_tokens"], 7);
+    let row = row_of(&gw, MASTER, &r);
+    assert_eq!(
+        (row["stream"].as_bool(), row["usage_source"].as_str(), row["output_tokens"].as_u64()),
+        (Some(true), Some("provider"), Some(7))
+    );
+
+    let r = post(
+        &gw,
+        "/v1/responses",
+        &json!({"model": "gemini-2.5-flash", "input": "hi", "stream": true}),
+        &[("x-mock-gemini", "stream-error")],
+    );
+    let text = r.text();
+    assert!(text.contains("event: response.failed") && !text.contains("response.completed"), "{text}");
 }

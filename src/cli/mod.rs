@@ -374,7 +374,7 @@ fn providers(config: &Config, json: bool) -> ExitCode {
 }
 
 /// What a provider kind does with each route and request parameter, generated from the
-/// translators' own tables (`core::openai::{chat, embed}::PARAMS`, `core::gemini::{ROUTES, REFUSED}`).
+/// translators' own tables (`core::openai::{chat, responses, embed}::PARAMS`, `core::gemini::{ROUTES, REFUSED}`).
 fn translation(kind: ProviderKind) -> serde_json::Value {
     use crate::core::gemini;
     use crate::core::openai::chat::{self, Disposition};
@@ -406,6 +406,7 @@ fn translation(kind: ProviderKind) -> serde_json::Value {
         "routes": routes,
         "parameters": {
             "chat.completions": params(chat::PARAMS, chat::NESTED_HINTS),
+            "responses": params(crate::core::openai::responses::PARAMS, crate::core::openai::responses::NESTED_HINTS),
             "embeddings": params(crate::core::openai::embed::PARAMS, &[]),
         },
         "unknown_parameters": "rejected",

@@ -205,6 +205,14 @@ pub enum Event {
     Error(ProviderError),
 }
 
+/// Writes a stream's events in a client dialect (chat chunks, Responses events, …).
+pub trait StreamEncoder {
+    /// The bytes for one event (possibly none).
+    fn encode(&mut self, event: &Event) -> Vec<u8>;
+    /// The closing bytes once the provider's stream ended (none after an error event).
+    fn finish(&mut self) -> Vec<u8>;
+}
+
 /// An embeddings request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EmbedRequest {

@@ -74,10 +74,17 @@ const BUILTIN: &[(&str, f64, f64, f64, u64)] = &[
     ("o3", 2.00, 0.50, 8.00, 100_000),
     ("text-embedding-3-small", 0.02, 0.02, 0.0, 0),
     ("text-embedding-3-large", 0.13, 0.13, 0.0, 0),
-    ("gemini-2.5-flash-lite", 0.10, 0.025, 0.40, 65_536),
-    ("gemini-2.5-flash", 0.30, 0.075, 2.50, 65_536),
-    ("gemini-2.5-pro", 1.25, 0.31, 10.00, 65_536),
+    // Gemini: the standard (paid-tier, ≤200k-token prompt) rates; thinking is billed as output.
+    // Pro models charge more above 200k prompt tokens: override with [[gateway.pricing]] if that
+    // is the common case.
+    ("gemini-3-pro-preview", 2.00, 0.20, 12.00, 65_536),
+    ("gemini-3-flash-preview", 0.50, 0.05, 3.00, 65_536),
+    ("gemini-2.5-flash-lite", 0.10, 0.01, 0.40, 65_536),
+    ("gemini-2.5-flash", 0.30, 0.03, 2.50, 65_536),
+    ("gemini-2.5-pro", 1.25, 0.125, 10.00, 65_536),
+    ("gemini-2.0-flash-lite", 0.075, 0.075, 0.30, 8_192),
     ("gemini-2.0-flash", 0.10, 0.025, 0.40, 8_192),
+    ("gemini-embedding-001", 0.15, 0.15, 0.0, 0),
     ("claude-opus-4", 15.00, 1.50, 75.00, 32_000),
     ("claude-sonnet-4", 3.00, 0.30, 15.00, 64_000),
     ("claude-3-7-sonnet", 3.00, 0.30, 15.00, 64_000),

@@ -1,5 +1,6 @@
 //! Calls translated to a provider that does not speak OpenAI (Gemini today): the request is
-//! decoded into the intermediate form by the ingress dialect (`core::openai::chat`/`embed`),
+//! decoded into the intermediate form by the ingress dialect (`core::openai::{chat, responses,
+//! embed}`),
 //! refused by name or admitted, encoded for the provider (`core::gemini`), sent through the same
 //! attempts as a passthrough call (retries and key rotation before the first byte), and the
 //! answer is decoded and re-encoded — whole, or event by event for streams.
@@ -18,8 +19,8 @@ use super::{admit, printable, ratelimit_headers, Call, Tail, UsageSource};
 use crate::clock;
 use crate::config::Provider;
 use crate::core::gemini::{self, embed as gembed, response::StreamDecoder};
-use crate::core::ir;
-use crate::core::openai::{chat, embed, RequestPeek, Route};
+use crate::core::ir::{self, StreamEncoder};
+use crate::core::openai::{chat, embed, responses, RequestPeek, Route};
 use crate::core::pricing;
 use crate::core::sse;
 use crate::error::ApiError;
@@ -103,11 +104,14 @@ pub(super) fn generate(
         admit(shared, call, &req.model, peek, now)?;
         return embeddings(shared, ex, provider, &req, &model, &ignored, call);
     }
-    let decoded = chat::decode_request(&json).map_err(|r| refused(&r))?;
+    let responses_api = *route == Route::Responses;
+    let decoded = if responses_api { responses::decode_request(&json) } else { chat::decode_request(&json) };
+    let decoded = decoded.map_err(|r| refused(&r))?;
     let model = model_segment(&decoded.request.model)?.to_string();
     let mut request = decoded.request;
     request.model.clone_from(&model);
-    let encoded = gemini::request::encode(&request).map_err(|u| refused(&chat::refuse(&u)))?;
+    let encoded = gemini::request::encode(&request)
+        .map_err(|u| refused(&if responses_api { responses::refuse(&u) } else { chat::refuse(&u) }))?;
     let bytes = serde_json::to_vec(&encoded).map_err(|e| ApiError::internal(&e.to_string()))?;
     admit(shared, call, &model, peek, now)?;
     let target = gemini::generate_target(&model, request.stream);
@@ -118,14 +122,26 @@ pub(super) fn generate(
     call.status = 200;
     call.upstream_ok = true;
     if request.stream {
-        return stream(ex, resp, &model, &decoded.ignored, decoded.include_usage, call);
+        let seed = id_seed(call);
+        let created = clock::unix_ms() / 1000;
+        let encoder: Box<dyn StreamEncoder> = if responses_api {
+            Box::new(responses::EventEncoder::new(&seed, &model, created, &seed))
+        } else {
+            Box::new(chat::ChunkEncoder::new(&seed, &model, created, &seed, decoded.include_usage))
+        };
+        return stream(ex, resp, encoder, &decoded.ignored, call);
     }
     let raw = read_whole(ex, resp, call)?;
     let value: Value =
         serde_json::from_slice(&raw).map_err(|_| ApiError::upstream_invalid_response("the body is not JSON"))?;
     note_usage(call, gemini::response::usage(&value));
     let answer = gemini::response::decode(&value, &model, &id_seed(call)).map_err(|e| ApiError::provider(&e))?;
-    let out = chat::encode_response(&answer, clock::unix_ms() / 1000, &id_seed(call));
+    let created = clock::unix_ms() / 1000;
+    let out = if responses_api {
+        responses::encode_response(&answer, created, &id_seed(call))
+    } else {
+        chat::encode_response(&answer, created, &id_seed(call))
+    };
     let mut headers = json_headers(call, &decoded.ignored);
     cost_header(&mut headers, call);
     call.ttfb = Some(clock::elapsed(ex.started));
@@ -146,17 +162,14 @@ fn cost_header(headers: &mut Vec<(String, String)>, call: &Call) {
 fn stream(
     ex: &mut Exchange<'_>,
     resp: Response,
-    model: &str,
+    mut encoder: Box<dyn StreamEncoder>,
     ignored: &[String],
-    include_usage: bool,
     call: &mut Call,
 ) -> Result<Tail, ApiError> {
     call.stream = true;
-    let seed = id_seed(call);
     let mut reader = upstream::body_reader(resp);
     let mut frames = sse::Decoder::default();
     let mut decoder = StreamDecoder::default();
-    let mut encoder = chat::ChunkEncoder::new(&seed, model, clock::unix_ms() / 1000, &seed, include_usage);
     let mut headers = vec![
         ("content-type".to_string(), "text/event-stream".to_string()),
         ("cache-control".to_string(), "no-cache".to_string()),
@@ -184,7 +197,7 @@ fn stream(
             return Ok(Tail::Nothing);
         };
         for frame in events.iter().filter(|f| !f.data.is_empty()) {
-            match forward(ex, call, &mut decoder, &mut encoder, &frame.data) {
+            match forward(ex, call, &mut decoder, encoder.as_mut(), &frame.data) {
                 Forwarded::Sent => {}
                 Forwarded::Failed => {
                     failed = true;
@@ -196,7 +209,7 @@ fn stream(
     }
     if let Some(rest) = frames.finish().filter(|f| !f.data.is_empty() && !failed) {
         // A last chunk without its blank line still counts (the stream ends at EOF).
-        match forward(ex, call, &mut decoder, &mut encoder, &rest.data) {
+        match forward(ex, call, &mut decoder, encoder.as_mut(), &rest.data) {
             Forwarded::Sent => {}
             Forwarded::Failed => failed = true,
             Forwarded::ClientGone => return Ok(Tail::Nothing),
@@ -232,7 +245,7 @@ fn forward(
     ex: &mut Exchange<'_>,
     call: &mut Call,
     decoder: &mut StreamDecoder,
-    encoder: &mut chat::ChunkEncoder,
+    encoder: &mut dyn StreamEncoder,
     data: &str,
 ) -> Forwarded {
     let mut out = Vec::new();

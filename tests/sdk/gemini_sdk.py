@@ -84,6 +84,31 @@ for streamed in (False, True):
     final = client.chat.completions.create(model="gemini-3-pro-preview", messages=history, tools=tools)
     check(final.choices[0].message.content == "Hello from gemini", f"tools round trip with the signature (stream={streamed})")
 
+resp = client.responses.create(model="gemini-2.5-flash", instructions="Be terse.", input="hi")
+check(resp.output_text == "Hello from gemini" and resp.status == "completed", "responses non-stream")
+check(resp.usage.input_tokens == 11 and resp.usage.output_tokens == 7, "responses usage")
+check(resp.usage.output_tokens_details.reasoning_tokens == 2, "responses reasoning tokens")
+
+# The SDK's stream helper checks the lifecycle itself (it raises on a delta without its item).
+with client.responses.stream(model="gemini-2.5-flash", input="hi") as s:
+    deltas = [e.delta for e in s if e.type == "response.output_text.delta"]
+    final = s.get_final_response()
+check("".join(deltas) == "tok0 tok1 tok2 " and final.output_text == "tok0 tok1 tok2 ", "responses stream text")
+check(final.usage is not None and final.usage.output_tokens == 7, "responses stream usage")
+
+rtools = [{"type": "function", "name": t["function"]["name"], "parameters": t["function"]["parameters"]} for t in tools]
+with client.responses.stream(model="gemini-3-pro-preview", input="Weather and time?", tools=rtools,
+                             extra_headers={"x-mock-gemini": "tools"}) as s:
+    final = s.get_final_response()
+fcalls = [o for o in final.output if o.type == "function_call"]
+check([c.name for c in fcalls] == ["get_weather", "get_time"], "responses stream function calls")
+followup = client.responses.create(model="gemini-3-pro-preview", tools=rtools, input=[
+    {"role": "user", "content": "Weather and time?"},
+    *[{"type": "function_call", "call_id": c.call_id, "name": c.name, "arguments": c.arguments} for c in fcalls],
+    *[{"type": "function_call_output", "call_id": c.call_id, "output": "ok"} for c in fcalls],
+])
+check(followup.output_text == "Hello from gemini", "responses tools round trip with the signature")
+
 emb = client.embeddings.create(model="gemini-embedding-001", input=["a", "b"], encoding_format="float", dimensions=2)
 check([d.embedding for d in emb.data] == [[0.25, 1.25], [0.5, 1.5]], "embeddings, float")
 emb = client.embeddings.create(model="gemini-embedding-001", input=["a", "b"], dimensions=2)

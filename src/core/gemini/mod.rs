@@ -13,6 +13,8 @@ pub mod embed;
 pub mod request;
 pub mod response;
 #[cfg(test)]
+mod responses_tests;
+#[cfg(test)]
 mod tests;
 
 use serde_json::Value;
@@ -30,6 +32,7 @@ pub const ROUTES: &[(&str, &str)] = &[
         "POST /v1/chat/completions",
         "POST models/{model}:generateContent, or :streamGenerateContent?alt=sse when streaming",
     ),
+    ("POST /v1/responses", "POST models/{model}:generateContent, or :streamGenerateContent?alt=sse with the full Responses event lifecycle"),
     ("POST /v1/embeddings", "POST models/{model}:batchEmbedContents, in batches of at most 100 inputs"),
     ("GET /v1/models", "GET models (every page), in OpenAI's list shape, filtered by the key's allowlist"),
     ("GET /v1/models/{id}", "GET models/{id}, in OpenAI's model shape"),
@@ -38,7 +41,7 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// Whether `route` is served.
 #[must_use]
 pub fn serves(route: &Route) -> bool {
-    matches!(route, Route::ChatCompletions | Route::Embeddings | Route::Models | Route::Model(_))
+    matches!(route, Route::ChatCompletions | Route::Responses | Route::Embeddings | Route::Models | Route::Model(_))
 }
 
 /// Intermediate-form features Gemini has no equivalent for, and why.

@@ -89,13 +89,13 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn unsupported(param: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(super) fn unsupported(param: impl Into<String>, message: impl Into<String>) -> Self {
         Self { code: "unsupported_parameter", param: param.into(), message: message.into() }
     }
-    fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(super) fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
         Self { code: "invalid_parameter", param: param.into(), message: message.into() }
     }
-    fn value(param: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(super) fn value(param: impl Into<String>, message: impl Into<String>) -> Self {
         Self { code: "unsupported_value", param: param.into(), message: message.into() }
     }
 }
@@ -135,7 +135,7 @@ pub fn refuse(u: &ir::Unsupported) -> Refusal {
     Refusal::unsupported(param_of(u.feature, u.index), u.why.clone())
 }
 
-fn no_op(v: &Value) -> bool {
+pub(super) fn no_op(v: &Value) -> bool {
     match v {
         Value::Null | Value::Bool(false) => true,
         Value::Object(m) => m.is_empty(),
@@ -144,7 +144,7 @@ fn no_op(v: &Value) -> bool {
     }
 }
 
-fn kind(v: &Value) -> &'static str {
+pub(super) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -155,15 +155,15 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-fn string<'v>(v: &'v Value, path: &str) -> Result<&'v str, Refusal> {
+pub(super) fn string<'v>(v: &'v Value, path: &str) -> Result<&'v str, Refusal> {
     v.as_str().ok_or_else(|| Refusal::invalid(path, format!("`{path}` must be a string, not {}", kind(v))))
 }
 
-fn number(v: &Value, path: &str) -> Result<f64, Refusal> {
+pub(super) fn number(v: &Value, path: &str) -> Result<f64, Refusal> {
     v.as_f64().ok_or_else(|| Refusal::invalid(path, format!("`{path}` must be a number, not {}", kind(v))))
 }
 
-fn count(v: &Value, path: &str) -> Result<u64, Refusal> {
+pub(super) fn count(v: &Value, path: &str) -> Result<u64, Refusal> {
     v.as_u64().ok_or_else(|| Refusal::invalid(path, format!("`{path}` must be a non-negative integer")))
 }
 
@@ -251,13 +251,13 @@ pub fn decode_request(body: &Map<String, Value>) -> Result<Decoded, Refusal> {
     Ok(Decoded { request, ignored, include_usage })
 }
 
-fn push_once(list: &mut Vec<String>, name: &str) {
+pub(super) fn push_once(list: &mut Vec<String>, name: &str) {
     if !list.iter().any(|n| n == name) {
         list.push(name.to_string());
     }
 }
 
-fn effort(v: &Value) -> Result<Effort, Refusal> {
+pub(super) fn effort(v: &Value) -> Result<Effort, Refusal> {
     Ok(match string(v, "reasoning_effort")? {
         "none" => Effort::None,
         "minimal" => Effort::Minimal,
@@ -498,7 +498,7 @@ fn user_parts(content: &Value, i: usize, ignored: &mut Vec<String>) -> Result<Ve
 }
 
 /// A `data:<mime>;base64,<data>` URL as inline media; anything else is refused by name.
-fn data_url(url: &str, path: &str) -> Result<Part, Refusal> {
+pub(super) fn data_url(url: &str, path: &str) -> Result<Part, Refusal> {
     if let Some(rest) = url.strip_prefix("data:") {
         if let Some((meta, data)) = rest.split_once(',') {
             if let Some(mime) = meta.strip_suffix(";base64").filter(|m| m.contains('/')) {
@@ -513,7 +513,7 @@ fn data_url(url: &str, path: &str) -> Result<Part, Refusal> {
     ))
 }
 
-fn clip(s: &str) -> String {
+pub(super) fn clip(s: &str) -> String {
     s.chars().take(64).filter(|c| !c.is_control()).collect()
 }
 
@@ -541,7 +541,7 @@ fn to_url_safe(sig: &str) -> String {
         .collect()
 }
 
-fn from_url_safe(sig: &str) -> String {
+pub(super) fn from_url_safe(sig: &str) -> String {
     let mut s: String = sig
         .chars()
         .map(|c| match c {
@@ -570,7 +570,7 @@ pub fn call_id(call: &ir::ToolCall, seed: &str, choice: u64, index: u64) -> Stri
     id
 }
 
-fn finish_reason(f: Option<Finish>) -> &'static str {
+pub(super) fn finish_reason(f: Option<Finish>) -> &'static str {
     match f {
         Some(Finish::Length) => "length",
         Some(Finish::ToolCalls) => "tool_calls",
@@ -708,5 +708,14 @@ impl ChunkEncoder {
         }
         out.extend_from_slice(b"data: [DONE]\n\n");
         out
+    }
+}
+
+impl ir::StreamEncoder for ChunkEncoder {
+    fn encode(&mut self, event: &ir::Event) -> Vec<u8> {
+        ChunkEncoder::encode(self, event)
+    }
+    fn finish(&mut self) -> Vec<u8> {
+        ChunkEncoder::finish(self)
     }
 }

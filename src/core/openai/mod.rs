@@ -2,7 +2,7 @@
 //! prepared for metering (`stream_options.include_usage`), how usage is read from responses and
 //! stream events, and how the injected usage is hidden from clients that did not ask for it.
 //!
-//! `chat.rs` and `embed.rs` are its dialect of the intermediate form (`core::ir`) for calls
+//! `chat.rs`, `responses.rs` and `embed.rs` are its dialect of the intermediate form (`core::ir`) for calls
 //! translated to other providers.
 //!
 //! Invariants: a client that did not ask for usage in its stream sees byte-for-byte what it would
@@ -10,6 +10,7 @@
 
 pub mod chat;
 pub mod embed;
+pub mod responses;
 
 use std::borrow::Cow;
 
