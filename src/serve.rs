@@ -107,7 +107,7 @@ pub fn run(config: Config) -> ExitCode {
     };
     let grace = config.shutdown_grace;
     let lifecycle = Arc::new(Lifecycle::default());
-    let upstream = Upstream::new(&config.upstream);
+    let upstream = Upstream::new(&config.upstream, &config.media);
     let default_provider = config.default_provider.clone();
     keyring.spawn_refresher(Arc::clone(&store));
     spawn_state_probe(Arc::clone(&store), Arc::clone(&lifecycle));

@@ -440,3 +440,61 @@ fn responses_are_translated_whole_and_as_an_event_stream() {
     let text = r.text();
     assert!(text.contains("event: response.failed") && !text.contains("response.completed"), "{text}");
 }
+
+/// Remote images: refused unless the operator turns fetching on; then https only, never to a
+/// private address unless allowed, capped in size; a fetched image reaches Gemini inline.
+#[test]
+fn remote_images_are_fetched_only_when_allowed_and_never_from_private_addresses() {
+    use base64::Engine as _;
+    let tls = |f: &str| crate::store::tls_path(f);
+    let png = b"\x89PNG\r\n\x1a\nnot-really-a-png".to_vec();
+    let site = crate::support::https::Https::start(&tls("server.pem"), &tls("server.key"), "image/png", png.clone());
+    let mock = Mock::start();
+    let start = |policy: &'static str| {
+        Gateway::start(Opts {
+            base_url: Some(format!("http://{}/v1beta", mock.addr)),
+            args: vec!["--provider", "gemini"],
+            env: vec![
+                ("PRODEX_GATEWAY_TOKEN", MASTER.into()),
+                ("GEMINI_API_KEY", "gk-one".into()),
+                ("SSL_CERT_FILE", tls("ca.pem").display().to_string()),
+            ],
+            policy: Some(policy),
+            ..Opts::default()
+        })
+    };
+    let image = |url: String| {
+        json!({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": url}}]}]})
+    };
+    let url = format!("https://localhost:{}/cat.png", site.port);
+    let param = "messages[0].content[1].image_url.url";
+
+    let off = start("");
+    let r = post(&off, "/v1/chat/completions", &image(url.clone()), &[]);
+    assert_eq!((r.status, r.json()["error"]["param"].as_str()), (400, Some(param)), "{}", r.text());
+    assert!(r.text().contains("fetch_remote"), "the refusal says how to turn it on: {}", r.text());
+
+    let public_only = start("[gateway.media]\nfetch_remote = true\n");
+    let r = post(&public_only, "/v1/chat/completions", &image(url.clone()), &[]);
+    assert_eq!((r.status, r.json()["error"]["param"].as_str()), (400, Some(param)), "{}", r.text());
+    assert!(r.text().contains("loopback, private or link-local"), "{}", r.text());
+    let r = post(&public_only, "/v1/chat/completions", &image(url.replace("https", "http")), &[]);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(site.served.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing reached the private address");
+    assert_eq!(mock.count(), 0);
+
+    let allowed = start("[gateway.media]\nfetch_remote = true\nallow_private_addresses = true\n");
+    let r = post(&allowed, "/v1/chat/completions", &image(url.clone()), &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = mock.requests().last().unwrap().json();
+    assert_eq!(
+        sent["contents"][0]["parts"][1]["inlineData"],
+        json!({"mimeType": "image/png", "data": base64::engine::general_purpose::STANDARD.encode(&png)})
+    );
+
+    let small = start("[gateway.media]\nfetch_remote = true\nallow_private_addresses = true\nmax_bytes = 8\n");
+    let r = post(&small, "/v1/chat/completions", &image(url), &[]);
+    assert_eq!((r.status, r.json()["error"]["param"].as_str()), (400, Some(param)), "{}", r.text());
+    assert!(r.text().contains("larger than 8 bytes"), "{}", r.text());
+}

@@ -6,6 +6,7 @@
 //! Invariants: every problem is reported (not just the first), each naming its key and file:line
 //! or env variable; secrets are held in `Secret`, whose `Debug` never prints the value.
 
+mod media;
 mod policy;
 mod render;
 mod sections;
@@ -219,6 +220,7 @@ pub struct AuditConfig {
 }
 
 pub use crate::core::auth::Role;
+pub use media::MediaConfig;
 
 #[derive(Clone, Debug)]
 pub struct AdminToken {
@@ -323,6 +325,7 @@ pub struct Config {
     pub state: StateConfig,
     pub ledger: LedgerConfig,
     pub audit: AuditConfig,
+    pub media: MediaConfig,
     pub admin_tokens: Vec<AdminToken>,
     pub sso: SsoConfig,
     pub metrics: MetricsConfig,

@@ -138,6 +138,12 @@ pub(super) fn redacted(c: &Config) -> String {
                 "retention_days": c.audit.retention_days,
                 "collapse_window_seconds": c.audit.collapse_window_seconds,
             },
+            "media": {
+                "fetch_remote": c.media.fetch_remote,
+                "max_bytes": c.media.max_bytes,
+                "timeout_seconds": c.media.timeout_seconds,
+                "allow_private_addresses": c.media.allow_private_addresses,
+            },
             "admin_tokens": admin_tokens,
             "sso": sso,
             "metrics": { "per_key_labels": c.metrics.per_key_labels, "max_label_keys": c.metrics.max_label_keys },

@@ -198,6 +198,7 @@ pub(super) fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env
     let state = read_state(gw, d, env, &inputs.home, &mut notices);
     let ledger = read_ledger(gw, d);
     let audit = read_audit(gw, d);
+    let media = super::media::read(gw, d);
     let admin_tokens = read_admin_tokens(gw, d, env);
     let sso = read_sso(gw, d, env);
     let metrics = read_metrics(gw, d);
@@ -287,6 +288,7 @@ pub(super) fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env
         state,
         ledger,
         audit,
+        media,
         admin_tokens,
         sso,
         metrics,

@@ -41,6 +41,12 @@ pub enum Part {
         name: String,
         content: String,
     },
+    /// Media at a URL the client gave (`param` names where): the shell fetches it into `Media`
+    /// when the operator allows fetching, else the request is refused naming `param`.
+    Remote {
+        url: String,
+        param: String,
+    },
 }
 
 /// One turn of the conversation.
@@ -138,6 +144,8 @@ pub struct Unsupported {
     pub feature: Feature,
     /// Which item, for per-item features (tools).
     pub index: Option<usize>,
+    /// The parameter as the caller named it, when the form recorded it (remote media).
+    pub param: Option<String>,
     pub why: String,
 }
 

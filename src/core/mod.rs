@@ -6,6 +6,7 @@
 //! enforces it, together with the list of forbidden names (`SystemTime`, `Instant`, `std::sync`,
 //! `std::thread`, `std::fs`, `std::net`, `may::`, `ureq`, `log::`).
 
+pub mod address;
 pub mod admission;
 pub mod auth;
 pub mod credential;

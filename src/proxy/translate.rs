@@ -85,6 +85,50 @@ fn provider_error(ex: &mut Exchange<'_>, resp: Response, call: &mut Call) -> Res
     Err(err)
 }
 
+/// Remote media a request may make the gateway fetch.
+const MAX_FETCHES: usize = 16;
+
+/// Replaces each remote media part by the fetched bytes, when the operator turned fetching on
+/// (`[gateway.media] fetch_remote`); otherwise the request is refused naming the URL's parameter.
+fn fetch_media(shared: &Shared, request: &mut ir::Request, call: &mut Call) -> Result<(), ApiError> {
+    use base64::Engine as _;
+    let mut fetched = 0;
+    for part in request.turns.iter_mut().flat_map(|t| t.parts.iter_mut()) {
+        let ir::Part::Remote { url, param } = part else { continue };
+        let Some(fetcher) = shared.upstream.fetcher() else {
+            return Err(ApiError::refused(
+                "unsupported_parameter",
+                param,
+                "remote URLs are not fetched (the operator has not turned on [gateway.media] fetch_remote); send the media as a data: URL",
+            ));
+        };
+        fetched += 1;
+        if fetched > MAX_FETCHES {
+            return Err(ApiError::refused(
+                "unsupported_parameter",
+                param,
+                format!("at most {MAX_FETCHES} remote media URLs per request"),
+            ));
+        }
+        let t0 = clock::now();
+        let got = fetcher.get(url);
+        call.upstream += clock::elapsed(t0);
+        let (mime, bytes) = got.map_err(|e| {
+            ApiError::refused("invalid_parameter", param, format!("the media could not be fetched: {e}"))
+        })?;
+        if !(mime.starts_with("image/") || mime.starts_with("audio/") || mime == "application/pdf") {
+            return Err(ApiError::refused(
+                "invalid_parameter",
+                param,
+                "the URL did not answer with an image, audio or PDF",
+            ));
+        }
+        let data = base64::engine::general_purpose::STANDARD.encode(bytes);
+        *part = ir::Part::Media { mime, data };
+    }
+    Ok(())
+}
+
 /// Chat completions and embeddings to a translating provider.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn generate(
@@ -110,10 +154,12 @@ pub(super) fn generate(
     let model = model_segment(&decoded.request.model)?.to_string();
     let mut request = decoded.request;
     request.model.clone_from(&model);
-    let encoded = gemini::request::encode(&request)
-        .map_err(|u| refused(&if responses_api { responses::refuse(&u) } else { chat::refuse(&u) }))?;
-    let bytes = serde_json::to_vec(&encoded).map_err(|e| ApiError::internal(&e.to_string()))?;
+    let refuse = |u: ir::Unsupported| refused(&if responses_api { responses::refuse(&u) } else { chat::refuse(&u) });
+    gemini::request::check(&request).map_err(refuse)?;
     admit(shared, call, &model, peek, now)?;
+    fetch_media(shared, &mut request, call)?;
+    let encoded = gemini::request::encode(&request).map_err(refuse)?;
+    let bytes = serde_json::to_vec(&encoded).map_err(|e| ApiError::internal(&e.to_string()))?;
     let target = gemini::generate_target(&model, request.stream);
     let resp = call_upstream_as(shared, ex, provider, "POST", &target, Payload::Bytes(&bytes), call)?;
     if !(200..300).contains(&resp.status().as_u16()) {

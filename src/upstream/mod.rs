@@ -9,6 +9,7 @@
 //! Invariants: a call never runs on a std socket; an error is classified once here into the
 //! `Failure` the proxy maps to 502/504 and uses to decide whether a retry is allowed.
 
+mod fetch;
 mod resolver;
 mod transport;
 
@@ -19,7 +20,8 @@ use ureq::http::{self, Request, Response};
 use ureq::unversioned::transport::{ConnectProxyConnector, Connector, RustlsConnector};
 use ureq::{Agent, Body, Proxy, SendBody};
 
-use crate::config::UpstreamConfig;
+use crate::config::{MediaConfig, UpstreamConfig};
+pub use fetch::{FetchError, Fetcher};
 use resolver::CachingResolver;
 use transport::MayTcpConnector;
 
@@ -67,6 +69,8 @@ pub enum Payload<'a> {
 #[derive(Clone)]
 pub struct Upstream {
     agents: std::sync::Arc<[Agent]>,
+    /// The media fetcher, when `[gateway.media] fetch_remote` is on.
+    fetcher: Option<Fetcher>,
 }
 
 thread_local! {
@@ -81,7 +85,7 @@ impl Upstream {
     /// Builds one agent per may worker. Must run after may is configured (the DNS pool uses may
     /// channels and the shard count is the worker count).
     #[must_use]
-    pub fn new(cfg: &UpstreamConfig) -> Self {
+    pub fn new(cfg: &UpstreamConfig, media: &MediaConfig) -> Self {
         let shards = may::config().get_workers().max(1);
         let resolver = CachingResolver::start();
         let agents = (0..shards)
@@ -105,7 +109,14 @@ impl Upstream {
                 Agent::with_parts(config, connector, resolver.clone())
             })
             .collect();
-        Self { agents }
+        let fetcher = media.fetch_remote.then(|| Fetcher::new(media, resolver));
+        Self { agents, fetcher }
+    }
+
+    /// The media fetcher (`None`: remote media URLs are refused).
+    #[must_use]
+    pub fn fetcher(&self) -> Option<&Fetcher> {
+        self.fetcher.as_ref()
     }
 
     /// The agent of the calling thread's shard.

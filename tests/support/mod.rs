@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod client;
+pub mod https;
 pub mod mock;
 pub mod servers;
 

@@ -33,7 +33,7 @@ pub fn valid_function_name(name: &str) -> bool {
 
 fn refused(feature: Feature) -> Result<(), Unsupported> {
     match REFUSED.iter().find(|(f, _)| *f == feature) {
-        Some((_, why)) => Err(Unsupported { feature, index: None, why: (*why).to_string() }),
+        Some((_, why)) => Err(Unsupported { feature, index: None, param: None, why: (*why).to_string() }),
         None => Ok(()),
     }
 }
@@ -48,6 +48,7 @@ fn thinking(model: &str, effort: Effort) -> Result<Value, Unsupported> {
                 return Err(Unsupported {
                     feature: Feature::Effort,
                     index: None,
+                    param: None,
                     why: "Gemini 3 models cannot turn thinking off; use reasoning_effort minimal".into(),
                 })
             }
@@ -82,6 +83,8 @@ fn part(p: &Part, signature_first: &mut bool, validate: bool) -> Value {
             }
             v
         }
+        // `encode` refuses requests that still hold one (the shell fetches them first).
+        Part::Remote { url, .. } => json!({"fileData": {"fileUri": url}}),
         Part::ToolResult { name, content, .. } => {
             // A JSON result is passed as JSON; any other text as a string, both under `output`.
             let output = serde_json::from_str::<Value>(content).unwrap_or_else(|_| json!(content));
@@ -90,8 +93,44 @@ fn part(p: &Part, signature_first: &mut bool, validate: bool) -> Value {
     }
 }
 
+/// Every refusal `encode` would make, without building the body (so a call is refused before
+/// admission). Remote media is not refused here: the shell fetches it after admission.
+pub fn check(req: &ir::Request) -> Result<(), Unsupported> {
+    for (i, t) in req.tools.iter().enumerate() {
+        if !valid_function_name(&t.name) {
+            return Err(Unsupported {
+                feature: Feature::ToolName,
+                index: Some(i),
+                param: None,
+                why: "Gemini function names start with a letter or `_` and hold only letters, digits, `_ . : -` (at most 128)".into(),
+            });
+        }
+    }
+    if req.parallel_tool_calls == Some(false) {
+        refused(Feature::SingleToolCall)?;
+    }
+    if let Some(effort) = req.effort {
+        thinking(&req.model, effort)?;
+    }
+    Ok(())
+}
+
 /// The `generateContent` body for `req` (the model goes in the URL, not here).
 pub fn encode(req: &ir::Request) -> Result<Value, Unsupported> {
+    check(req)?;
+    if let Some(param) = req.turns.iter().flat_map(|t| &t.parts).find_map(|p| match p {
+        Part::Remote { param, .. } => Some(param),
+        _ => None,
+    }) {
+        return Err(Unsupported {
+            feature: Feature::Media,
+            index: None,
+            param: Some(param.clone()),
+            why: format!(
+                "`{param}`: remote URLs are not fetched (the operator has not turned on [gateway.media] fetch_remote); send the media as a data: URL"
+            ),
+        });
+    }
     let mut body = Map::new();
     if !req.system.is_empty() {
         let parts: Vec<Value> = req.system.iter().map(|t| json!({"text": t})).collect();
@@ -111,14 +150,7 @@ pub fn encode(req: &ir::Request) -> Result<Value, Unsupported> {
     body.insert("contents".into(), Value::Array(contents));
     if !req.tools.is_empty() {
         let mut decls = Vec::with_capacity(req.tools.len());
-        for (i, t) in req.tools.iter().enumerate() {
-            if !super::request::valid_function_name(&t.name) {
-                return Err(Unsupported {
-                    feature: Feature::ToolName,
-                    index: Some(i),
-                    why: "Gemini function names start with a letter or `_` and hold only letters, digits, `_ . : -` (at most 128)".into(),
-                });
-            }
+        for t in &req.tools {
             let mut d = json!({"name": t.name});
             if let Some(desc) = &t.description {
                 d["description"] = json!(desc);
@@ -138,9 +170,6 @@ pub fn encode(req: &ir::Request) -> Result<Value, Unsupported> {
             ToolChoice::Named(n) => json!({"mode": "ANY", "allowedFunctionNames": [n]}),
         };
         body.insert("toolConfig".into(), json!({"functionCallingConfig": cfg}));
-    }
-    if req.parallel_tool_calls == Some(false) {
-        refused(Feature::SingleToolCall)?;
     }
     let s = &req.sampling;
     let mut g = Map::new();

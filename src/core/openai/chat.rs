@@ -132,7 +132,7 @@ pub fn param_of(feature: Feature, index: Option<usize>) -> String {
 /// An egress's refusal in this dialect.
 #[must_use]
 pub fn refuse(u: &ir::Unsupported) -> Refusal {
-    Refusal::unsupported(param_of(u.feature, u.index), u.why.clone())
+    Refusal::unsupported(u.param.clone().unwrap_or_else(|| param_of(u.feature, u.index)), u.why.clone())
 }
 
 pub(super) fn no_op(v: &Value) -> bool {
@@ -507,10 +507,10 @@ pub(super) fn data_url(url: &str, path: &str) -> Result<Part, Refusal> {
         }
         return Err(Refusal::invalid(path, "a data URL must be data:<type>/<subtype>;base64,<data>"));
     }
-    Err(Refusal::unsupported(
-        path,
-        "remote URLs are not fetched for this provider (the gateway makes no outbound fetches by default); send the media as a data: URL",
-    ))
+    if url.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://")) {
+        return Ok(Part::Remote { url: url.to_string(), param: path.to_string() });
+    }
+    Err(Refusal::unsupported(path, "only data: URLs and https URLs are accepted for media"))
 }
 
 pub(super) fn clip(s: &str) -> String {
@@ -563,9 +563,10 @@ pub fn call_id(call: &ir::ToolCall, seed: &str, choice: u64, index: u64) -> Stri
         Some(id) if !id.is_empty() && !id.contains(SIG) => id.clone(),
         _ => format!("call_{seed}{choice}x{index}"),
     };
-    if let Some(sig) = &call.signature {
+    let safe = call.signature.as_deref().map(to_url_safe).unwrap_or_default();
+    if !safe.is_empty() {
         id.push_str(SIG);
-        id.push_str(&to_url_safe(sig));
+        id.push_str(&safe);
     }
     id
 }

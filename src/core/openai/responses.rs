@@ -585,5 +585,5 @@ pub fn refuse(u: &ir::Unsupported) -> Refusal {
         ir::Feature::Media => "input".to_string(),
         other => super::chat::param_of(other, u.index),
     };
-    Refusal::unsupported(param, u.why.clone())
+    Refusal::unsupported(u.param.clone().unwrap_or(param), u.why.clone())
 }
