@@ -6,25 +6,31 @@ use std::process::Command;
 use crate::support::mock::Mock;
 use crate::support::{Gateway, Opts};
 
-#[test]
-fn openai_python_sdk_works_unchanged() {
+/// Runs `tests/sdk/{script}` against `gw` with `key`; its stdout, after asserting it succeeded.
+fn run_script(gw: &Gateway, script: &str, key: &str) -> String {
     let python = std::env::var("PRODEX_TEST_PYTHON")
         .expect("PRODEX_TEST_PYTHON is not set: run the suite through scripts/test.sh, which installs the openai SDK");
+    let path = format!("{}/tests/sdk/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(python)
+        .arg(path)
+        .env("PRODEX_BASE_URL", format!("http://{}/v1", gw.addr))
+        .env("PRODEX_KEY", key)
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "SDK script {script} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+#[test]
+fn openai_python_sdk_works_unchanged() {
     let mock = Mock::start();
     let gw = Gateway::start(Opts {
         base_url: Some(mock.base_url()),
         env: vec![("PRODEX_GATEWAY_TOKEN", "sdk-master".into())],
         ..Opts::default()
     });
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_sdk.py");
-    let out = Command::new(python)
-        .arg(script)
-        .env("PRODEX_BASE_URL", format!("http://{}/v1", gw.addr))
-        .env("PRODEX_KEY", "sdk-master")
-        .output()
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "SDK script failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = run_script(&gw, "openai_sdk.py", "sdk-master");
     assert!(stdout.contains("ALL OK"), "{stdout}");
     // The SDK's own headers (~17 of them) must have reached the upstream intact.
     let seen = mock.requests();
@@ -34,8 +40,6 @@ fn openai_python_sdk_works_unchanged() {
 
 #[test]
 fn openai_sdk_does_not_retry_an_exhausted_budget() {
-    let python = std::env::var("PRODEX_TEST_PYTHON")
-        .expect("PRODEX_TEST_PYTHON is not set: run the suite through scripts/test.sh, which installs the openai SDK");
     let mock = Mock::start();
     let mut gw = Gateway::start(Opts {
         base_url: Some(mock.base_url()),
@@ -43,14 +47,7 @@ fn openai_sdk_does_not_retry_an_exhausted_budget() {
         env: vec![("SPENT", "pk-spent".into())],
         ..Opts::default()
     });
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/budget_exhausted.py");
-    let out = Command::new(python)
-        .arg(script)
-        .env("PRODEX_BASE_URL", format!("http://{}/v1", gw.addr))
-        .env("PRODEX_KEY", "pk-spent")
-        .output()
-        .expect("run python");
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    run_script(&gw, "budget_exhausted.py", "pk-spent");
     assert_eq!(mock.count(), 0);
     gw.signal(libc::SIGTERM);
     gw.wait_exit(std::time::Duration::from_secs(10));
@@ -60,8 +57,6 @@ fn openai_sdk_does_not_retry_an_exhausted_budget() {
 
 #[test]
 fn openai_python_sdk_works_through_the_gemini_bridge() {
-    let python = std::env::var("PRODEX_TEST_PYTHON")
-        .expect("PRODEX_TEST_PYTHON is not set: run the suite through scripts/test.sh, which installs the openai SDK");
     let mock = Mock::start();
     let gw = Gateway::start(Opts {
         base_url: Some(format!("http://{}/v1beta", mock.addr)),
@@ -69,15 +64,7 @@ fn openai_python_sdk_works_through_the_gemini_bridge() {
         env: vec![("PRODEX_GATEWAY_TOKEN", "sdk-master".into()), ("GEMINI_API_KEY", "gk-sdk".into())],
         ..Opts::default()
     });
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/gemini_sdk.py");
-    let out = Command::new(python)
-        .arg(script)
-        .env("PRODEX_BASE_URL", format!("http://{}/v1", gw.addr))
-        .env("PRODEX_KEY", "sdk-master")
-        .output()
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "SDK script failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = run_script(&gw, "gemini_sdk.py", "sdk-master");
     assert!(stdout.contains("ALL OK"), "{stdout}");
     let seen = mock.requests();
     assert!(seen.iter().all(|s| s.header("x-goog-api-key") == Some("gk-sdk")), "every call carried the provider key");

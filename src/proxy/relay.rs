@@ -166,6 +166,33 @@ pub(super) fn timed_read(
     n
 }
 
+/// The upstream stream broke or sent what is not SSE (recorded on the call); the unfinished
+/// chunked body tells the client it was cut.
+pub(super) struct StreamBroke;
+
+/// The SSE events the next upstream read completes: `None` at the end of the stream.
+pub(super) fn read_events(
+    ex: &mut Exchange<'_>,
+    call: &mut Call,
+    reader: &mut impl Read,
+    buf: &mut [u8],
+    decoder: &mut sse::Decoder,
+) -> Result<Option<Vec<sse::Event>>, StreamBroke> {
+    let n = match timed_read(ex, call, reader, buf) {
+        Ok(0) => return Ok(None),
+        Ok(n) => n,
+        Err(e) => {
+            log::warn!("call {}: upstream stream broke: {e}", call.call_id);
+            call.error_code = Some("upstream_stream_broken".into());
+            return Err(StreamBroke);
+        }
+    };
+    decoder.feed(&buf[..n]).map(Some).map_err(|_| {
+        call.error_code = Some("upstream_invalid_response".into());
+        StreamBroke
+    })
+}
+
 /// Relays an SSE stream event by event, metering usage and hiding injected usage chunks.
 fn relay_sse(
     ex: &mut Exchange<'_>,
@@ -184,19 +211,10 @@ fn relay_sse(
         return Ok(Tail::Nothing);
     }
     loop {
-        let read = timed_read(ex, call, &mut reader, &mut buf);
-        let n = match read {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) => {
-                log::warn!("call {}: upstream stream broke: {e}", call.call_id);
-                call.error_code = Some("upstream_stream_broken".into());
-                return Ok(Tail::Nothing);
-            }
-        };
-        let Ok(events) = decoder.feed(&buf[..n]) else {
-            call.error_code = Some("upstream_invalid_response".into());
-            return Ok(Tail::Nothing);
+        let events = match read_events(ex, call, &mut reader, &mut buf, &mut decoder) {
+            Ok(Some(events)) => events,
+            Ok(None) => break,
+            Err(StreamBroke) => return Ok(Tail::Nothing),
         };
         for event in events {
             let action = if *route == Route::ChatCompletions {

@@ -14,7 +14,7 @@
 use serde_json::{Map, Value};
 
 use super::attempts::call_upstream_as;
-use super::relay::{header_refs, note_usage, read_whole, timed_read};
+use super::relay::{header_refs, note_usage, read_events, read_whole, StreamBroke};
 use super::{admit, printable, ratelimit_headers, Call, Tail, UsageSource};
 use crate::clock;
 use crate::config::Provider;
@@ -229,18 +229,10 @@ fn stream(
     let mut buf = vec![0u8; 16 * 1024];
     let mut failed = false;
     'read: loop {
-        let n = match timed_read(ex, call, &mut reader, &mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) => {
-                log::warn!("call {}: upstream stream broke: {e}", call.call_id);
-                call.error_code = Some("upstream_stream_broken".into());
-                return Ok(Tail::Nothing);
-            }
-        };
-        let Ok(events) = frames.feed(&buf[..n]) else {
-            call.error_code = Some("upstream_invalid_response".into());
-            return Ok(Tail::Nothing);
+        let events = match read_events(ex, call, &mut reader, &mut buf, &mut frames) {
+            Ok(Some(events)) => events,
+            Ok(None) => break,
+            Err(StreamBroke) => return Ok(Tail::Nothing),
         };
         for frame in events.iter().filter(|f| !f.data.is_empty()) {
             match forward(ex, call, &mut decoder, encoder.as_mut(), &frame.data) {

@@ -15,20 +15,14 @@ use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
 
-use crate::core::ir::{self, Effort, Feature, Finish, Format, Part, Role, ToolChoice, Turn};
+use crate::core::ir::{self, Feature, Finish, Format, Part, Role, Turn};
 use crate::core::openai::Usage;
 
-/// What the gateway does with a chat parameter on a translated route.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Disposition {
-    /// Mapped into the intermediate form; an egress may still refuse the `Feature`.
-    Translated(Option<Feature>),
-    /// Accepted with no effect, named in `x-prodex-ignored-params`.
-    Hint,
-    /// No equivalent anywhere: 400 unless its value is a no-op (null, false, empty).
-    Rejected,
-}
-
+pub use super::dialect::{call_id, split_call_id, Decoded, Disposition, Refusal};
+use super::dialect::{
+    clip, common, count, data_url, effort, from_url_safe, kind, no_op, number, push_once, push_result, screen, string,
+    tool_choice, tool_def,
+};
 use Disposition::{Hint, Rejected, Translated};
 
 /// Every chat-completions parameter the gateway knows, the one table the decoder and
@@ -79,37 +73,6 @@ pub const NESTED_HINTS: &[&str] = &[
     "stream_options.include_obfuscation",
 ];
 
-/// A request the gateway refuses, naming the parameter.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refusal {
-    /// `unsupported_parameter`, `unsupported_value` or `invalid_parameter`.
-    pub code: &'static str,
-    pub param: String,
-    pub message: String,
-}
-
-impl Refusal {
-    pub(super) fn unsupported(param: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { code: "unsupported_parameter", param: param.into(), message: message.into() }
-    }
-    pub(super) fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { code: "invalid_parameter", param: param.into(), message: message.into() }
-    }
-    pub(super) fn value(param: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { code: "unsupported_value", param: param.into(), message: message.into() }
-    }
-}
-
-/// A decoded chat request.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Decoded {
-    pub request: ir::Request,
-    /// Hint parameters present (no effect on the provider), for `x-prodex-ignored-params`.
-    pub ignored: Vec<String>,
-    /// `stream_options.include_usage`.
-    pub include_usage: bool,
-}
-
 /// The parameter that asks for `feature` (for an egress's refusal).
 #[must_use]
 pub fn param_of(feature: Feature, index: Option<usize>) -> String {
@@ -135,76 +98,13 @@ pub fn refuse(u: &ir::Unsupported) -> Refusal {
     Refusal::unsupported(u.param.clone().unwrap_or_else(|| param_of(u.feature, u.index)), u.why.clone())
 }
 
-pub(super) fn no_op(v: &Value) -> bool {
-    match v {
-        Value::Null | Value::Bool(false) => true,
-        Value::Object(m) => m.is_empty(),
-        Value::Array(a) => a.is_empty(),
-        _ => false,
-    }
-}
-
-pub(super) fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-pub(super) fn string<'v>(v: &'v Value, path: &str) -> Result<&'v str, Refusal> {
-    v.as_str().ok_or_else(|| Refusal::invalid(path, format!("`{path}` must be a string, not {}", kind(v))))
-}
-
-pub(super) fn number(v: &Value, path: &str) -> Result<f64, Refusal> {
-    v.as_f64().ok_or_else(|| Refusal::invalid(path, format!("`{path}` must be a number, not {}", kind(v))))
-}
-
-pub(super) fn count(v: &Value, path: &str) -> Result<u64, Refusal> {
-    v.as_u64().ok_or_else(|| Refusal::invalid(path, format!("`{path}` must be a non-negative integer")))
-}
-
 /// Reads a chat-completions body into the intermediate form.
 pub fn decode_request(body: &Map<String, Value>) -> Result<Decoded, Refusal> {
-    let mut ignored = Vec::new();
-    for (name, value) in body {
-        match PARAMS.iter().find(|(n, _)| n == name).map(|(_, d)| *d) {
-            None => {
-                return Err(Refusal::unsupported(
-                    name.as_str(),
-                    format!("`{name}` is not a chat-completions parameter this provider can translate"),
-                ))
-            }
-            Some(Rejected) if !no_op(value) => {
-                return Err(Refusal::unsupported(
-                    name.as_str(),
-                    format!("`{name}` has no equivalent at this provider; remove it or use an OpenAI upstream"),
-                ))
-            }
-            Some(Hint) if !value.is_null() => ignored.push(name.clone()),
-            _ => {}
-        }
-    }
+    let mut ignored = screen(body, PARAMS, "chat-completions", |_| {
+        "no equivalent at this provider; remove it or use an OpenAI upstream"
+    })?;
+    let (model, stream, include_usage) = common(body, &mut ignored)?;
     let get = |k: &str| body.get(k).filter(|v| !v.is_null());
-    let model = string(get("model").unwrap_or(&Value::Null), "model")?.to_string();
-    let stream =
-        get("stream").map(|v| v.as_bool().ok_or_else(|| Refusal::invalid("stream", "`stream` must be a boolean")));
-    let stream = stream.transpose()?.unwrap_or(false);
-    let mut include_usage = false;
-    if let Some(opts) = get("stream_options") {
-        let opts =
-            opts.as_object().ok_or_else(|| Refusal::invalid("stream_options", "`stream_options` must be an object"))?;
-        for (k, v) in opts {
-            match k.as_str() {
-                "include_usage" => include_usage = v.as_bool().unwrap_or(false),
-                "include_obfuscation" => push_once(&mut ignored, "stream_options.include_obfuscation"),
-                _ => return Err(Refusal::unsupported(format!("stream_options.{k}"), "unknown stream option")),
-            }
-        }
-    }
     let (system, turns) = messages(get("messages"), &mut ignored)?;
     let mut sampling = ir::Sampling {
         max_tokens: get("max_completion_tokens")
@@ -237,7 +137,7 @@ pub fn decode_request(body: &Map<String, Value>) -> Result<Decoded, Refusal> {
         }
     }
     let tools = tools(get("tools"), &mut ignored)?;
-    let tool_choice = get("tool_choice").map(tool_choice).transpose()?;
+    let tool_choice = get("tool_choice").map(|v| tool_choice(v, "tool_choice.function.name")).transpose()?;
     let parallel_tool_calls = get("parallel_tool_calls")
         .map(|v| {
             v.as_bool()
@@ -249,25 +149,6 @@ pub fn decode_request(body: &Map<String, Value>) -> Result<Decoded, Refusal> {
     let request =
         ir::Request { model, system, turns, tools, tool_choice, parallel_tool_calls, format, sampling, effort, stream };
     Ok(Decoded { request, ignored, include_usage })
-}
-
-pub(super) fn push_once(list: &mut Vec<String>, name: &str) {
-    if !list.iter().any(|n| n == name) {
-        list.push(name.to_string());
-    }
-}
-
-pub(super) fn effort(v: &Value) -> Result<Effort, Refusal> {
-    Ok(match string(v, "reasoning_effort")? {
-        "none" => Effort::None,
-        "minimal" => Effort::Minimal,
-        "low" => Effort::Low,
-        "medium" => Effort::Medium,
-        "high" | "xhigh" => Effort::High,
-        other => {
-            return Err(Refusal::value("reasoning_effort", format!("unknown `reasoning_effort` `{}`", clip(other))))
-        }
-    })
 }
 
 fn format(v: &Value) -> Result<Format, Refusal> {
@@ -291,24 +172,6 @@ fn format(v: &Value) -> Result<Format, Refusal> {
     }
 }
 
-fn tool_choice(v: &Value) -> Result<ToolChoice, Refusal> {
-    match v {
-        Value::String(s) => match s.as_str() {
-            "none" => Ok(ToolChoice::None),
-            "auto" => Ok(ToolChoice::Auto),
-            "required" => Ok(ToolChoice::Required),
-            _ => Err(Refusal::value("tool_choice", "`tool_choice` must be none, auto, required or a named function")),
-        },
-        Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("function") => {
-            let name = o.get("function").and_then(|f| f.get("name")).and_then(Value::as_str);
-            name.map(|n| ToolChoice::Named(n.to_string())).ok_or_else(|| {
-                Refusal::invalid("tool_choice.function.name", "a named `tool_choice` needs `function.name`")
-            })
-        }
-        _ => Err(Refusal::unsupported("tool_choice", "only none, auto, required and a named function are translated")),
-    }
-}
-
 fn tools(v: Option<&Value>, ignored: &mut Vec<String>) -> Result<Vec<ir::Tool>, Refusal> {
     let Some(v) = v else { return Ok(Vec::new()) };
     let list = v.as_array().ok_or_else(|| Refusal::invalid("tools", "`tools` must be an array"))?;
@@ -317,16 +180,10 @@ fn tools(v: Option<&Value>, ignored: &mut Vec<String>) -> Result<Vec<ir::Tool>, 
         if t.get("type").and_then(Value::as_str) != Some("function") {
             return Err(Refusal::unsupported(format!("tools[{i}].type"), "only function tools are translated"));
         }
-        let f = t.get("function").and_then(Value::as_object).ok_or_else(|| {
+        let f = t.get("function").filter(|f| f.is_object()).ok_or_else(|| {
             Refusal::invalid(format!("tools[{i}].function"), "a function tool needs a `function` object")
         })?;
-        let name = string(f.get("name").unwrap_or(&Value::Null), &format!("tools[{i}].function.name"))?;
-        if f.get("strict").is_some_and(|s| s.as_bool() == Some(true)) {
-            push_once(ignored, "tools[].function.strict");
-        }
-        let description = f.get("description").and_then(Value::as_str).map(str::to_string);
-        let schema = f.get("parameters").filter(|p| !p.is_null()).cloned();
-        out.push(ir::Tool { name: name.to_string(), description, schema });
+        out.push(tool_def(f, &format!("tools[{i}].function"), ignored, "tools[].function.strict")?);
     }
     Ok(out)
 }
@@ -388,12 +245,7 @@ fn messages(v: Option<&Value>, ignored: &mut Vec<String>) -> Result<(Vec<String>
                 })?;
                 let content = texts(content, &at("content"))?.join("");
                 let part = Part::ToolResult { call_id, name, content };
-                match turns.last_mut() {
-                    Some(t) if t.role == Role::User && t.parts.iter().all(|p| matches!(p, Part::ToolResult { .. })) => {
-                        t.parts.push(part)
-                    }
-                    _ => turns.push(Turn { role: Role::User, parts: vec![part] }),
-                }
+                push_result(&mut turns, part);
             }
             other => return Err(Refusal::value(at("role"), format!("role `{}` is not translated", clip(other)))),
         }
@@ -495,80 +347,6 @@ fn user_parts(content: &Value, i: usize, ignored: &mut Vec<String>) -> Result<Ve
         }
     }
     Ok(out)
-}
-
-/// A `data:<mime>;base64,<data>` URL as inline media; anything else is refused by name.
-pub(super) fn data_url(url: &str, path: &str) -> Result<Part, Refusal> {
-    if let Some(rest) = url.strip_prefix("data:") {
-        if let Some((meta, data)) = rest.split_once(',') {
-            if let Some(mime) = meta.strip_suffix(";base64").filter(|m| m.contains('/')) {
-                return Ok(Part::Media { mime: mime.to_string(), data: data.to_string() });
-            }
-        }
-        return Err(Refusal::invalid(path, "a data URL must be data:<type>/<subtype>;base64,<data>"));
-    }
-    if url.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://")) {
-        return Ok(Part::Remote { url: url.to_string(), param: path.to_string() });
-    }
-    Err(Refusal::unsupported(path, "only data: URLs and https URLs are accepted for media"))
-}
-
-pub(super) fn clip(s: &str) -> String {
-    s.chars().take(64).filter(|c| !c.is_control()).collect()
-}
-
-/// Separator between a tool-call id and the signature it carries.
-const SIG: &str = "__ts_";
-
-/// Splits an id the encoder wrote into the original id and its signature (base64url).
-#[must_use]
-pub fn split_call_id(id: &str) -> (&str, Option<&str>) {
-    match id.split_once(SIG) {
-        Some((id, sig)) if !sig.is_empty() => (id, Some(sig)),
-        _ => (id, None),
-    }
-}
-
-/// Standard base64 → base64url without padding (so the id stays `[A-Za-z0-9_-]`).
-fn to_url_safe(sig: &str) -> String {
-    sig.chars()
-        .filter(|c| *c != '=')
-        .map(|c| match c {
-            '+' => '-',
-            '/' => '_',
-            c => c,
-        })
-        .collect()
-}
-
-pub(super) fn from_url_safe(sig: &str) -> String {
-    let mut s: String = sig
-        .chars()
-        .map(|c| match c {
-            '-' => '+',
-            '_' => '/',
-            c => c,
-        })
-        .collect();
-    while s.len() % 4 != 0 {
-        s.push('=');
-    }
-    s
-}
-
-/// The id a client sees for a call: the provider's (or one made from `seed`), plus its signature.
-#[must_use]
-pub fn call_id(call: &ir::ToolCall, seed: &str, choice: u64, index: u64) -> String {
-    let mut id = match &call.id {
-        Some(id) if !id.is_empty() && !id.contains(SIG) => id.clone(),
-        _ => format!("call_{seed}{choice}x{index}"),
-    };
-    let safe = call.signature.as_deref().map(to_url_safe).unwrap_or_default();
-    if !safe.is_empty() {
-        id.push_str(SIG);
-        id.push_str(&safe);
-    }
-    id
 }
 
 pub(super) fn finish_reason(f: Option<Finish>) -> &'static str {

@@ -9,6 +9,7 @@
 //! have seen without the gateway's injection; usage is read from provider output only.
 
 pub mod chat;
+mod dialect;
 pub mod embed;
 pub mod responses;
 

@@ -15,11 +15,12 @@ use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
 
-use super::chat::{
-    call_id, clip, count, data_url, effort, kind, no_op, number, push_once, split_call_id, string, Decoded,
-    Disposition, Refusal,
+use super::dialect::{
+    call_id, clip, count, data_url, effort, from_url_safe, kind, no_op, number, push_once, split_call_id, string,
+    Decoded, Disposition, Refusal,
 };
-use crate::core::ir::{self, Event, Finish, Format, Part, Role, StreamEncoder, ToolChoice, Turn};
+use super::dialect::{common, push_result, screen, tool_choice, tool_def};
+use crate::core::ir::{self, Event, Finish, Format, Part, Role, StreamEncoder, Turn};
 use crate::core::openai::Usage;
 
 use Disposition::{Hint, Rejected, Translated};
@@ -66,41 +67,14 @@ fn unsupported(param: impl Into<String>, message: impl Into<String>) -> Refusal 
 
 /// Reads a Responses body into the intermediate form.
 pub fn decode_request(body: &Map<String, Value>) -> Result<Decoded, Refusal> {
-    let mut ignored = Vec::new();
-    for (name, value) in body {
-        match PARAMS.iter().find(|(n, _)| n == name).map(|(_, d)| *d) {
-            None => {
-                return Err(unsupported(
-                    name.as_str(),
-                    format!("`{name}` is not a Responses parameter this provider can translate"),
-                ))
-            }
-            Some(Rejected) if !no_op(value) => {
-                let why = match name.as_str() {
-                    "previous_response_id" | "conversation" => {
-                        "this provider stores no responses: send the whole conversation in `input`"
-                    }
-                    _ => "no equivalent at this provider; remove it or use an OpenAI upstream",
-                };
-                return Err(unsupported(name.as_str(), format!("`{name}`: {why}")));
-            }
-            Some(Hint) if !value.is_null() => ignored.push(name.clone()),
-            _ => {}
+    let mut ignored = screen(body, PARAMS, "Responses", |name| match name {
+        "previous_response_id" | "conversation" => {
+            "this provider stores no responses: send the whole conversation in `input`"
         }
-    }
+        _ => "no equivalent at this provider; remove it or use an OpenAI upstream",
+    })?;
+    let (model, stream, _) = common(body, &mut ignored)?;
     let get = |k: &str| body.get(k).filter(|v| !v.is_null());
-    let model = string(get("model").unwrap_or(&Value::Null), "model")?.to_string();
-    let stream =
-        get("stream").map(|v| v.as_bool().ok_or_else(|| Refusal::invalid("stream", "`stream` must be a boolean")));
-    let stream = stream.transpose()?.unwrap_or(false);
-    if let Some(opts) = get("stream_options").and_then(Value::as_object) {
-        for k in opts.keys() {
-            match k.as_str() {
-                "include_obfuscation" => push_once(&mut ignored, "stream_options.include_obfuscation"),
-                _ => return Err(unsupported(format!("stream_options.{k}"), "unknown stream option")),
-            }
-        }
-    }
     let mut system = Vec::new();
     if let Some(i) = get("instructions") {
         system.push(string(i, "instructions")?.to_string());
@@ -113,7 +87,7 @@ pub fn decode_request(body: &Map<String, Value>) -> Result<Decoded, Refusal> {
         ..ir::Sampling::default()
     };
     let tools = tools(get("tools"), &mut ignored)?;
-    let tool_choice = get("tool_choice").map(tool_choice).transpose()?;
+    let tool_choice = get("tool_choice").map(|v| tool_choice(v, "tool_choice.name")).transpose()?;
     let parallel_tool_calls = get("parallel_tool_calls")
         .map(|v| {
             v.as_bool()
@@ -166,23 +140,6 @@ fn text_format(t: &Value) -> Result<Format, Refusal> {
     }
 }
 
-fn tool_choice(v: &Value) -> Result<ToolChoice, Refusal> {
-    match v {
-        Value::String(s) => match s.as_str() {
-            "none" => Ok(ToolChoice::None),
-            "auto" => Ok(ToolChoice::Auto),
-            "required" => Ok(ToolChoice::Required),
-            _ => Err(Refusal::value("tool_choice", "`tool_choice` must be none, auto, required or a named function")),
-        },
-        Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("function") => o
-            .get("name")
-            .and_then(Value::as_str)
-            .map(|n| ToolChoice::Named(n.to_string()))
-            .ok_or_else(|| Refusal::invalid("tool_choice.name", "a named `tool_choice` needs `name`")),
-        _ => Err(unsupported("tool_choice", "only none, auto, required and a named function are translated")),
-    }
-}
-
 fn tools(v: Option<&Value>, ignored: &mut Vec<String>) -> Result<Vec<ir::Tool>, Refusal> {
     let Some(v) = v else { return Ok(Vec::new()) };
     let list = v.as_array().ok_or_else(|| Refusal::invalid("tools", "`tools` must be an array"))?;
@@ -191,13 +148,7 @@ fn tools(v: Option<&Value>, ignored: &mut Vec<String>) -> Result<Vec<ir::Tool>, 
         if t.get("type").and_then(Value::as_str) != Some("function") {
             return Err(unsupported(format!("tools[{i}].type"), "only function tools are translated"));
         }
-        let name = string(t.get("name").unwrap_or(&Value::Null), &format!("tools[{i}].name"))?;
-        if t.get("strict").is_some_and(|s| s.as_bool() == Some(true)) {
-            push_once(ignored, "tools[].strict");
-        }
-        let description = t.get("description").and_then(Value::as_str).map(str::to_string);
-        let schema = t.get("parameters").filter(|p| !p.is_null()).cloned();
-        out.push(ir::Tool { name: name.to_string(), description, schema });
+        out.push(tool_def(t, &format!("tools[{i}]"), ignored, "tools[].strict")?);
     }
     Ok(out)
 }
@@ -250,7 +201,7 @@ fn input(v: Option<&Value>, system: &mut Vec<String>, ignored: &mut Vec<String>)
                 };
                 let (id, signature) = split_call_id(raw_id);
                 names.insert(id.to_string(), name.to_string());
-                let signature = signature.map(super::chat::from_url_safe);
+                let signature = signature.map(from_url_safe);
                 push(
                     &mut turns,
                     Role::Assistant,
@@ -281,12 +232,7 @@ fn input(v: Option<&Value>, system: &mut Vec<String>, ignored: &mut Vec<String>)
                     }
                 };
                 let part = Part::ToolResult { call_id, name, content: output };
-                match turns.last_mut() {
-                    Some(t) if t.role == Role::User && t.parts.iter().all(|p| matches!(p, Part::ToolResult { .. })) => {
-                        t.parts.push(part)
-                    }
-                    _ => turns.push(Turn { role: Role::User, parts: vec![part] }),
-                }
+                push_result(&mut turns, part);
             }
             other => {
                 return Err(unsupported(
