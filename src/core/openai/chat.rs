@@ -18,11 +18,11 @@ use serde_json::{json, Map, Value};
 use crate::core::ir::{self, Feature, Finish, Format, Part, Role, Turn};
 use crate::core::openai::Usage;
 
-pub use super::dialect::{call_id, split_call_id, Decoded, Disposition, Refusal};
 use super::dialect::{
-    clip, common, count, data_url, effort, from_url_safe, kind, no_op, number, push_once, push_result, screen, string,
-    tool_choice, tool_def,
+    boolean, clip, common, count, data_url, effort, from_url_safe, kind, no_op, number, push_once, push_result, screen,
+    string, tool_choice, tool_def,
 };
+pub use super::dialect::{call_id, split_call_id, Decoded, Disposition, Refusal};
 use Disposition::{Hint, Rejected, Translated};
 
 /// Every chat-completions parameter the gateway knows, the one table the decoder and
@@ -138,12 +138,7 @@ pub fn decode_request(body: &Map<String, Value>) -> Result<Decoded, Refusal> {
     }
     let tools = tools(get("tools"), &mut ignored)?;
     let tool_choice = get("tool_choice").map(|v| tool_choice(v, "tool_choice.function.name")).transpose()?;
-    let parallel_tool_calls = get("parallel_tool_calls")
-        .map(|v| {
-            v.as_bool()
-                .ok_or_else(|| Refusal::invalid("parallel_tool_calls", "`parallel_tool_calls` must be a boolean"))
-        })
-        .transpose()?;
+    let parallel_tool_calls = get("parallel_tool_calls").map(|v| boolean(v, "parallel_tool_calls")).transpose()?;
     let format = get("response_format").map(format).transpose()?.unwrap_or(Format::Text);
     let effort = get("reasoning_effort").map(effort).transpose()?;
     let request =

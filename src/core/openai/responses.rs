@@ -15,11 +15,11 @@ use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
 
+use super::dialect::{boolean, common, push_result, screen, tool_choice, tool_def};
 use super::dialect::{
     call_id, clip, count, data_url, effort, from_url_safe, kind, no_op, number, push_once, split_call_id, string,
     Decoded, Disposition, Refusal,
 };
-use super::dialect::{common, push_result, screen, tool_choice, tool_def};
 use crate::core::ir::{self, Event, Finish, Format, Part, Role, StreamEncoder, Turn};
 use crate::core::openai::Usage;
 
@@ -88,12 +88,7 @@ pub fn decode_request(body: &Map<String, Value>) -> Result<Decoded, Refusal> {
     };
     let tools = tools(get("tools"), &mut ignored)?;
     let tool_choice = get("tool_choice").map(|v| tool_choice(v, "tool_choice.name")).transpose()?;
-    let parallel_tool_calls = get("parallel_tool_calls")
-        .map(|v| {
-            v.as_bool()
-                .ok_or_else(|| Refusal::invalid("parallel_tool_calls", "`parallel_tool_calls` must be a boolean"))
-        })
-        .transpose()?;
+    let parallel_tool_calls = get("parallel_tool_calls").map(|v| boolean(v, "parallel_tool_calls")).transpose()?;
     let format = match get("text") {
         None => Format::Text,
         Some(t) => text_format(t)?,
