@@ -58,7 +58,34 @@ impl ApiError {
         }
     }
 
-    /// The JSON body.
+    /// The Anthropic error `type` for this status.
+    #[must_use]
+    pub fn anthropic_kind(&self) -> &'static str {
+        match self.status {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            503 | 529 => "overloaded_error",
+            400..=499 => "invalid_request_error",
+            _ => "api_error",
+        }
+    }
+
+    /// The JSON body in the caller's dialect: Anthropic's error object on `/v1/messages`, the
+    /// OpenAI error object everywhere else.
+    #[must_use]
+    pub fn body_in(&self, dialect: crate::core::route::Dialect) -> Vec<u8> {
+        if !dialect.anthropic() {
+            return self.body();
+        }
+        let value =
+            serde_json::json!({"type": "error", "error": {"type": self.anthropic_kind(), "message": self.message}});
+        serde_json::to_vec(&value).unwrap_or_default()
+    }
+
+    /// The JSON body (OpenAI's error object).
     #[must_use]
     pub fn body(&self) -> Vec<u8> {
         let value = serde_json::json!({

@@ -9,8 +9,9 @@
 //! - [`core`]: the sync-free rules (routes, SSE decoding, usage, credentials, time formats). No I/O,
 //!   no clock, no locks; everything time-dependent takes `now` as an argument.
 //! - [`config`]: `policy.toml` + environment + flags → a validated [`config::Config`] (pure).
-//! - [`http`]: our HTTP/1.1 server on may coroutines (`server`), its pure codec (`codec`) and the
-//!   route table (`mod.rs`).
+//! - [`http`]: our HTTP/1.1 server library on may coroutines (`server`) and its pure codec
+//!   (`codec`); it knows no handler. [`router`]: the route table it is given (health, admin,
+//!   data plane). [`lifecycle`]: the counters the server, health routes and probes share.
 //! - [`proxy`]: the data plane in phase order; [`upstream`]: ureq on may sockets.
 //! - [`admin`]: the admin plane (`/v1/prodex/gateway/…`): principals, keys, usage, ledger, CSV,
 //!   metrics, OpenAPI, audit.
@@ -31,9 +32,11 @@ pub mod core;
 pub mod error;
 pub mod http;
 pub mod keyring;
+pub mod lifecycle;
 pub mod logs;
 pub mod proxy;
 pub mod retention;
+pub mod router;
 pub mod serve;
 pub mod state;
 pub mod store;

@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use crate::clock;
 use crate::config::Config;
-use crate::http::server::{self, Lifecycle, Limits};
-use crate::http::Gateway;
+use crate::http::server::{self, Limits};
 use crate::keyring::{self, Keyring};
+use crate::lifecycle::Lifecycle;
 use crate::logs;
+use crate::router::Gateway;
 use crate::state::{Parts, Shared};
 use crate::store::Store;
 use crate::upstream::Upstream;

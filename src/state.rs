@@ -10,10 +10,9 @@ use crate::core::auth::AdminCredential;
 use crate::core::credential::digest;
 use crate::core::ledger::LedgerRow;
 use crate::core::metrics::Registry;
-use crate::core::model_matches;
 use crate::core::pricing::PriceTable;
-use crate::http::server::Lifecycle;
 use crate::keyring::Keyring;
+use crate::lifecycle::Lifecycle;
 use crate::store::{Finished, Store};
 use crate::upstream::Upstream;
 
@@ -121,9 +120,9 @@ impl Shared {
     /// The provider for `model`: the first whose `models` globs match, else the default provider.
     #[must_use]
     pub fn provider_for(&self, model: Option<&str>) -> Option<&Provider> {
-        let by_glob =
-            model.and_then(|m| self.config.providers.iter().find(|p| p.models.iter().any(|g| model_matches(g, m))));
-        by_glob.or_else(|| self.config.provider(&self.config.default_provider))
+        let table = self.config.providers.iter().map(|p| (p.name.as_str(), p.models.as_slice()));
+        let name = crate::core::provider::route_model(table, &self.config.default_provider, model);
+        self.config.provider(name)
     }
 
     /// Whether to write the audit denial `e` now (`false`: folded into an open window).
@@ -159,7 +158,7 @@ impl Shared {
 
     /// Feeds one recorded call into the metrics (and the key's last known budget headroom).
     pub fn observe(&self, row: &LedgerRow, budget_remaining: Option<Option<u64>>) {
-        let sample = crate::admin::metrics::sample(row);
+        let sample = crate::core::ledger::sample(row);
         self.with_metrics(|m| {
             m.observe(&sample);
             if let Some(left) = budget_remaining {

@@ -380,24 +380,26 @@ fn b3_b13_inert_settings_are_named() {
     let policy =
         "[[gateway.route_aliases]]\nalias = \"prodex-fast\"\nmodels = [\"gpt-4o-mini\"]\nstrategy = \"fallback\"\n";
     std::fs::write(home.0.join("policy.toml"), policy).unwrap();
-    let (code, text) = check_output(&home.0, &[("GEMINI_API_KEY", "g-key")], &["--provider", "gemini"]);
+    let (code, text) = check_output(&home.0, &[("ANTHROPIC_API_KEY", "a-key")], &["--provider", "anthropic"]);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("[[gateway.route_aliases]] (prodex-fast) is not applied in this build"), "{text}");
-    assert!(text.contains("provider gemini (kind gemini) cannot serve calls in this build"), "{text}");
-    assert!(!text.contains("provider anthropic"), "built-ins nobody uses are not noise: {text}");
+    assert!(text.contains("provider anthropic (kind anthropic) cannot serve calls in this build"), "{text}");
+    assert!(!text.contains("provider gemini"), "built-ins nobody uses are not noise: {text}");
+    let (_, text) = check_output(&home.0, &[("GEMINI_API_KEY", "g-key")], &["--provider", "gemini"]);
+    assert!(!text.contains("cannot serve calls"), "the Gemini bridge serves calls: {text}");
     let gw = Gateway::start(Opts {
         home: Some(home),
-        args: vec!["--provider", "gemini"],
-        env: vec![("GEMINI_API_KEY", "g-key".into())],
+        args: vec!["--provider", "anthropic"],
+        env: vec![("ANTHROPIC_API_KEY", "a-key".into())],
         ..Opts::default()
     });
     let log = gw.stderr_text();
-    assert!(log.contains("WARN") && log.contains("provider gemini (kind gemini) cannot serve calls"), "{log}");
+    assert!(log.contains("WARN") && log.contains("provider anthropic (kind anthropic) cannot serve calls"), "{log}");
     let r = chat_as(&gw, None);
     assert_eq!(r.status, 400);
     assert_eq!(
         r.json()["error"]["message"],
-        "/v1/chat/completions is not supported by the gemini provider in this build"
+        "/v1/chat/completions is not supported by the anthropic provider in this build"
     );
 }
 

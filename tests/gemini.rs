@@ -210,10 +210,21 @@ fn untranslatable_parameters_are_refused_by_name_before_the_provider_is_called()
     );
     assert_eq!((r.status, r.json()["error"]["param"].as_str()), (400, Some("previous_response_id")), "{}", r.text());
     assert_eq!(mock.count(), 0, "nothing reached the provider");
-    for path in ["/v1/images/generations", "/v1/messages"] {
-        let r = post(&gw, path, &json!({"model": "gemini-2.5-flash", "prompt": "x"}), &[]);
-        assert_eq!((r.status, r.code().as_str()), (400, "unsupported_route"), "{path}: {}", r.text());
-    }
+    let r = post(&gw, "/v1/images/generations", &json!({"model": "gemini-2.5-flash", "prompt": "x"}), &[]);
+    assert_eq!((r.status, r.code().as_str()), (400, "unsupported_route"), "{}", r.text());
+    // On /v1/messages every error is Anthropic-shaped, the gateway's own included.
+    let r = post(&gw, "/v1/messages", &json!({"model": "gemini-2.5-flash", "max_tokens": 5, "messages": []}), &[]);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["type"], "error");
+    assert_eq!(r.json()["error"]["type"], "invalid_request_error");
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("/v1/messages"));
+    let r = gw.post_json(
+        "/v1/messages",
+        &[("x-api-key", "not-a-key")],
+        &json!({"model": "m", "max_tokens": 1, "messages": []}),
+    );
+    assert_eq!((r.status, r.json()["error"]["type"].as_str()), (401, Some("authentication_error")), "{}", r.text());
+    assert!(r.json().get("error").and_then(|e| e.get("code")).is_none(), "no OpenAI fields in an Anthropic error");
 }
 
 #[test]

@@ -12,48 +12,10 @@ use std::sync::Arc;
 
 use crate::admin::Reply;
 use crate::core::auth::Principal;
-use crate::core::ledger::{LedgerQuery, LedgerRow};
-use crate::core::metrics::{render as render_text, Process, Registry, Sample, View};
+use crate::core::ledger::LedgerQuery;
+use crate::core::metrics::{render as render_text, Process, Registry, View};
 use crate::core::time::UnixMs;
 use crate::state::Shared;
-
-/// The `model` label of a row. A client names any model it likes, so a label is kept only for a
-/// model that answered or has a price: calls the gateway refused fold into `_refused`, and
-/// upstream errors for unpriced names into `_unknown` — a flood of invented names cannot grow
-/// the exposition without bound.
-fn model_label(row: &LedgerRow) -> Option<&str> {
-    if row.rejected() {
-        Some("_refused")
-    } else if !(200..300).contains(&row.status) && row.cost_microusd.is_none() && row.model.is_some() {
-        Some("_unknown")
-    } else {
-        row.model.as_deref()
-    }
-}
-
-/// The sample a ledger row contributes.
-#[must_use]
-pub fn sample(row: &LedgerRow) -> Sample<'_> {
-    Sample {
-        at: row.created_at,
-        tenant: row.tenant_id.as_deref(),
-        key: &row.key_name,
-        route: &row.route,
-        provider: row.provider.as_deref(),
-        model: model_label(row),
-        status: row.status,
-        error_code: row.error_code.as_deref(),
-        rejected: row.rejected(),
-        input_tokens: row.input_tokens,
-        cached_input_tokens: row.cached_input_tokens,
-        output_tokens: row.output_tokens,
-        reasoning_tokens: row.reasoning_tokens,
-        cost_microusd: row.cost_microusd,
-        latency_us: row.latency_ms.saturating_mul(1000),
-        overhead_us: row.overhead_us,
-        ttfb_us: row.ttfb_ms.map(|t| t.saturating_mul(1000)),
-    }
-}
 
 /// `GET metrics`: Prometheus text exposition 0.0.4, in the principal's scope.
 pub(crate) fn render(shared: &Shared, p: &Principal) -> Reply {
@@ -84,7 +46,7 @@ pub fn spawn_restore(shared: &Arc<Shared>, started_at: UnixMs) {
         let q = LedgerQuery { to: Some(started_at), ..LedgerQuery::default() };
         let mut rows = 0u64;
         let scanned = shared.store.ledger_scan(&q, &mut |row| {
-            base.observe(&sample(row));
+            base.observe(&crate::core::ledger::sample(row));
             rows += 1;
             true
         });

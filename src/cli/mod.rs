@@ -313,32 +313,7 @@ fn probe(url: &str) -> Result<(u16, String), String> {
 
 /// `prodex gateway providers`: adapters and the routes each serves in this build.
 fn providers(config: &Config, json: bool) -> ExitCode {
-    let routes = |kind: ProviderKind| -> Vec<String> {
-        match kind {
-            ProviderKind::OpenAi => [
-                "/v1/chat/completions",
-                "/v1/responses",
-                "/v1/embeddings",
-                "/v1/completions",
-                "/v1/models",
-                "/v1/models/{id}",
-                "/v1/images/*",
-                "/v1/audio/*",
-                "/v1/moderations",
-                "/v1/files/*",
-                "/v1/batches/*",
-                "/v1/uploads/*",
-            ]
-            .iter()
-            .map(|r| (*r).to_string())
-            .collect(),
-            ProviderKind::Gemini => crate::core::gemini::ROUTES
-                .iter()
-                .map(|(r, _)| r.split_once(' ').map_or(*r, |(_, p)| p).to_string())
-                .collect(),
-            ProviderKind::Anthropic => vec![],
-        }
-    };
+    let routes = |kind: ProviderKind| kind.routes();
     if json {
         let list: Vec<serde_json::Value> = config
             .providers

@@ -86,33 +86,7 @@ pub struct Inputs<'a> {
     pub cpus: usize,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProviderKind {
-    /// OpenAI or any OpenAI-compatible server.
-    OpenAi,
-    Gemini,
-    Anthropic,
-}
-
-impl ProviderKind {
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::OpenAi => "openai",
-            Self::Gemini => "gemini",
-            Self::Anthropic => "anthropic",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "openai" => Some(Self::OpenAi),
-            "gemini" => Some(Self::Gemini),
-            "anthropic" => Some(Self::Anthropic),
-            _ => None,
-        }
-    }
-}
+pub use crate::core::provider::ProviderKind;
 
 /// An upstream the gateway can forward to.
 #[derive(Clone, Debug)]

@@ -239,11 +239,11 @@ pub(super) fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env
             route_aliases.iter().map(|a| a.alias.as_str()).collect::<Vec<_>>().join(", ")
         ));
     }
-    for p in providers.iter().filter(|p| p.kind != ProviderKind::OpenAi) {
+    for p in providers.iter().filter(|p| p.kind.routes().is_empty()) {
         if p.name == provider_name || configured.contains(&p.name) {
             notices.push(format!(
                 "provider {} (kind {}) cannot serve calls in this build: calls routed to it get 400 \
-                 unsupported_route (only OpenAI-compatible providers are translated today)",
+                 unsupported_route (OpenAI-compatible and Gemini providers are served today)",
                 p.name,
                 p.kind.as_str()
             ));

@@ -12,7 +12,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::core::keys::{BudgetPeriod, Limits};
+use crate::core::pricing::{cost, Price};
 use crate::core::time::UnixMs;
+use crate::core::usage::Usage;
 
 /// Length of the sliding RPM/TPM window.
 pub const WINDOW_SECS: u64 = 60;
@@ -296,6 +298,33 @@ pub fn headroom(c: &Counters, limits: &Limits, now: UnixMs) -> Headroom {
 #[must_use]
 pub fn estimate_input_tokens(body_bytes: usize) -> u64 {
     (body_bytes as u64).div_ceil(2)
+}
+
+/// Output tokens reserved when neither the request nor the catalog bounds the completion.
+pub const DEFAULT_MAX_OUTPUT: u64 = 4_096;
+
+/// A call's worst case and what it asks of the limits: every choice running to the request's
+/// output bound (else the model's maximum output, else `DEFAULT_MAX_OUTPUT`) on `input` tokens,
+/// priced at `price` (0 when the model has none). TPM counts only the output the request bounds.
+#[must_use]
+pub fn worst_case(input: u64, max_output: Option<u64>, choices: u64, price: Option<&Price>) -> (Usage, Ask) {
+    let output = max_output
+        .or(price.map(|p| p.max_output_tokens).filter(|m| *m > 0))
+        .unwrap_or(DEFAULT_MAX_OUTPUT)
+        .saturating_mul(choices);
+    let worst = Usage { input_tokens: input, output_tokens: output, ..Usage::default() };
+    let ask = Ask {
+        cost_microusd: price.map_or(0, |p| cost(&worst, p)),
+        tokens: input.saturating_add(max_output.unwrap_or(0).saturating_mul(choices)),
+    };
+    (worst, ask)
+}
+
+/// The spend left once a call settles at `spent`, from the headroom its reservation saw (the
+/// reservation itself already taken out of it).
+#[must_use]
+pub fn spend_left_after(headroom_remaining: Option<u64>, reserved: u64, spent: u64) -> Option<u64> {
+    headroom_remaining.map(|r| r.saturating_add(reserved).saturating_sub(spent))
 }
 
 /// Why a spend budget refused `ask`, with the numbers: either the budget is used up, or — the

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::core::keys::name_has_prefix;
+use crate::core::metrics::Sample;
 use crate::core::pricing::micros_to_usd;
 use crate::core::time::UnixMs;
 
@@ -306,6 +307,44 @@ pub fn decode_cursor(cursor: &str) -> Option<(UnixMs, String)> {
     let text = String::from_utf8(bytes).ok()?;
     let (ms, id) = text.split_once(':')?;
     Some((ms.parse().ok()?, id.to_string()))
+}
+
+/// The `model` label of a row. A client names any model it likes, so a label is kept only for a
+/// model that answered or has a price: calls the gateway refused fold into `_refused`, and
+/// upstream errors for unpriced names into `_unknown` — a flood of invented names cannot grow
+/// the exposition without bound.
+fn model_label(row: &LedgerRow) -> Option<&str> {
+    if row.rejected() {
+        Some("_refused")
+    } else if !(200..300).contains(&row.status) && row.cost_microusd.is_none() && row.model.is_some() {
+        Some("_unknown")
+    } else {
+        row.model.as_deref()
+    }
+}
+
+/// The sample a ledger row contributes to the live metrics registry.
+#[must_use]
+pub fn sample(row: &LedgerRow) -> Sample<'_> {
+    Sample {
+        at: row.created_at,
+        tenant: row.tenant_id.as_deref(),
+        key: &row.key_name,
+        route: &row.route,
+        provider: row.provider.as_deref(),
+        model: model_label(row),
+        status: row.status,
+        error_code: row.error_code.as_deref(),
+        rejected: row.rejected(),
+        input_tokens: row.input_tokens,
+        cached_input_tokens: row.cached_input_tokens,
+        output_tokens: row.output_tokens,
+        reasoning_tokens: row.reasoning_tokens,
+        cost_microusd: row.cost_microusd,
+        latency_us: row.latency_ms.saturating_mul(1000),
+        overhead_us: row.overhead_us,
+        ttfb_us: row.ttfb_ms.map(|t| t.saturating_mul(1000)),
+    }
 }
 
 #[cfg(test)]

@@ -23,12 +23,14 @@ pub mod objects;
 pub mod openai;
 pub mod openapi;
 pub mod pricing;
+pub mod provider;
 pub mod query;
 pub mod retry;
 pub mod route;
 pub mod scim;
 pub mod sse;
 pub mod time;
+pub mod usage;
 
 /// Whether `model` matches `pattern`: an exact name, or a prefix followed by a trailing `*`.
 #[must_use]

@@ -229,10 +229,15 @@ mod tests {
     #[test]
     fn costs_are_exact_and_round_up() {
         let p = Price { input: 150_000, cached_input: 75_000, output: 600_000, max_output_tokens: 0 };
-        let u =
-            Usage { input_tokens: 1_000_000, cached_input_tokens: 0, output_tokens: 1_000_000, reasoning_tokens: 0 };
+        let u = Usage { input_tokens: 1_000_000, output_tokens: 1_000_000, ..Usage::default() };
         assert_eq!(cost(&u, &p), 750_000);
-        let u = Usage { input_tokens: 11, cached_input_tokens: 3, output_tokens: 7, reasoning_tokens: 2 };
+        let u = Usage {
+            input_tokens: 11,
+            cached_input_tokens: 3,
+            output_tokens: 7,
+            reasoning_tokens: 2,
+            ..Usage::default()
+        };
         // 8×0.15 + 3×0.075 + 7×0.6 = 1.2 + 0.225 + 4.2 = 5.625 micro → 6
         assert_eq!(cost(&u, &p), 6);
         assert_eq!(cost(&Usage::default(), &p), 0);

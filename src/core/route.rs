@@ -42,6 +42,37 @@ impl Route {
     }
 }
 
+/// The shape a client speaks on a route: how its request is decoded when translated, and how
+/// every error it gets is written (the gateway's own included).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    OpenAiChat,
+    OpenAiResponses,
+    AnthropicMessages,
+    /// Every other route: OpenAI-shaped (embeddings, models, passthrough families).
+    OpenAi,
+}
+
+impl Dialect {
+    /// Whether errors are Anthropic-shaped (`{"type":"error","error":{type,message}}`).
+    #[must_use]
+    pub fn anthropic(self) -> bool {
+        self == Self::AnthropicMessages
+    }
+}
+
+impl Route {
+    #[must_use]
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Self::ChatCompletions => Dialect::OpenAiChat,
+            Self::Responses => Dialect::OpenAiResponses,
+            Self::Messages => Dialect::AnthropicMessages,
+            _ => Dialect::OpenAi,
+        }
+    }
+}
+
 /// Result of matching a method and path against the data-plane routes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RouteMatch {

@@ -16,7 +16,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,7 @@ use may::net::{TcpListener, TcpStream};
 use crate::clock;
 use crate::error::ApiError;
 use crate::http::codec::{self, BodyKind, ChunkedDecoder, Framing, HeadError, HeadLimits, RequestHead};
+use crate::lifecycle::Lifecycle;
 
 /// Connection and request limits (all configurable through `[gateway]`).
 #[derive(Clone, Copy, Debug)]
@@ -57,21 +58,6 @@ impl Default for Limits {
             max_connections: 16_384,
         }
     }
-}
-
-/// Shared lifecycle counters. Atomics only: read by health checks and the drain loop.
-#[derive(Debug, Default)]
-pub struct Lifecycle {
-    /// Set on SIGTERM/SIGINT: the listener closes and new requests get 503 `draining`.
-    pub draining: AtomicBool,
-    pub open_connections: AtomicUsize,
-    /// Requests whose response has not finished yet (streams included).
-    pub in_flight: AtomicUsize,
-    /// Set while the state backend does not answer (`/readyz` turns 503).
-    pub state_down: AtomicBool,
-    /// When a state operation last succeeded (unix ms): a ping that failed before it does not
-    /// mark the backend down.
-    pub state_ok_at: std::sync::atomic::AtomicU64,
 }
 
 /// What the server calls for every parsed request.

@@ -10,12 +10,13 @@ use std::time::Duration;
 use super::{upstream_headers, Call};
 use crate::clock;
 use crate::config::Provider;
+use crate::core::ir::Outbound;
 use crate::core::retry;
 use crate::error::ApiError;
 use crate::http::codec::Framing;
 use crate::http::server::Exchange;
 use crate::state::Shared;
-use crate::upstream::{Failure, Payload};
+use crate::upstream::{Failure, Payload, UpstreamResponse};
 
 /// Upstream attempts per call (first try included).
 const MAX_ATTEMPTS: usize = 3;
@@ -52,13 +53,25 @@ pub(super) fn call_upstream(
     target: &str,
     payload: Payload<'_>,
     call: &mut Call,
-) -> Result<ureq::http::Response<ureq::Body>, ApiError> {
+) -> Result<UpstreamResponse, ApiError> {
     let method = ex.head.method.clone();
-    call_upstream_as(shared, ex, provider, &method, target, payload, call)
+    send_attempts(shared, ex, provider, &method, target, payload, call)
 }
 
-/// `call_upstream` with `method` instead of the client's (translated calls choose their own).
+/// A request the core built (a translated call): its method, target and body.
 pub(super) fn call_upstream_as(
+    shared: &Shared,
+    ex: &mut Exchange<'_>,
+    provider: &Provider,
+    out: &Outbound,
+    call: &mut Call,
+) -> Result<UpstreamResponse, ApiError> {
+    let payload = out.body.as_deref().map_or(Payload::Empty, Payload::Bytes);
+    send_attempts(shared, ex, provider, out.method, &out.target, payload, call)
+}
+
+/// The attempts of one request with a replayable body.
+fn send_attempts(
     shared: &Shared,
     ex: &mut Exchange<'_>,
     provider: &Provider,
@@ -66,7 +79,7 @@ pub(super) fn call_upstream_as(
     target: &str,
     payload: Payload<'_>,
     call: &mut Call,
-) -> Result<ureq::http::Response<ureq::Body>, ApiError> {
+) -> Result<UpstreamResponse, ApiError> {
     let url = format!("{}{target}", provider.base_url);
     let body: Option<&[u8]> = match payload {
         Payload::Bytes(b) => Some(b),
@@ -89,15 +102,15 @@ pub(super) fn call_upstream_as(
                 provider.name,
                 method,
                 target.split('?').next().unwrap_or(""),
-                resp.status().as_u16(),
+                resp.status(),
                 waited.as_micros()
             );
         }
         let failed = match &result {
-            Ok(resp) if retryable_status(resp.status().as_u16()) && attempt + 1 < MAX_ATTEMPTS => {
-                let header = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok());
+            Ok(resp) if retryable_status(resp.status()) && attempt + 1 < MAX_ATTEMPTS => {
+                let header = |n: &str| resp.header(n);
                 retry::Failed::Status(
-                    resp.status().as_u16(),
+                    resp.status(),
                     retry::retry_after_ms(header("retry-after"), header("retry-after-ms")),
                 )
             }
@@ -144,11 +157,11 @@ pub(super) fn call_upstream_as(
 
 /// An attempt's outcome as the call's: the response, or the error, logged.
 fn conclude(
-    result: Result<ureq::http::Response<ureq::Body>, Failure>,
+    result: Result<UpstreamResponse, Failure>,
     call: &Call,
     provider: &Provider,
     attempt: usize,
-) -> Result<ureq::http::Response<ureq::Body>, ApiError> {
+) -> Result<UpstreamResponse, ApiError> {
     match result {
         Ok(resp) => Ok(resp),
         Err(Failure::Connect(why)) => {
@@ -170,7 +183,7 @@ pub(super) fn call_streaming_body(
     provider: &Provider,
     target: &str,
     call: &mut Call,
-) -> Result<ureq::http::Response<ureq::Body>, ApiError> {
+) -> Result<UpstreamResponse, ApiError> {
     let url = format!("{}{target}", provider.base_url);
     let keep_length = matches!(ex.head.framing, Framing::Length(_));
     let headers = upstream_headers(ex, &shared.instance, provider, shared.next_key_index(), keep_length);

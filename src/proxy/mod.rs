@@ -20,10 +20,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::clock;
-use crate::config::{Durability, Provider, ProviderKind};
-use crate::core::admission::{self, Ask, Headroom, Refusal};
+use crate::config::{Durability, Provider};
+use crate::core::admission::{self, Headroom, Refusal};
 use crate::core::credential::{ct_eq, digest, presented, CREDENTIAL_HEADERS};
-use crate::core::gemini;
 use crate::core::hops;
 use crate::core::ir::Credential;
 use crate::core::keys::{KeyRecord, Limits};
@@ -31,6 +30,8 @@ use crate::core::ledger::LedgerRow;
 use crate::core::objects::{self as core_objects, ObjectUse};
 use crate::core::openai::{self, RequestPeek, Route, StreamPlan, Usage};
 use crate::core::pricing::{self, Price};
+use crate::core::route::Dialect;
+use crate::core::usage;
 use crate::error::ApiError;
 use crate::http::codec::Framing;
 use crate::http::server::Exchange;
@@ -38,28 +39,7 @@ use crate::state::Shared;
 use crate::store::{Finished, Reservation, Settlement};
 use crate::upstream::Payload;
 
-/// Where a call's usage numbers came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UsageSource {
-    Provider,
-    Partial,
-    Estimated,
-    /// The provider's usage was malformed or absurd: billed at the reservation (the worst case).
-    Reserved,
-    None,
-}
-
-impl UsageSource {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Provider => "provider",
-            Self::Partial => "partial",
-            Self::Estimated => "estimated",
-            Self::Reserved => "reserved",
-            Self::None => "none",
-        }
-    }
-}
+pub use crate::core::usage::UsageSource;
 
 /// Everything known about one call while it runs.
 pub(crate) struct Call {
@@ -113,9 +93,6 @@ pub(crate) enum Tail {
     Nothing,
 }
 
-/// Output tokens reserved when neither the request nor the catalog bounds the completion.
-const DEFAULT_MAX_OUTPUT: u64 = 4_096;
-
 /// Handles one data-plane request for `route`, forwarding to `suffix` under the provider's base URL.
 pub fn handle(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str) {
     let mut call = Call {
@@ -154,7 +131,7 @@ pub fn handle(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &st
             if ex.response_started() {
                 Tail::Nothing
             } else {
-                error_tail(&err, ratelimit_headers(&call))
+                error_tail(&err, ratelimit_headers(&call), route.dialect())
             }
         }
     };
@@ -165,7 +142,7 @@ pub fn handle(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &st
         // a stream is cut before its terminating chunk (the client sees it incomplete).
         let tail = match tail {
             Tail::Body { status, .. } if !recorded && status < 400 => {
-                error_tail(&ApiError::state_unavailable(), vec![])
+                error_tail(&ApiError::state_unavailable(), vec![], route.dialect())
             }
             Tail::EndOfStream if !recorded => Tail::Nothing,
             tail => tail,
@@ -177,12 +154,13 @@ pub fn handle(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &st
     }
 }
 
-/// The whole response for `err`: its OpenAI error body, its own headers and `extra`.
-fn error_tail(err: &ApiError, extra: Vec<(String, String)>) -> Tail {
+/// The whole response for `err`: its error body in the caller's dialect, its own headers and
+/// `extra`.
+fn error_tail(err: &ApiError, extra: Vec<(String, String)>, dialect: Dialect) -> Tail {
     let mut headers: Vec<(String, String)> = vec![("content-type".into(), "application/json".into())];
     headers.extend(err.headers.iter().map(|(k, v)| ((*k).to_string(), v.clone())));
     headers.extend(extra);
-    Tail::Body { status: err.status, headers, body: err.body() }
+    Tail::Body { status: err.status, headers, body: err.body_in(dialect) }
 }
 
 fn deliver(ex: &mut Exchange<'_>, tail: Tail, call: &mut Call) {
@@ -250,7 +228,7 @@ fn record(shared: &Shared, ex: &Exchange<'_>, call: &mut Call, wait_durable: boo
     let budget_remaining = call.key.as_ref().filter(|k| k.limits.budget_microusd.is_some()).map(|_| {
         let reserved = call.reservation.as_ref().map_or(0, |r| r.ask.cost_microusd);
         let spent = if let Settlement::Used { cost_microusd, .. } = settlement { cost_microusd } else { 0 };
-        call.headroom.and_then(|h| h.spend_remaining_microusd).map(|r| r.saturating_add(reserved).saturating_sub(spent))
+        admission::spend_left_after(call.headroom.and_then(|h| h.spend_remaining_microusd), reserved, spent)
     });
     let finished = Finished { reservation: call.reservation.take(), settlement, row, wait_durable, now };
     if call.key_name == "_unauthenticated" && !shared.sample_refusal(now) {
@@ -274,36 +252,34 @@ fn record(shared: &Shared, ex: &Exchange<'_>, call: &mut Call, wait_durable: boo
     recorded
 }
 
-/// Decides the usage to bill when the provider did not report it.
+/// Decides the usage to bill when the provider did not report it (`core::usage::fallback`).
 fn finalize_usage(call: &mut Call) {
-    if call.usage_source == UsageSource::Provider || !call.metered {
+    if call.usage_source == UsageSource::Provider {
         return;
     }
-    if let Some(why) = &call.usage_invalid {
+    let outcome = usage::Outcome {
+        metered: call.metered,
+        invalid_usage: call.usage_invalid.is_some(),
+        worst: call.worst,
+        upstream_ok: call.upstream_ok,
+        stream: call.stream,
+        relayed_bytes: call.relayed_bytes,
+        relayed_events: call.relayed_events,
+        input_estimate: call.input_estimate,
+        cut: call.client_disconnected || call.error_code.is_some(),
+    };
+    let Some((billed, source)) = usage::fallback(&outcome) else { return };
+    if source == UsageSource::Reserved {
         log::warn!(
-            "call {}: upstream {}: {why}; billed at the reservation",
+            "call {}: upstream {}: {}; billed at the reservation",
             call.call_id,
-            call.provider.as_deref().unwrap_or("-")
+            call.provider.as_deref().unwrap_or("-"),
+            call.usage_invalid.as_deref().unwrap_or("")
         );
-        call.usage = call.worst;
-        call.usage_source = UsageSource::Reserved;
         call.error_code.get_or_insert_with(|| "upstream_invalid_usage".into());
-        return;
     }
-    let produced = call.relayed_bytes > 0 || call.relayed_events > 0 || (call.upstream_ok && !call.stream);
-    if call.upstream_ok && produced {
-        // Output from the content relayed; input from the body estimate (itself ~2× generous) halved.
-        call.usage = Usage {
-            input_tokens: call.input_estimate.div_ceil(2),
-            output_tokens: admission::estimate_output_tokens(call.relayed_bytes),
-            ..Usage::default()
-        };
-        call.usage_source = if call.client_disconnected || call.error_code.is_some() {
-            UsageSource::Partial
-        } else {
-            UsageSource::Estimated
-        };
-    }
+    call.usage = billed;
+    call.usage_source = source;
 }
 
 /// The principal of a data-plane call: the master token, a virtual key, or nobody.
@@ -361,7 +337,7 @@ fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, call
             check_model(call, &model)?;
             call.input_estimate = admission::estimate_input_tokens(body.len());
             let provider = pick_provider(shared, Some(&model), route, ex.head.path(), call)?;
-            if provider.kind != ProviderKind::OpenAi {
+            if provider.kind.translates() {
                 return translate::generate(shared, ex, route, provider, &body, &peek, call, now);
             }
             let owner = if *route == Route::Responses { objects::owner(shared, call) } else { None };
@@ -407,7 +383,7 @@ fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, call
             }
             // Free: no reservation, so nothing is taken from budgets, RPM or the request count.
             let provider = pick_provider(shared, None, route, ex.head.path(), call)?;
-            if provider.kind != ProviderKind::OpenAi {
+            if provider.kind.translates() {
                 return translate::models(shared, ex, route, provider, call);
             }
             let resp = call_upstream(shared, ex, provider, &target, Payload::Empty, call)?;
@@ -498,17 +474,13 @@ fn admit(shared: &Shared, call: &mut Call, model: &str, peek: &RequestPeek, now:
         .with_param("model"));
     }
     let stored = if peek.stored_context { shared.config.stored_context_input_tokens } else { 0 };
-    let ask_input = call.input_estimate.saturating_add(stored);
-    let worst_output = peek
-        .max_output_tokens
-        .or(call.price.map(|p| p.max_output_tokens).filter(|m| *m > 0))
-        .unwrap_or(DEFAULT_MAX_OUTPUT)
-        .saturating_mul(peek.choices);
-    call.worst = Usage { input_tokens: ask_input, output_tokens: worst_output, ..Usage::default() };
-    let ask = Ask {
-        cost_microusd: call.price.map_or(0, |p| pricing::cost(&call.worst, &p)),
-        tokens: ask_input.saturating_add(peek.max_output_tokens.unwrap_or(0).saturating_mul(peek.choices)),
-    };
+    let (worst, ask) = admission::worst_case(
+        call.input_estimate.saturating_add(stored),
+        peek.max_output_tokens,
+        peek.choices,
+        call.price.as_ref(),
+    );
+    call.worst = worst;
     let scope = call.key.as_ref().map_or_else(|| format!("key:{}", call.key_name), |k| k.limit_scope());
     let reservation = Reservation { call_id: call.call_id.clone(), scope, limits: limits.clone(), ask, at: now };
     let reserved = shared.store.reserve(&reservation);
@@ -577,12 +549,7 @@ fn pick_provider<'s>(
 ) -> Result<&'s Provider, ApiError> {
     let provider = shared.provider_for(model).ok_or_else(|| ApiError::internal("no provider configured"))?;
     call.provider = Some(provider.name.clone());
-    let served = match provider.kind {
-        ProviderKind::OpenAi => true,
-        ProviderKind::Gemini => gemini::serves(route),
-        ProviderKind::Anthropic => false,
-    };
-    if !served {
+    if !provider.kind.serves(route) {
         return Err(ApiError::unsupported_route(path, provider.kind.as_str()));
     }
     Ok(provider)
@@ -630,7 +597,7 @@ fn upstream_headers(
         .collect();
     if !provider.api_keys.is_empty() {
         let key = &provider.api_keys[key_index % provider.api_keys.len()];
-        match credential(provider.kind) {
+        match provider.kind.credential() {
             Credential::Bearer => out.push(("authorization".into(), format!("Bearer {}", key.expose()))),
             Credential::Header(name) => out.push((name.into(), key.expose().to_string())),
         }
@@ -643,15 +610,6 @@ fn upstream_headers(
         out.push(("openai-project".into(), project.clone()));
     }
     out
-}
-
-/// Where `kind`'s credential goes.
-fn credential(kind: ProviderKind) -> Credential {
-    match kind {
-        ProviderKind::OpenAi => Credential::Bearer,
-        ProviderKind::Gemini => gemini::CREDENTIAL,
-        ProviderKind::Anthropic => Credential::Header("x-api-key"),
-    }
 }
 
 /// Client-supplied text made safe for a log line: bounded, no control characters or spaces.

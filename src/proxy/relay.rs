@@ -23,7 +23,7 @@ pub(super) fn header_refs(headers: &[(String, String)]) -> Vec<(&str, &str)> {
     headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
-type Response = ureq::http::Response<ureq::Body>;
+type Response = upstream::UpstreamResponse;
 
 /// Relays `resp` for `route`.
 pub(super) fn relay(
@@ -33,14 +33,10 @@ pub(super) fn relay(
     plan: StreamPlan,
     call: &mut Call,
 ) -> Result<Tail, ApiError> {
-    let status = resp.status().as_u16();
-    let mut headers = upstream::relayed_headers(resp.headers());
+    let status = resp.status();
+    let mut headers = resp.relayed_headers();
     headers.extend(ratelimit_headers(call));
-    let is_sse = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+    let is_sse = resp.is_event_stream();
     call.status = status;
     if !(200..300).contains(&status) {
         call.error_code = Some("upstream_error".into());
@@ -79,8 +75,8 @@ pub(super) fn relay(
 
 /// Reads the whole answer (a create's or a list's, for `proxy::objects`) into a `Tail::Body`.
 pub(super) fn relay_whole(ex: &mut Exchange<'_>, resp: Response, call: &mut Call) -> Result<Tail, ApiError> {
-    let status = resp.status().as_u16();
-    let mut headers = upstream::relayed_headers(resp.headers());
+    let status = resp.status();
+    let mut headers = resp.relayed_headers();
     headers.extend(ratelimit_headers(call));
     call.status = status;
     if (200..300).contains(&status) {
@@ -103,7 +99,7 @@ fn filter_models(body: &[u8], keep: impl Fn(&str) -> bool) -> Option<Vec<u8>> {
 
 pub(super) fn read_whole(ex: &mut Exchange<'_>, resp: Response, call: &mut Call) -> Result<Vec<u8>, ApiError> {
     let t0 = clock::now();
-    let read = resp.into_body().into_with_config().limit(MAX_WHOLE_BODY).read_to_vec();
+    let read = resp.read_to_vec(MAX_WHOLE_BODY);
     let waited = clock::elapsed(t0);
     ex.add_upstream_time(waited);
     call.upstream += waited;
@@ -118,7 +114,7 @@ fn relay_raw(
     resp: Response,
     call: &mut Call,
 ) -> Result<Tail, ApiError> {
-    let mut reader = upstream::body_reader(resp);
+    let mut reader = resp.into_reader();
     let mut buf = vec![0u8; 16 * 1024];
     if !start(ex, status, headers, call) {
         return Ok(Tail::Nothing);
@@ -204,7 +200,7 @@ fn relay_sse(
     call: &mut Call,
 ) -> Result<Tail, ApiError> {
     call.stream = true;
-    let mut reader = upstream::body_reader(resp);
+    let mut reader = resp.into_reader();
     let mut decoder = sse::Decoder::default();
     let mut buf = vec![0u8; 16 * 1024];
     if !start(ex, status, headers, call) {

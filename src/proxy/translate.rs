@@ -26,9 +26,9 @@ use crate::core::sse;
 use crate::error::ApiError;
 use crate::http::server::Exchange;
 use crate::state::Shared;
-use crate::upstream::{self, Payload};
+use crate::upstream;
 
-type Response = ureq::http::Response<ureq::Body>;
+type Response = upstream::UpstreamResponse;
 
 /// Most model-list pages read from the provider for one `GET /v1/models`.
 const MAX_MODEL_PAGES: usize = 20;
@@ -71,8 +71,8 @@ fn json_headers(call: &Call, ignored: &[String]) -> Vec<(String, String)> {
 
 /// The provider's error answer as the client's.
 fn provider_error(ex: &mut Exchange<'_>, resp: Response, call: &mut Call) -> Result<Tail, ApiError> {
-    let status = resp.status().as_u16();
-    let retry = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let status = resp.status();
+    let retry = resp.header("retry-after").map(str::to_string);
     call.status = status;
     let body = read_whole(ex, resp, call)?;
     let err = ApiError::provider(&gemini::error(status, &body, retry.as_deref()));
@@ -158,11 +158,9 @@ pub(super) fn generate(
     gemini::request::check(&request).map_err(refuse)?;
     admit(shared, call, &model, peek, now)?;
     fetch_media(shared, &mut request, call)?;
-    let encoded = gemini::request::encode(&request).map_err(refuse)?;
-    let bytes = serde_json::to_vec(&encoded).map_err(|e| ApiError::internal(&e.to_string()))?;
-    let target = gemini::generate_target(&model, request.stream);
-    let resp = call_upstream_as(shared, ex, provider, "POST", &target, Payload::Bytes(&bytes), call)?;
-    if !(200..300).contains(&resp.status().as_u16()) {
+    let out = gemini::generate_request(&request, &model).map_err(refuse)?;
+    let resp = call_upstream_as(shared, ex, provider, &out, call)?;
+    if !(200..300).contains(&resp.status()) {
         return provider_error(ex, resp, call);
     }
     call.status = 200;
@@ -213,7 +211,7 @@ fn stream(
     call: &mut Call,
 ) -> Result<Tail, ApiError> {
     call.stream = true;
-    let mut reader = upstream::body_reader(resp);
+    let mut reader = resp.into_reader();
     let mut frames = sse::Decoder::default();
     let mut decoder = StreamDecoder::default();
     let mut headers = vec![
@@ -330,12 +328,9 @@ fn embeddings(
 ) -> Result<Tail, ApiError> {
     let mut vectors = Vec::with_capacity(req.inputs.len());
     let mut reported = Some(0u64);
-    let target = gemini::embed_target(model);
     for batch in req.inputs.chunks(gemini::EMBED_BATCH) {
-        let body = serde_json::to_vec(&gembed::encode_batch(req, model, batch))
-            .map_err(|e| ApiError::internal(&e.to_string()))?;
-        let resp = call_upstream_as(shared, ex, provider, "POST", &target, Payload::Bytes(&body), call)?;
-        if !(200..300).contains(&resp.status().as_u16()) {
+        let resp = call_upstream_as(shared, ex, provider, &gemini::embed_request(req, model, batch), call)?;
+        if !(200..300).contains(&resp.status()) {
             return provider_error(ex, resp, call);
         }
         call.upstream_ok = true;
@@ -374,11 +369,11 @@ pub(super) fn models(
 ) -> Result<Tail, ApiError> {
     let out = if let Route::Model(id) = route {
         let segment = gemini::model_segment(id).map_err(|_| ApiError::model_not_found(id))?;
-        let resp = call_upstream_as(shared, ex, provider, "GET", &format!("/models/{segment}"), Payload::Empty, call)?;
-        if resp.status().as_u16() == 404 {
+        let resp = call_upstream_as(shared, ex, provider, &gemini::models_request(None, Some(segment)), call)?;
+        if resp.status() == 404 {
             return Err(ApiError::model_not_found(id));
         }
-        if !(200..300).contains(&resp.status().as_u16()) {
+        if !(200..300).contains(&resp.status()) {
             return provider_error(ex, resp, call);
         }
         let raw = read_whole(ex, resp, call)?;
@@ -389,9 +384,8 @@ pub(super) fn models(
         let mut all = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..MAX_MODEL_PAGES {
-            let target = gemini::models_target(token.as_deref());
-            let resp = call_upstream_as(shared, ex, provider, "GET", &target, Payload::Empty, call)?;
-            if !(200..300).contains(&resp.status().as_u16()) {
+            let resp = call_upstream_as(shared, ex, provider, &gemini::models_request(token.as_deref(), None), call)?;
+            if !(200..300).contains(&resp.status()) {
                 return provider_error(ex, resp, call);
             }
             let raw = read_whole(ex, resp, call)?;

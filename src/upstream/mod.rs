@@ -138,7 +138,7 @@ impl Upstream {
         url: &str,
         headers: &[(String, String)],
         payload: Payload<'_>,
-    ) -> Result<Response<Body>, Failure> {
+    ) -> Result<UpstreamResponse, Failure> {
         let mut builder = Request::builder().method(method).uri(url);
         for (name, value) in headers {
             builder = builder.header(name.as_str(), value.as_str());
@@ -150,7 +150,7 @@ impl Upstream {
             Payload::Reader(r) => builder.body(SendBody::from_reader(r)).map(|r| agent.run(r)),
         };
         match result {
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(Ok(resp)) => Ok(UpstreamResponse(resp)),
             Ok(Err(ureq::Error::HostNotFound)) => Err(Failure::Connect(format!("cannot resolve {}", host_of(url)))),
             Ok(Err(e)) => Err(Failure::classify(e)),
             Err(e) => Err(Failure::Broken(format!("invalid upstream request: {e}"))),
@@ -200,9 +200,42 @@ pub fn points_at(url: &str, listen: std::net::SocketAddr) -> bool {
     })
 }
 
-/// The response body as a reader with no size cap (streams can be long).
-pub fn body_reader(resp: Response<Body>) -> impl Read {
-    resp.into_body().into_with_config().limit(u64::MAX).reader()
+/// An upstream response: its head, with the body still to be read. ureq's types stop here.
+pub struct UpstreamResponse(Response<Body>);
+
+impl UpstreamResponse {
+    #[must_use]
+    pub fn status(&self) -> u16 {
+        self.0.status().as_u16()
+    }
+
+    /// A header's value, when it is text.
+    #[must_use]
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.0.headers().get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The headers worth passing on to the client (`relayed_headers`).
+    #[must_use]
+    pub fn relayed_headers(&self) -> Vec<(String, String)> {
+        relayed_headers(self.0.headers())
+    }
+
+    /// Whether the body is an SSE stream.
+    #[must_use]
+    pub fn is_event_stream(&self) -> bool {
+        self.header("content-type").is_some_and(|ct| ct.starts_with("text/event-stream"))
+    }
+
+    /// The body as a reader with no size cap (streams can be long).
+    pub fn into_reader(self) -> impl Read {
+        self.0.into_body().into_with_config().limit(u64::MAX).reader()
+    }
+
+    /// The whole body, at most `limit` bytes.
+    pub fn read_to_vec(self, limit: u64) -> Result<Vec<u8>, String> {
+        self.0.into_body().into_with_config().limit(limit).read_to_vec().map_err(|e| e.to_string())
+    }
 }
 
 /// Upstream response headers worth passing to the client: everything but framing, hop-by-hop

@@ -19,7 +19,7 @@ mod tests;
 
 use serde_json::Value;
 
-use crate::core::ir::{Credential, Feature, ProviderError};
+use crate::core::ir::{self, Credential, Feature, Outbound, ProviderError};
 use crate::core::route::Route;
 
 /// Where the key goes.
@@ -72,6 +72,33 @@ pub fn model_segment(model: &str) -> Result<&str, BadModel> {
     } else {
         Err(BadModel)
     }
+}
+
+/// The upstream request for a generation (`model` already a safe segment).
+pub fn generate_request(req: &ir::Request, model: &str) -> Result<Outbound, ir::Unsupported> {
+    let body = request::encode(req)?;
+    Ok(Outbound {
+        method: "POST",
+        target: generate_target(model, req.stream),
+        body: Some(body.to_string().into_bytes()),
+    })
+}
+
+/// The upstream request for one embeddings batch.
+#[must_use]
+pub fn embed_request(req: &ir::EmbedRequest, model: &str, batch: &[String]) -> Outbound {
+    let body = embed::encode_batch(req, model, batch);
+    Outbound { method: "POST", target: embed_target(model), body: Some(body.to_string().into_bytes()) }
+}
+
+/// The upstream request for a page of the model list, or for one model.
+#[must_use]
+pub fn models_request(page_token: Option<&str>, model: Option<&str>) -> Outbound {
+    let target = match model {
+        Some(m) => format!("/models/{m}"),
+        None => models_target(page_token),
+    };
+    Outbound { method: "GET", target, body: None }
 }
 
 /// `models/{m}:generateContent` or the streaming form.

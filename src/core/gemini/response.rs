@@ -44,6 +44,7 @@ pub fn usage(body: &Value) -> Option<UsageRead> {
             cached_input_tokens: cached.min(prompt),
             output_tokens: candidates + thoughts,
             reasoning_tokens: thoughts,
+            cache_write_tokens: 0,
         })
     };
     Some(read())

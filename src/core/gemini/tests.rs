@@ -263,7 +263,16 @@ fn usage_counts_thoughts_as_output_and_cache_inside_the_prompt() {
     let body = json!({"usageMetadata": {"promptTokenCount": 83, "cachedContentTokenCount": 64, "candidatesTokenCount": 14,
         "thoughtsTokenCount": 104, "toolUsePromptTokenCount": 5, "totalTokenCount": 206}});
     let u = usage(&body).unwrap().unwrap();
-    assert_eq!(u, Usage { input_tokens: 88, cached_input_tokens: 64, output_tokens: 118, reasoning_tokens: 104 });
+    assert_eq!(
+        u,
+        Usage {
+            input_tokens: 88,
+            cached_input_tokens: 64,
+            output_tokens: 118,
+            reasoning_tokens: 104,
+            ..Usage::default()
+        }
+    );
     assert!(usage(&json!({"candidates": []})).is_none());
     for bad in [json!(-1), json!(1.5), json!("7"), json!(1_000_000_000_u64)] {
         assert!(usage(&json!({"usageMetadata": {"promptTokenCount": bad}})).unwrap().is_err(), "{bad}");

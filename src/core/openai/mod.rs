@@ -20,27 +20,7 @@ use serde_json::{Map, Value};
 
 pub use crate::core::route::{check_path, classify, holds_objects, BadPath, Route, RouteMatch};
 
-/// Token usage of one call.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub input_tokens: u64,
-    pub cached_input_tokens: u64,
-    pub output_tokens: u64,
-    pub reasoning_tokens: u64,
-}
-
-/// The most tokens one count of one call may report before it is taken as malformed (no model
-/// reads or writes anywhere near 100 million tokens in a call; a larger number is a provider bug
-/// or an attack on the bill).
-pub const MAX_REPORTED_TOKENS: u64 = 100_000_000;
-
-/// Provider usage that cannot be billed: a count that is negative, fractional, not a number, or
-/// absurdly large. The call is billed at its reservation instead (never 0, never an overflow).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InvalidUsage(pub String);
-
-/// Usage as read from provider output: the counts, or why they cannot be billed.
-pub type UsageRead = Result<Usage, InvalidUsage>;
+pub use crate::core::usage::{InvalidUsage, Usage, UsageRead, MAX_REPORTED_TOKENS};
 
 fn u(v: &Value, path: &[&str]) -> Result<u64, InvalidUsage> {
     let mut cur = v;
@@ -94,6 +74,7 @@ pub fn usage_of(usage: &Value) -> Option<UsageRead> {
             return Ok(Usage {
                 input_tokens: u(usage, &["input_tokens"])?,
                 cached_input_tokens: u(usage, &["input_tokens_details", "cached_tokens"])?,
+                cache_write_tokens: u(usage, &["input_tokens_details", "cache_write_tokens"])?,
                 output_tokens: u(usage, &["output_tokens"])?,
                 reasoning_tokens: u(usage, &["output_tokens_details", "reasoning_tokens"])?,
             });
@@ -101,6 +82,7 @@ pub fn usage_of(usage: &Value) -> Option<UsageRead> {
         Ok(Usage {
             input_tokens: u(usage, &["prompt_tokens"])?,
             cached_input_tokens: u(usage, &["prompt_tokens_details", "cached_tokens"])?,
+            cache_write_tokens: u(usage, &["prompt_tokens_details", "cache_write_tokens"])?,
             output_tokens: u(usage, &["completion_tokens"])?,
             reasoning_tokens: u(usage, &["completion_tokens_details", "reasoning_tokens"])?,
         })
@@ -559,12 +541,24 @@ mod tests {
         let chat = json!({"prompt_tokens": 10, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 3}, "completion_tokens_details": {"reasoning_tokens": 2}});
         assert_eq!(
             usage_of(&chat),
-            Some(Ok(Usage { input_tokens: 10, cached_input_tokens: 3, output_tokens: 5, reasoning_tokens: 2 }))
+            Some(Ok(Usage {
+                input_tokens: 10,
+                cached_input_tokens: 3,
+                output_tokens: 5,
+                reasoning_tokens: 2,
+                ..Usage::default()
+            }))
         );
         let resp = json!({"input_tokens": 7, "output_tokens": 4, "input_tokens_details": {"cached_tokens": 1}, "output_tokens_details": {"reasoning_tokens": 1}});
         assert_eq!(
             usage_of(&resp),
-            Some(Ok(Usage { input_tokens: 7, cached_input_tokens: 1, output_tokens: 4, reasoning_tokens: 1 }))
+            Some(Ok(Usage {
+                input_tokens: 7,
+                cached_input_tokens: 1,
+                output_tokens: 4,
+                reasoning_tokens: 1,
+                ..Usage::default()
+            }))
         );
         let emb = json!({"usage": {"prompt_tokens": 8, "total_tokens": 8}});
         assert_eq!(response_usage(&emb).map(|u| u.unwrap().input_tokens), Some(8));
