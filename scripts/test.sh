@@ -12,13 +12,17 @@ command -v cargo >/dev/null || die "cargo is not installed"
 command -v curl >/dev/null || die "curl is required: the deploy test runs the seed page's curl command (apt-get install curl)"
 command -v python3 >/dev/null || die "python3 is required for the SDK tests (apt-get install python3 python3-venv)"
 
-# The openai Python SDK in a project-local venv.
+# The openai and anthropic Python SDKs in a project-local venv.
 venv="${PRODEX_TEST_VENV:-target/test-venv}"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv" || die "cannot create a venv (apt-get install python3-venv)"
 fi
 if ! "$venv/bin/python" -c "import openai" 2>/dev/null; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'openai>=1.50,<3' || die "cannot install the openai SDK"
+fi
+# The anthropic Python SDK (Anthropic-shaped clients through the Gemini bridge).
+if ! "$venv/bin/python" -c "import anthropic" 2>/dev/null; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'anthropic>=0.40,<1' || die "cannot install the anthropic SDK"
 fi
 # The OpenAPI validator and schemathesis (tests/contract.rs runs them against a live gateway).
 if ! "$venv/bin/python" -c "import openapi_spec_validator, schemathesis" 2>/dev/null; then

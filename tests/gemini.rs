@@ -217,7 +217,7 @@ fn untranslatable_parameters_are_refused_by_name_before_the_provider_is_called()
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(r.json()["type"], "error");
     assert_eq!(r.json()["error"]["type"], "invalid_request_error");
-    assert!(r.json()["error"]["message"].as_str().unwrap().contains("/v1/messages"));
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("`messages` must be a non-empty array"));
     let r = gw.post_json(
         "/v1/messages",
         &[("x-api-key", "not-a-key")],
@@ -356,7 +356,15 @@ fn the_provider_listing_says_what_the_bridge_does_with_each_parameter() {
     let gemini = list.as_array().unwrap().iter().find(|p| p["kind"] == "gemini").unwrap();
     assert_eq!(
         gemini["routes"],
-        json!(["/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/v1/models", "/v1/models/{id}"])
+        json!([
+            "/v1/chat/completions",
+            "/v1/responses",
+            "/v1/messages",
+            "/v1/messages/count_tokens",
+            "/v1/embeddings",
+            "/v1/models",
+            "/v1/models/{id}"
+        ])
     );
     let params = gemini["translation"]["parameters"]["chat.completions"].as_array().unwrap();
     let handling =
@@ -371,22 +379,29 @@ fn the_provider_listing_says_what_the_bridge_does_with_each_parameter() {
     for (route, path, base) in [
         ("chat.completions", "/v1/chat/completions", chat("gemini-2.5-flash")),
         ("responses", "/v1/responses", json!({"model": "gemini-2.5-flash", "input": "hi"})),
+        (
+            "messages",
+            "/v1/messages",
+            json!({"model": "gemini-2.5-flash", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}),
+        ),
     ] {
         let params = gemini["translation"]["parameters"][route].as_array().unwrap();
         assert!(params.len() > 10, "{route}");
-        for p in params.iter().filter(|p| !p["name"].as_str().unwrap().contains('.')) {
+        for p in params.iter().filter(|p| p.get("nested").is_none()) {
             let name = p["name"].as_str().unwrap();
             let mut body = base.clone();
             match p["handling"].as_str().unwrap() {
                 "rejected" => {
                     body[name] = json!(true);
                     let r = post(&gw, path, &body, &[]);
-                    assert_eq!(
-                        (r.status, r.json()["error"]["param"].as_str()),
-                        (400, Some(name)),
-                        "{route} {name}: {}",
-                        r.text()
-                    );
+                    assert_eq!(r.status, 400, "{route} {name}: {}", r.text());
+                    // Anthropic's error object has no `param`: the message names it.
+                    let named = if route == "messages" {
+                        r.json()["error"]["message"].as_str().is_some_and(|m| m.contains(name))
+                    } else {
+                        r.json()["error"]["param"].as_str() == Some(name)
+                    };
+                    assert!(named, "{route} {name}: {}", r.text());
                 }
                 "ignored" => {
                     body[name] = json!("x");
@@ -508,4 +523,58 @@ fn remote_images_are_fetched_only_when_allowed_and_never_from_private_addresses(
     let r = post(&small, "/v1/chat/completions", &image(url), &[]);
     assert_eq!((r.status, r.json()["error"]["param"].as_str()), (400, Some(param)), "{}", r.text());
     assert!(r.text().contains("larger than 8 bytes"), "{}", r.text());
+}
+
+/// `/v1/messages` (also `?beta=true`) to Gemini: Anthropic's event sequence with `event:` lines,
+/// Anthropic-shaped errors from the provider and the gateway, and free token counts.
+#[test]
+fn anthropic_shaped_clients_reach_gemini_through_v1_messages() {
+    let mock = Mock::start();
+    let gw = bridge(&mock, "gk-one");
+    let body = json!({"model": "gemini-2.5-flash", "max_tokens": 100, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let r = post(&gw, "/v1/messages?beta=true", &body, &[("anthropic-version", "2023-06-01")]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    let kinds: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+    assert_eq!(kinds.first(), Some(&"message_start"));
+    assert_eq!(&kinds[kinds.len() - 2..], ["message_delta", "message_stop"]);
+    assert!(!text.contains("[DONE]"), "no OpenAI terminator on an Anthropic stream");
+    assert!(
+        mock.requests().last().unwrap().path.ends_with(":streamGenerateContent?alt=sse"),
+        "the query is not forwarded"
+    );
+    let row = row_of(&gw, MASTER, &r);
+    assert_eq!(
+        (row["route"].as_str(), row["provider"].as_str(), row["output_tokens"].as_u64()),
+        (Some("messages"), Some("gemini"), Some(7))
+    );
+
+    let r = post(
+        &gw,
+        "/v1/messages",
+        &json!({"model": "gemini-2.5-flash", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}),
+        &[("x-mock-429-key", "gk-one")],
+    );
+    assert_eq!(r.status, 429);
+    assert_eq!(
+        (r.json()["type"].as_str(), r.json()["error"]["type"].as_str()),
+        (Some("error"), Some("rate_limit_error"))
+    );
+    assert_eq!(r.header("retry-after"), Some("2"));
+
+    let before = row_of(&gw, MASTER, &r);
+    let r = post(
+        &gw,
+        "/v1/messages/count_tokens",
+        &json!({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "hi"}]}),
+        &[],
+    );
+    assert_eq!((r.status, r.json()["input_tokens"].as_u64()), (200, Some(32)), "{}", r.text());
+    let row = row_of(&gw, MASTER, &r);
+    assert_eq!(
+        (row["route"].as_str(), row["usage_source"].as_str()),
+        (Some("messages.count_tokens"), Some("none")),
+        "{before}"
+    );
+    assert_eq!(row["cost_microusd"].as_u64().unwrap_or(0), 0, "a count is free");
 }

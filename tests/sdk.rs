@@ -14,6 +14,7 @@ fn run_script(gw: &Gateway, script: &str, key: &str) -> String {
     let out = Command::new(python)
         .arg(path)
         .env("PRODEX_BASE_URL", format!("http://{}/v1", gw.addr))
+        .env("PRODEX_BASE_URL_ROOT", format!("http://{}", gw.addr))
         .env("PRODEX_KEY", key)
         .output()
         .expect("run python");
@@ -69,4 +70,20 @@ fn openai_python_sdk_works_through_the_gemini_bridge() {
     let seen = mock.requests();
     assert!(seen.iter().all(|s| s.header("x-goog-api-key") == Some("gk-sdk")), "every call carried the provider key");
     assert!(seen.iter().all(|s| s.header("authorization").is_none() && !s.path.contains("key=")));
+}
+
+#[test]
+fn anthropic_python_sdk_works_through_the_gemini_bridge() {
+    let mock = Mock::start();
+    let gw = Gateway::start(Opts {
+        base_url: Some(format!("http://{}/v1beta", mock.addr)),
+        args: vec!["--provider", "gemini"],
+        env: vec![("PRODEX_GATEWAY_TOKEN", "sdk-master".into()), ("GEMINI_API_KEY", "gk-sdk".into())],
+        ..Opts::default()
+    });
+    let stdout = run_script(&gw, "anthropic_sdk.py", "sdk-master");
+    assert!(stdout.contains("ALL OK"), "{stdout}");
+    let seen = mock.requests();
+    assert!(seen.iter().any(|s| s.path.ends_with(":countTokens")), "count_tokens went to Gemini's counter");
+    assert!(seen.iter().all(|s| s.header("x-goog-api-key") == Some("gk-sdk") && s.header("x-api-key").is_none()));
 }

@@ -371,7 +371,7 @@ fn translation(kind: ProviderKind) -> serde_json::Value {
                 Disposition::Rejected => serde_json::json!({"name": name, "handling": "rejected"}),
             })
             .collect();
-        out.extend(nested.iter().map(|n| serde_json::json!({"name": n, "handling": "ignored"})));
+        out.extend(nested.iter().map(|n| serde_json::json!({"name": n, "handling": "ignored", "nested": true})));
         out
     };
     let routes: Vec<serde_json::Value> =
@@ -382,6 +382,7 @@ fn translation(kind: ProviderKind) -> serde_json::Value {
         "parameters": {
             "chat.completions": params(chat::PARAMS, chat::NESTED_HINTS),
             "responses": params(crate::core::openai::responses::PARAMS, crate::core::openai::responses::NESTED_HINTS),
+            "messages": params(crate::core::anthropic::PARAMS, crate::core::anthropic::NESTED_HINTS),
             "embeddings": params(crate::core::openai::embed::PARAMS, &[]),
         },
         "unknown_parameters": "rejected",

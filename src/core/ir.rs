@@ -96,6 +96,7 @@ pub struct Sampling {
     pub max_tokens: Option<u64>,
     pub temperature: Option<f64>,
     pub top_p: Option<f64>,
+    pub top_k: Option<u64>,
     pub n: Option<u64>,
     pub seed: Option<i64>,
     pub stop: Vec<String>,
@@ -117,6 +118,8 @@ pub struct Request {
     pub format: Format,
     pub sampling: Sampling,
     pub effort: Option<Effort>,
+    /// A thinking budget in tokens, when the client gave one (Anthropic's `budget_tokens`).
+    pub thinking_budget: Option<u64>,
     pub stream: bool,
 }
 

@@ -8,6 +8,7 @@
 
 pub mod address;
 pub mod admission;
+pub mod anthropic;
 pub mod auth;
 pub mod credential;
 pub mod csv;

@@ -57,7 +57,8 @@ impl ProviderKind {
     #[must_use]
     pub fn serves(self, route: &Route) -> bool {
         match self {
-            Self::OpenAi => true,
+            // `/v1/messages` to an OpenAI-compatible upstream needs the OpenAI egress translation.
+            Self::OpenAi => !matches!(route, Route::Messages | Route::CountTokens),
             Self::Gemini => gemini::serves(route),
             Self::Anthropic => false,
         }
@@ -121,10 +122,10 @@ mod tests {
             Route::Passthrough,
         ];
         let served = |k: ProviderKind| routes.iter().filter(|r| k.serves(r)).count();
-        assert_eq!(served(ProviderKind::OpenAi), routes.len());
-        assert_eq!(served(ProviderKind::Gemini), 4, "chat, responses, embeddings, models");
+        assert_eq!(served(ProviderKind::OpenAi), routes.len() - 1, "all but /v1/messages");
+        assert_eq!(served(ProviderKind::Gemini), 5, "chat, responses, messages, embeddings, models");
         assert_eq!(served(ProviderKind::Anthropic), 0, "not in this build");
-        assert!(!ProviderKind::Gemini.serves(&Route::Passthrough) && !ProviderKind::Gemini.serves(&Route::Messages));
+        assert!(!ProviderKind::Gemini.serves(&Route::Passthrough) && ProviderKind::Gemini.serves(&Route::CountTokens));
         assert_eq!(ProviderKind::Gemini.credential(), Credential::Header("x-goog-api-key"));
         assert_eq!(ProviderKind::OpenAi.credential(), Credential::Bearer);
         for k in [ProviderKind::OpenAi, ProviderKind::Gemini, ProviderKind::Anthropic] {

@@ -16,6 +16,8 @@ pub enum Route {
     Model(String),
     /// Anthropic-shaped `POST /v1/messages`.
     Messages,
+    /// Anthropic-shaped `POST /v1/messages/count_tokens` (free: counts, generates nothing).
+    CountTokens,
     /// Bodies and responses relayed untouched: images, audio, moderations, files, batches, …
     Passthrough,
 }
@@ -31,6 +33,7 @@ impl Route {
             Self::Completions => "completions",
             Self::Models | Self::Model(_) => "models",
             Self::Messages => "messages",
+            Self::CountTokens => "messages.count_tokens",
             Self::Passthrough => "passthrough",
         }
     }
@@ -67,7 +70,7 @@ impl Route {
         match self {
             Self::ChatCompletions => Dialect::OpenAiChat,
             Self::Responses => Dialect::OpenAiResponses,
-            Self::Messages => Dialect::AnthropicMessages,
+            Self::Messages | Self::CountTokens => Dialect::AnthropicMessages,
             _ => Dialect::OpenAi,
         }
     }
@@ -162,6 +165,7 @@ pub fn classify(method: &str, path: &str) -> RouteMatch {
         "/completions" => return fixed(Route::Completions, "POST"),
         "/models" => return fixed(Route::Models, "GET"),
         "/messages" => return fixed(Route::Messages, "POST"),
+        "/messages/count_tokens" => return fixed(Route::CountTokens, "POST"),
         _ => {}
     }
     if let Some(id) = rest.strip_prefix("/models/").filter(|id| !id.is_empty()) {
@@ -233,6 +237,7 @@ mod tests {
             ("HEAD", "/v1/models", found(Route::Models, "/models")),
             ("GET", "/v1/models/gpt-4o", found(Route::Model("gpt-4o".into()), "/models/gpt-4o")),
             ("POST", "/v1/messages", found(Route::Messages, "/messages")),
+            ("POST", "/v1/messages/count_tokens", found(Route::CountTokens, "/messages/count_tokens")),
             ("POST", "/v1/images/generations", found(Route::Passthrough, "/images/generations")),
             ("POST", "/v1/audio/transcriptions", found(Route::Passthrough, "/audio/transcriptions")),
             ("GET", "/v1/files/file-1/content", found(Route::Passthrough, "/files/file-1/content")),

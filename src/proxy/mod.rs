@@ -117,7 +117,7 @@ pub fn handle(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &st
         relayed_bytes: 0,
         relayed_events: 0,
         upstream_ok: false,
-        metered: !matches!(route, Route::Models | Route::Model(_)),
+        metered: !matches!(route, Route::Models | Route::Model(_) | Route::CountTokens),
         usage_invalid: None,
         worst: Usage::default(),
         track_response: false,
@@ -323,7 +323,7 @@ fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, call
         None => suffix.to_string(),
     };
     match route {
-        Route::ChatCompletions | Route::Responses | Route::Embeddings | Route::Completions => {
+        Route::ChatCompletions | Route::Responses | Route::Embeddings | Route::Completions | Route::Messages => {
             let body = ex.read_body_to_end().map_err(|e| e.to_api_error())?;
             let peek = openai::peek_request(route, &body).map_err(|e| match e {
                 openai::PeekError::Json(m) => ApiError::invalid_json(m),
@@ -389,10 +389,21 @@ fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, call
             let resp = call_upstream(shared, ex, provider, &target, Payload::Empty, call)?;
             relay::relay(ex, route, resp, StreamPlan { stream: false, client_wants_usage: true }, call)
         }
-        Route::Messages => Err(ApiError::bad_request(
-            "unsupported_route",
-            "POST /v1/messages (Anthropic shape) needs the Anthropic translation, which this build does not include yet",
-        )),
+        Route::CountTokens => {
+            // Free, like model listings: the key and its allowlist are checked, nothing is reserved.
+            let body = ex.read_body_to_end().map_err(|e| e.to_api_error())?;
+            let peek = openai::peek_request(route, &body).map_err(|e| match e {
+                openai::PeekError::Json(m) => ApiError::invalid_json(m),
+                openai::PeekError::Param { param, message } => ApiError::invalid_parameter(param, message),
+            })?;
+            let Some(model) = peek.model else {
+                return Err(ApiError::bad_request("missing_parameter", "`model` is required").with_param("model"));
+            };
+            call.model = Some(printable(&model));
+            check_model(call, &model)?;
+            let provider = pick_provider(shared, Some(&model), route, ex.head.path(), call)?;
+            translate::count_tokens(shared, ex, provider, &body, call)
+        }
         Route::Passthrough => {
             if call.key.is_some() && openai::holds_objects(suffix) && !shared.config.allow_key_object_routes {
                 return Err(ApiError::permission(
@@ -409,7 +420,10 @@ fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, call
                 if !key.allowed_models.is_empty() || key.limits.budget_microusd.is_some() {
                     return Err(ApiError::permission(
                         "model_not_allowed",
-                        format!("this key is limited to listed models or a spend budget; {} cannot be checked or priced", ex.head.path()),
+                        format!(
+                            "this key is limited to listed models or a spend budget; {} cannot be checked or priced",
+                            ex.head.path()
+                        ),
                     ));
                 }
             }

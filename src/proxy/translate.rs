@@ -18,10 +18,12 @@ use super::relay::{header_refs, note_usage, read_events, read_whole, StreamBroke
 use super::{admit, printable, ratelimit_headers, Call, Tail, UsageSource};
 use crate::clock;
 use crate::config::Provider;
+use crate::core::anthropic::{self, messages};
 use crate::core::gemini::{self, embed as gembed, response::StreamDecoder};
 use crate::core::ir::{self, StreamEncoder};
 use crate::core::openai::{chat, embed, responses, RequestPeek, Route};
 use crate::core::pricing;
+use crate::core::route::Dialect;
 use crate::core::sse;
 use crate::error::ApiError;
 use crate::http::server::Exchange;
@@ -148,13 +150,26 @@ pub(super) fn generate(
         admit(shared, call, &req.model, peek, now)?;
         return embeddings(shared, ex, provider, &req, &model, &ignored, call);
     }
-    let responses_api = *route == Route::Responses;
-    let decoded = if responses_api { responses::decode_request(&json) } else { chat::decode_request(&json) };
-    let decoded = decoded.map_err(|r| refused(&r))?;
+    let dialect = route.dialect();
+    let decoded = match dialect {
+        Dialect::OpenAiResponses => responses::decode_request(&json),
+        Dialect::AnthropicMessages => messages::decode_request(&json, false),
+        _ => chat::decode_request(&json),
+    };
+    let mut decoded = decoded.map_err(|r| refused(&r))?;
+    if dialect == Dialect::AnthropicMessages && ex.head.headers.iter().any(|(k, _)| k == "anthropic-beta") {
+        decoded.ignored.push("anthropic-beta".into());
+    }
     let model = model_segment(&decoded.request.model)?.to_string();
     let mut request = decoded.request;
     request.model.clone_from(&model);
-    let refuse = |u: ir::Unsupported| refused(&if responses_api { responses::refuse(&u) } else { chat::refuse(&u) });
+    let refuse = |u: ir::Unsupported| {
+        refused(&match dialect {
+            Dialect::OpenAiResponses => responses::refuse(&u),
+            Dialect::AnthropicMessages => anthropic::refuse(&u),
+            _ => chat::refuse(&u),
+        })
+    };
     gemini::request::check(&request).map_err(refuse)?;
     admit(shared, call, &model, peek, now)?;
     fetch_media(shared, &mut request, call)?;
@@ -168,10 +183,10 @@ pub(super) fn generate(
     if request.stream {
         let seed = id_seed(call);
         let created = clock::unix_ms() / 1000;
-        let encoder: Box<dyn StreamEncoder> = if responses_api {
-            Box::new(responses::EventEncoder::new(&seed, &model, created, &seed))
-        } else {
-            Box::new(chat::ChunkEncoder::new(&seed, &model, created, &seed, decoded.include_usage))
+        let encoder: Box<dyn StreamEncoder> = match dialect {
+            Dialect::OpenAiResponses => Box::new(responses::EventEncoder::new(&seed, &model, created, &seed)),
+            Dialect::AnthropicMessages => Box::new(messages::EventEncoder::new(&seed, &model, &seed)),
+            _ => Box::new(chat::ChunkEncoder::new(&seed, &model, created, &seed, decoded.include_usage)),
         };
         return stream(ex, resp, encoder, &decoded.ignored, call);
     }
@@ -181,10 +196,10 @@ pub(super) fn generate(
     note_usage(call, gemini::response::usage(&value));
     let answer = gemini::response::decode(&value, &model, &id_seed(call)).map_err(|e| ApiError::provider(&e))?;
     let created = clock::unix_ms() / 1000;
-    let out = if responses_api {
-        responses::encode_response(&answer, created, &id_seed(call))
-    } else {
-        chat::encode_response(&answer, created, &id_seed(call))
+    let out = match dialect {
+        Dialect::OpenAiResponses => responses::encode_response(&answer, created, &id_seed(call)),
+        Dialect::AnthropicMessages => messages::encode_message(&answer, &id_seed(call)),
+        _ => chat::encode_response(&answer, created, &id_seed(call)),
     };
     let mut headers = json_headers(call, &decoded.ignored);
     cost_header(&mut headers, call);
@@ -357,6 +372,38 @@ fn embeddings(
     }
     call.ttfb = Some(clock::elapsed(ex.started));
     Ok(Tail::Body { status: 200, headers, body: out.to_string().into_bytes() })
+}
+
+/// `POST /v1/messages/count_tokens` by the provider's own counter (free: nothing is reserved).
+pub(super) fn count_tokens(
+    shared: &Shared,
+    ex: &mut Exchange<'_>,
+    provider: &Provider,
+    body: &[u8],
+    call: &mut Call,
+) -> Result<Tail, ApiError> {
+    let json = object(body)?;
+    let decoded = messages::decode_request(&json, true).map_err(|r| refused(&r))?;
+    let model = model_segment(&decoded.request.model)?.to_string();
+    let mut request = decoded.request;
+    request.model.clone_from(&model);
+    gemini::request::check(&request).map_err(|u| refused(&anthropic::refuse(&u)))?;
+    fetch_media(shared, &mut request, call)?;
+    let out = gemini::count_request(&request, &model).map_err(|u| refused(&anthropic::refuse(&u)))?;
+    let resp = call_upstream_as(shared, ex, provider, &out, call)?;
+    if !(200..300).contains(&resp.status()) {
+        return provider_error(ex, resp, call);
+    }
+    let raw = read_whole(ex, resp, call)?;
+    let value: Value =
+        serde_json::from_slice(&raw).map_err(|_| ApiError::upstream_invalid_response("the count is not JSON"))?;
+    let tokens =
+        gemini::counted(&value).ok_or_else(|| ApiError::upstream_invalid_response("the answer has no totalTokens"))?;
+    call.status = 200;
+    call.upstream_ok = true;
+    call.ttfb = Some(clock::elapsed(ex.started));
+    let headers = json_headers(call, &decoded.ignored);
+    Ok(Tail::Body { status: 200, headers, body: serde_json::json!({"input_tokens": tokens}).to_string().into_bytes() })
 }
 
 /// `GET /v1/models` (every page, filtered by the key's allowlist) and `GET /v1/models/{id}`.

@@ -33,6 +33,8 @@ pub const ROUTES: &[(&str, &str)] = &[
         "POST models/{model}:generateContent, or :streamGenerateContent?alt=sse when streaming",
     ),
     ("POST /v1/responses", "POST models/{model}:generateContent, or :streamGenerateContent?alt=sse with the full Responses event lifecycle"),
+    ("POST /v1/messages", "POST models/{model}:generateContent, or :streamGenerateContent?alt=sse with Anthropic's event sequence"),
+    ("POST /v1/messages/count_tokens", "POST models/{model}:countTokens (the whole request: system, tools, contents)"),
     ("POST /v1/embeddings", "POST models/{model}:batchEmbedContents, in batches of at most 100 inputs"),
     ("GET /v1/models", "GET models (every page), in OpenAI's list shape, filtered by the key's allowlist"),
     ("GET /v1/models/{id}", "GET models/{id}, in OpenAI's model shape"),
@@ -41,7 +43,16 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// Whether `route` is served.
 #[must_use]
 pub fn serves(route: &Route) -> bool {
-    matches!(route, Route::ChatCompletions | Route::Responses | Route::Embeddings | Route::Models | Route::Model(_))
+    matches!(
+        route,
+        Route::ChatCompletions
+            | Route::Responses
+            | Route::Messages
+            | Route::CountTokens
+            | Route::Embeddings
+            | Route::Models
+            | Route::Model(_)
+    )
 }
 
 /// Intermediate-form features Gemini has no equivalent for, and why.
@@ -82,6 +93,24 @@ pub fn generate_request(req: &ir::Request, model: &str) -> Result<Outbound, ir::
         target: generate_target(model, req.stream),
         body: Some(body.to_string().into_bytes()),
     })
+}
+
+/// The upstream request that counts `req`'s input tokens (`countTokens` with the whole
+/// generation request, so instructions and tools are counted too).
+pub fn count_request(req: &ir::Request, model: &str) -> Result<Outbound, ir::Unsupported> {
+    let mut inner = request::encode(req)?;
+    inner["model"] = serde_json::json!(format!("models/{model}"));
+    let body = serde_json::json!({"generateContentRequest": inner});
+    Ok(Outbound {
+        method: "POST",
+        target: format!("/models/{model}:countTokens"),
+        body: Some(body.to_string().into_bytes()),
+    })
+}
+
+/// The token count in a `countTokens` answer.
+pub fn counted(body: &Value) -> Option<u64> {
+    body.get("totalTokens").and_then(Value::as_u64).filter(|n| *n <= crate::core::usage::MAX_REPORTED_TOKENS)
 }
 
 /// The upstream request for one embeddings batch.

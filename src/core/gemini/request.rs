@@ -69,6 +69,20 @@ fn thinking(model: &str, effort: Effort) -> Result<Value, Unsupported> {
     Ok(json!({"thinkingBudget": budget}))
 }
 
+/// A client's thinking budget: Gemini 2.5 takes it as it is; Gemini 3 takes a level, the one
+/// whose budget (as `thinking` maps efforts) is nearest at or above it.
+fn budget_config(model: &str, budget: u64) -> Value {
+    if is_gemini3_or_later(model) {
+        let level = match budget {
+            0..=1_024 => "LOW",
+            1_025..=8_192 => "MEDIUM",
+            _ => "HIGH",
+        };
+        return json!({"thinkingLevel": level});
+    }
+    json!({"thinkingBudget": budget})
+}
+
 fn part(p: &Part, signature_first: &mut bool, validate: bool) -> Value {
     match p {
         Part::Text(t) => json!({"text": t}),
@@ -180,6 +194,7 @@ pub fn encode(req: &ir::Request) -> Result<Value, Unsupported> {
     };
     put("temperature", s.temperature.map(|v| json!(v)));
     put("topP", s.top_p.map(|v| json!(v)));
+    put("topK", s.top_k.map(|v| json!(v)));
     put("maxOutputTokens", s.max_tokens.map(|v| json!(v)));
     put("candidateCount", s.n.filter(|n| *n > 1).map(|v| json!(v)));
     put("seed", s.seed.map(|v| json!(v)));
@@ -196,6 +211,9 @@ pub fn encode(req: &ir::Request) -> Result<Value, Unsupported> {
     }
     if let Some(effort) = req.effort {
         put("thinkingConfig", Some(thinking(&req.model, effort)?));
+    }
+    if let Some(budget) = req.thinking_budget {
+        put("thinkingConfig", Some(budget_config(&req.model, budget)));
     }
     if !g.is_empty() {
         body.insert("generationConfig".into(), Value::Object(g));

@@ -113,6 +113,7 @@ pub fn decode_request(body: &Map<String, Value>) -> Result<Decoded, Refusal> {
             .transpose()?,
         temperature: get("temperature").map(|v| number(v, "temperature")).transpose()?,
         top_p: get("top_p").map(|v| number(v, "top_p")).transpose()?,
+        top_k: None,
         n: get("n").map(|v| count(v, "n")).transpose()?,
         seed: get("seed")
             .map(|v| v.as_i64().ok_or_else(|| Refusal::invalid("seed", "`seed` must be an integer")))
@@ -141,8 +142,19 @@ pub fn decode_request(body: &Map<String, Value>) -> Result<Decoded, Refusal> {
     let parallel_tool_calls = get("parallel_tool_calls").map(|v| boolean(v, "parallel_tool_calls")).transpose()?;
     let format = get("response_format").map(format).transpose()?.unwrap_or(Format::Text);
     let effort = get("reasoning_effort").map(effort).transpose()?;
-    let request =
-        ir::Request { model, system, turns, tools, tool_choice, parallel_tool_calls, format, sampling, effort, stream };
+    let request = ir::Request {
+        model,
+        system,
+        turns,
+        tools,
+        tool_choice,
+        parallel_tool_calls,
+        format,
+        sampling,
+        effort,
+        thinking_budget: None,
+        stream,
+    };
     Ok(Decoded { request, ignored, include_usage })
 }
 

@@ -1,4 +1,4 @@
-//! What the OpenAI dialects (chat completions, Responses) share when they decode a request into
+//! What the client dialects (OpenAI chat and Responses, Anthropic Messages) share when they decode a request into
 //! the intermediate form and encode tool calls back: the parameter screen, refusals, value
 //! readers, media URLs, tool definitions and choices, tool-result grouping, and the tool-call
 //! ids that carry a provider's replay signature.
@@ -35,13 +35,13 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    pub(super) fn unsupported(param: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn unsupported(param: impl Into<String>, message: impl Into<String>) -> Self {
         Self { code: "unsupported_parameter", param: param.into(), message: message.into() }
     }
-    pub(super) fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
         Self { code: "invalid_parameter", param: param.into(), message: message.into() }
     }
-    pub(super) fn value(param: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn value(param: impl Into<String>, message: impl Into<String>) -> Self {
         Self { code: "unsupported_value", param: param.into(), message: message.into() }
     }
 }
@@ -56,7 +56,7 @@ pub struct Decoded {
     pub include_usage: bool,
 }
 
-pub(super) fn no_op(v: &Value) -> bool {
+pub(crate) fn no_op(v: &Value) -> bool {
     match v {
         Value::Null | Value::Bool(false) => true,
         Value::Object(m) => m.is_empty(),
@@ -65,7 +65,7 @@ pub(super) fn no_op(v: &Value) -> bool {
     }
 }
 
-pub(super) fn kind(v: &Value) -> &'static str {
+pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -76,25 +76,25 @@ pub(super) fn kind(v: &Value) -> &'static str {
     }
 }
 
-pub(super) fn string<'v>(v: &'v Value, path: &str) -> Result<&'v str, Refusal> {
+pub(crate) fn string<'v>(v: &'v Value, path: &str) -> Result<&'v str, Refusal> {
     v.as_str().ok_or_else(|| Refusal::invalid(path, format!("`{path}` must be a string, not {}", kind(v))))
 }
 
-pub(super) fn number(v: &Value, path: &str) -> Result<f64, Refusal> {
+pub(crate) fn number(v: &Value, path: &str) -> Result<f64, Refusal> {
     v.as_f64().ok_or_else(|| Refusal::invalid(path, format!("`{path}` must be a number, not {}", kind(v))))
 }
 
-pub(super) fn count(v: &Value, path: &str) -> Result<u64, Refusal> {
+pub(crate) fn count(v: &Value, path: &str) -> Result<u64, Refusal> {
     v.as_u64().ok_or_else(|| Refusal::invalid(path, format!("`{path}` must be a non-negative integer")))
 }
 
-pub(super) fn push_once(list: &mut Vec<String>, name: &str) {
+pub(crate) fn push_once(list: &mut Vec<String>, name: &str) {
     if !list.iter().any(|n| n == name) {
         list.push(name.to_string());
     }
 }
 
-pub(super) fn effort(v: &Value) -> Result<Effort, Refusal> {
+pub(crate) fn effort(v: &Value) -> Result<Effort, Refusal> {
     Ok(match string(v, "reasoning_effort")? {
         "none" => Effort::None,
         "minimal" => Effort::Minimal,
@@ -108,7 +108,7 @@ pub(super) fn effort(v: &Value) -> Result<Effort, Refusal> {
 }
 
 /// A `data:<mime>;base64,<data>` URL as inline media; anything else is refused by name.
-pub(super) fn data_url(url: &str, path: &str) -> Result<Part, Refusal> {
+pub(crate) fn data_url(url: &str, path: &str) -> Result<Part, Refusal> {
     if let Some(rest) = url.strip_prefix("data:") {
         if let Some((meta, data)) = rest.split_once(',') {
             if let Some(mime) = meta.strip_suffix(";base64").filter(|m| m.contains('/')) {
@@ -123,7 +123,7 @@ pub(super) fn data_url(url: &str, path: &str) -> Result<Part, Refusal> {
     Err(Refusal::unsupported(path, "only data: URLs and https URLs are accepted for media"))
 }
 
-pub(super) fn clip(s: &str) -> String {
+pub(crate) fn clip(s: &str) -> String {
     s.chars().take(64).filter(|c| !c.is_control()).collect()
 }
 
@@ -148,7 +148,7 @@ fn to_url_safe(sig: &str) -> String {
         .collect()
 }
 
-pub(super) fn from_url_safe(sig: &str) -> String {
+pub(crate) fn from_url_safe(sig: &str) -> String {
     let mut s: String = sig
         .chars()
         .map(|c| match c {
@@ -181,7 +181,7 @@ pub fn call_id(call: &ir::ToolCall, seed: &str, choice: u64, index: u64) -> Stri
 /// The top-level screen: every parameter is in `table`; an unknown one, or a rejected one with an
 /// effective value, is refused (`why` says why for a rejected name); the hints present are
 /// returned for `x-prodex-ignored-params`.
-pub(super) fn screen(
+pub(crate) fn screen(
     body: &Map<String, Value>,
     table: &[(&str, Disposition)],
     dialect: &str,
@@ -207,7 +207,7 @@ pub(super) fn screen(
 }
 
 /// `model`, `stream` and `stream_options` (both dialects): (model, stream, include_usage).
-pub(super) fn common(body: &Map<String, Value>, ignored: &mut Vec<String>) -> Result<(String, bool, bool), Refusal> {
+pub(crate) fn common(body: &Map<String, Value>, ignored: &mut Vec<String>) -> Result<(String, bool, bool), Refusal> {
     let get = |k: &str| body.get(k).filter(|v| !v.is_null());
     let model = string(get("model").unwrap_or(&Value::Null), "model")?.to_string();
     let stream = get("stream").map(|v| boolean(v, "stream")).transpose()?.unwrap_or(false);
@@ -226,13 +226,13 @@ pub(super) fn common(body: &Map<String, Value>, ignored: &mut Vec<String>) -> Re
     Ok((model, stream, include_usage))
 }
 
-pub(super) fn boolean(v: &Value, path: &str) -> Result<bool, Refusal> {
+pub(crate) fn boolean(v: &Value, path: &str) -> Result<bool, Refusal> {
     v.as_bool().ok_or_else(|| Refusal::invalid(path, format!("`{path}` must be a boolean")))
 }
 
 /// `tool_choice`: none, auto, required, or a named function (`{"type":"function","function":
 /// {"name"}}` in chat, `{"type":"function","name"}` in Responses; both are read).
-pub(super) fn tool_choice(v: &Value, name_path: &str) -> Result<ToolChoice, Refusal> {
+pub(crate) fn tool_choice(v: &Value, name_path: &str) -> Result<ToolChoice, Refusal> {
     match v {
         Value::String(s) => match s.as_str() {
             "none" => Ok(ToolChoice::None),
@@ -250,7 +250,7 @@ pub(super) fn tool_choice(v: &Value, name_path: &str) -> Result<ToolChoice, Refu
 }
 
 /// One function tool from its definition (`name`, `description`, `parameters`, `strict`).
-pub(super) fn tool_def(
+pub(crate) fn tool_def(
     def: &Value,
     path: &str,
     ignored: &mut Vec<String>,
@@ -266,7 +266,7 @@ pub(super) fn tool_def(
 }
 
 /// Appends a tool result: every result answering one assistant turn goes into one user turn.
-pub(super) fn push_result(turns: &mut Vec<Turn>, part: Part) {
+pub(crate) fn push_result(turns: &mut Vec<Turn>, part: Part) {
     match turns.last_mut() {
         Some(t) if t.role == Role::User && t.parts.iter().all(|p| matches!(p, Part::ToolResult { .. })) => {
             t.parts.push(part)

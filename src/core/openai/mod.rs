@@ -9,7 +9,7 @@
 //! have seen without the gateway's injection; usage is read from provider output only.
 
 pub mod chat;
-mod dialect;
+pub(crate) mod dialect;
 pub mod embed;
 pub mod responses;
 
@@ -386,6 +386,7 @@ pub fn peek_request(route: &Route, body: &[u8]) -> Result<RequestPeek, PeekError
             (bound_of(&[("max_tokens", &w.max_tokens)])?, n.saturating_mul(prompts))
         }
         Route::Responses => (bound_of(&[("max_output_tokens", &w.max_output_tokens)])?, 1),
+        Route::Messages => (bound_of(&[("max_tokens", &w.max_tokens)])?, 1),
         Route::Embeddings => (Some(0), 1),
         _ => (None, 1),
     };

@@ -108,8 +108,19 @@ pub fn decode_request(body: &Map<String, Value>) -> Result<Decoded, Refusal> {
             r.get("effort").filter(|e| !e.is_null()).map(effort).transpose()?
         }
     };
-    let request =
-        ir::Request { model, system, turns, tools, tool_choice, parallel_tool_calls, format, sampling, effort, stream };
+    let request = ir::Request {
+        model,
+        system,
+        turns,
+        tools,
+        tool_choice,
+        parallel_tool_calls,
+        format,
+        sampling,
+        effort,
+        thinking_budget: None,
+        stream,
+    };
     Ok(Decoded { request, ignored, include_usage: true })
 }
 

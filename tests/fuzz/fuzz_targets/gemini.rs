@@ -1,8 +1,9 @@
 //! The Gemini bridge never panics on any body, in either direction, and what it writes is
-//! always well-formed: request bodies are JSON objects with `contents`, every chat chunk and
-//! Responses event parses, and a tool call's signature comes back out of the id it was put in.
+//! always well-formed: request bodies are JSON objects with `contents`, every chat chunk,
+//! Responses event and Anthropic event parses (the OpenAI, Responses and Messages decoders run too), and a tool call's signature comes back out of the id it was put in.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
+use prodex::core::anthropic::messages;
 use prodex::core::gemini::{self, embed as gembed, request, response};
 use prodex::core::ir::{Event, StreamEncoder};
 use prodex::core::openai::{chat, embed, responses};
@@ -22,7 +23,13 @@ fuzz_target!(|data: &[u8]| {
     let _ = gemini::error(502, data, std::str::from_utf8(data).ok());
     let Ok(value) = serde_json::from_slice::<Value>(data) else { return };
     if let Some(obj) = value.as_object() {
-        for decoded in [chat::decode_request(obj), responses::decode_request(obj)].into_iter().flatten() {
+        let decoders = [
+            chat::decode_request(obj),
+            responses::decode_request(obj),
+            messages::decode_request(obj, false),
+            messages::decode_request(obj, true),
+        ];
+        for decoded in decoders.into_iter().flatten() {
             if let Ok(body) = request::encode(&decoded.request) {
                 assert!(body["contents"].is_array());
             }
@@ -44,12 +51,14 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         let _ = responses::encode_response(&r, 1, "seed");
+        let _ = messages::encode_message(&r, "seed");
     }
     let text = String::from_utf8_lossy(data);
     let mut dec = response::StreamDecoder::default();
     let mut chunks = chat::ChunkEncoder::new("id", "m", 1, "seed", true);
     let mut events = responses::EventEncoder::new("id", "m", 1, "seed");
-    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let mut anthropic = messages::EventEncoder::new("id", "m", "seed");
+    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
     for line in text.lines() {
         for e in dec.chunk(line) {
             if let Event::ToolCall { call, .. } = &e {
@@ -57,10 +66,13 @@ fuzz_target!(|data: &[u8]| {
             }
             a.extend(StreamEncoder::encode(&mut chunks, &e));
             b.extend(events.encode(&e));
+            c.extend(anthropic.encode(&e));
         }
     }
     a.extend(StreamEncoder::finish(&mut chunks));
     b.extend(events.finish());
+    c.extend(anthropic.finish());
     frames_parse(&a);
     frames_parse(&b);
+    frames_parse(&c);
 });

@@ -1,6 +1,6 @@
 //! The mock's Gemini dialect (`/v1beta/...`), spoken like the real API: `x-goog-api-key` required
 //! (a key in the URL or a bearer token is refused), camelCase bodies, `:generateContent`,
-//! `:streamGenerateContent?alt=sse` (no `[DONE]`, the stream ends at EOF), `:batchEmbedContents`
+//! `:streamGenerateContent?alt=sse` (no `[DONE]`, the stream ends at EOF), `:countTokens`, `:batchEmbedContents`
 //! (at most 100 items, every item naming its model), paged `models`, and google.rpc error bodies.
 //! Like Gemini 3, a model named `gemini-3…` refuses a replayed function call without its
 //! `thoughtSignature`.
@@ -106,6 +106,18 @@ pub fn respond(out: &mut TcpStream, req: &Seen, path: &str) -> std::io::Result<b
             generate(out, req, model, &json)
         }
         "batchEmbedContents" => embed(out, req, model, &json),
+        "countTokens" => {
+            let inner = &json["generateContentRequest"];
+            if inner["contents"].as_array().is_none_or(Vec::is_empty)
+                || inner["model"] != json!(format!("models/{model}"))
+            {
+                return error(out, 400, "countTokens takes a generateContentRequest naming its model");
+            }
+            // Like the real counter: instructions and tools count too (a fixed 10 tokens here).
+            let extra = if inner.get("systemInstruction").is_some() || inner.get("tools").is_some() { 10 } else { 0 };
+            let body = json!({"totalTokens": 32 + extra});
+            send(out, 200, "application/json; charset=UTF-8", body.to_string().as_bytes())
+        }
         _ => error(out, 404, "no such method"),
     }
 }
