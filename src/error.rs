@@ -80,8 +80,12 @@ impl ApiError {
         if !dialect.anthropic() {
             return self.body();
         }
-        let value =
-            serde_json::json!({"type": "error", "error": {"type": self.anthropic_kind(), "message": self.message}});
+        // Anthropic's error object has no `param`: the message names it when it does not already.
+        let message = match &self.param {
+            Some(p) if !self.message.contains(p.as_str()) => format!("{p}: {}", self.message),
+            _ => self.message.clone(),
+        };
+        let value = serde_json::json!({"type": "error", "error": {"type": self.anthropic_kind(), "message": message}});
         serde_json::to_vec(&value).unwrap_or_default()
     }
 

@@ -519,6 +519,15 @@ fn remote_images_are_fetched_only_when_allowed_and_never_from_private_addresses(
         json!({"mimeType": "image/png", "data": base64::engine::general_purpose::STANDARD.encode(&png)})
     );
 
+    // A token count is free, so it never makes the gateway fetch (only admitted calls do).
+    let served = site.served.load(std::sync::atomic::Ordering::SeqCst);
+    let count = json!({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": [
+        {"type": "image", "source": {"type": "url", "url": url}}]}]});
+    let r = post(&allowed, "/v1/messages/count_tokens", &count, &[]);
+    assert_eq!((r.status, r.json()["error"]["type"].as_str()), (400, Some("invalid_request_error")), "{}", r.text());
+    assert!(r.text().contains("messages[0].content[0].source.url"), "{}", r.text());
+    assert_eq!(site.served.load(std::sync::atomic::Ordering::SeqCst), served, "no fetch for a count");
+
     let small = start("[gateway.media]\nfetch_remote = true\nallow_private_addresses = true\nmax_bytes = 8\n");
     let r = post(&small, "/v1/chat/completions", &image(url), &[]);
     assert_eq!((r.status, r.json()["error"]["param"].as_str()), (400, Some(param)), "{}", r.text());

@@ -23,6 +23,16 @@ fn run_script(gw: &Gateway, script: &str, key: &str) -> String {
     stdout
 }
 
+/// The Gemini bridge (`--provider gemini`, key `gk-sdk`) in front of the mock's Gemini dialect.
+fn gemini_bridge(mock: &Mock) -> Gateway {
+    Gateway::start(Opts {
+        base_url: Some(format!("http://{}/v1beta", mock.addr)),
+        args: vec!["--provider", "gemini"],
+        env: vec![("PRODEX_GATEWAY_TOKEN", "sdk-master".into()), ("GEMINI_API_KEY", "gk-sdk".into())],
+        ..Opts::default()
+    })
+}
+
 #[test]
 fn openai_python_sdk_works_unchanged() {
     let mock = Mock::start();
@@ -59,12 +69,7 @@ fn openai_sdk_does_not_retry_an_exhausted_budget() {
 #[test]
 fn openai_python_sdk_works_through_the_gemini_bridge() {
     let mock = Mock::start();
-    let gw = Gateway::start(Opts {
-        base_url: Some(format!("http://{}/v1beta", mock.addr)),
-        args: vec!["--provider", "gemini"],
-        env: vec![("PRODEX_GATEWAY_TOKEN", "sdk-master".into()), ("GEMINI_API_KEY", "gk-sdk".into())],
-        ..Opts::default()
-    });
+    let gw = gemini_bridge(&mock);
     let stdout = run_script(&gw, "gemini_sdk.py", "sdk-master");
     assert!(stdout.contains("ALL OK"), "{stdout}");
     let seen = mock.requests();
@@ -75,12 +80,7 @@ fn openai_python_sdk_works_through_the_gemini_bridge() {
 #[test]
 fn anthropic_python_sdk_works_through_the_gemini_bridge() {
     let mock = Mock::start();
-    let gw = Gateway::start(Opts {
-        base_url: Some(format!("http://{}/v1beta", mock.addr)),
-        args: vec!["--provider", "gemini"],
-        env: vec![("PRODEX_GATEWAY_TOKEN", "sdk-master".into()), ("GEMINI_API_KEY", "gk-sdk".into())],
-        ..Opts::default()
-    });
+    let gw = gemini_bridge(&mock);
     let stdout = run_script(&gw, "anthropic_sdk.py", "sdk-master");
     assert!(stdout.contains("ALL OK"), "{stdout}");
     let seen = mock.requests();

@@ -3,7 +3,12 @@
 //! is replaced by the provider-reported usage (settle) or dropped (release).
 //!
 //! Pure: `Counters` is the state of one limit scope (a key, or the budget group keys share); the
-//! store applies these functions atomically (under its lock, in SQL, or in a Lua script).
+//! store applies these functions atomically (under its lock, in SQL, or in a Lua script). The
+//! rules a store applies — `admit`, `settle`, `settle_expired`, `release`, `sweeps_expired`,
+//! `headroom` — run as they are on redb and Postgres and are mirrored in `store/redis.lua`;
+//! `tests/rules.rs` runs one scenario table on this module and on every store. `worst_case`,
+//! `spend_left_after` and the estimates run in the proxy, before and after the store call, on
+//! every backend alike: a store receives their result (the `Ask`) and has nothing to mirror.
 //!
 //! Invariants: committed spend + open reservations never exceed the budget; a refusal names the
 //! first limit that refused, checked in the order of gateway.md §4 (request budget → spend budget →

@@ -123,6 +123,17 @@ pub struct Request {
     pub stream: bool,
 }
 
+impl Request {
+    /// Where the request still holds remote media (the first such part's parameter), if it does.
+    #[must_use]
+    pub fn remote_media(&self) -> Option<&str> {
+        self.turns.iter().flat_map(|t| &t.parts).find_map(|p| match p {
+            Part::Remote { param, .. } => Some(param.as_str()),
+            _ => None,
+        })
+    }
+}
+
 /// Features an egress may not support; the ingress maps each to its own parameter name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Feature {
@@ -232,14 +243,6 @@ pub struct EmbedRequest {
     pub dimensions: Option<u64>,
     /// Vectors as base64 of little-endian f32 (the OpenAI SDK's default) instead of numbers.
     pub base64: bool,
-}
-
-/// Embeddings, in input order.
-#[derive(Clone, Debug, PartialEq)]
-pub struct EmbedResponse {
-    pub vectors: Vec<Vec<f32>>,
-    /// Input tokens, when the provider counted them.
-    pub input_tokens: Option<u64>,
 }
 
 /// A model a provider serves.

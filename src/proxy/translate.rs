@@ -62,8 +62,9 @@ fn id_seed(call: &Call) -> String {
     hex[hex.len().saturating_sub(12)..].to_string()
 }
 
-fn json_headers(call: &Call, ignored: &[String]) -> Vec<(String, String)> {
-    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+/// The headers of a translated answer: its content type, the ignored hints, the rate limits.
+fn answer_headers(call: &Call, content_type: &str, ignored: &[String]) -> Vec<(String, String)> {
+    let mut headers = vec![("content-type".to_string(), content_type.to_string())];
     if !ignored.is_empty() {
         headers.push(("x-prodex-ignored-params".into(), ignored.join(", ")));
     }
@@ -72,11 +73,14 @@ fn json_headers(call: &Call, ignored: &[String]) -> Vec<(String, String)> {
 }
 
 /// The provider's error answer as the client's.
-fn provider_error(ex: &mut Exchange<'_>, resp: Response, call: &mut Call) -> Result<Tail, ApiError> {
+fn provider_error(ex: &mut Exchange<'_>, resp: Response, call: &mut Call) -> ApiError {
     let status = resp.status();
     let retry = resp.header("retry-after").map(str::to_string);
     call.status = status;
-    let body = read_whole(ex, resp, call)?;
+    let body = match read_whole(ex, resp, call) {
+        Ok(body) => body,
+        Err(e) => return e,
+    };
     let err = ApiError::provider(&gemini::error(status, &body, retry.as_deref()));
     log::info!(
         "call {}: upstream {} answered {status} ({})",
@@ -84,7 +88,18 @@ fn provider_error(ex: &mut Exchange<'_>, resp: Response, call: &mut Call) -> Res
         call.provider.as_deref().unwrap_or("-"),
         err.code
     );
-    Err(err)
+    err
+}
+
+/// The provider's 2xx JSON answer, or its error as the client's; `what` names the body in the
+/// message when it is not JSON.
+fn json_answer(ex: &mut Exchange<'_>, resp: Response, call: &mut Call, what: &str) -> Result<Value, ApiError> {
+    if !(200..300).contains(&resp.status()) {
+        return Err(provider_error(ex, resp, call));
+    }
+    call.upstream_ok = true;
+    let raw = read_whole(ex, resp, call)?;
+    serde_json::from_slice(&raw).map_err(|_| ApiError::upstream_invalid_response(format!("{what} is not JSON")))
 }
 
 /// Remote media a request may make the gateway fetch.
@@ -176,7 +191,7 @@ pub(super) fn generate(
     let out = gemini::generate_request(&request, &model).map_err(refuse)?;
     let resp = call_upstream_as(shared, ex, provider, &out, call)?;
     if !(200..300).contains(&resp.status()) {
-        return provider_error(ex, resp, call);
+        return Err(provider_error(ex, resp, call));
     }
     call.status = 200;
     call.upstream_ok = true;
@@ -190,9 +205,7 @@ pub(super) fn generate(
         };
         return stream(ex, resp, encoder, &decoded.ignored, call);
     }
-    let raw = read_whole(ex, resp, call)?;
-    let value: Value =
-        serde_json::from_slice(&raw).map_err(|_| ApiError::upstream_invalid_response("the body is not JSON"))?;
+    let value = json_answer(ex, resp, call, "the body")?;
     note_usage(call, gemini::response::usage(&value));
     let answer = gemini::response::decode(&value, &model, &id_seed(call)).map_err(|e| ApiError::provider(&e))?;
     let created = clock::unix_ms() / 1000;
@@ -201,7 +214,7 @@ pub(super) fn generate(
         Dialect::AnthropicMessages => messages::encode_message(&answer, &id_seed(call)),
         _ => chat::encode_response(&answer, created, &id_seed(call)),
     };
-    let mut headers = json_headers(call, &decoded.ignored);
+    let mut headers = answer_headers(call, "application/json", &decoded.ignored);
     cost_header(&mut headers, call);
     call.ttfb = Some(clock::elapsed(ex.started));
     Ok(Tail::Body { status: 200, headers, body: out.to_string().into_bytes() })
@@ -229,11 +242,8 @@ fn stream(
     let mut reader = resp.into_reader();
     let mut frames = sse::Decoder::default();
     let mut decoder = StreamDecoder::default();
-    let mut headers = vec![
-        ("content-type".to_string(), "text/event-stream".to_string()),
-        ("cache-control".to_string(), "no-cache".to_string()),
-    ];
-    headers.extend(json_headers(call, ignored).into_iter().skip(1));
+    let mut headers = answer_headers(call, "text/event-stream", ignored);
+    headers.insert(1, ("cache-control".to_string(), "no-cache".to_string()));
     if ex.start_stream(200, &header_refs(&headers)).is_err() {
         call.client_disconnected = true;
         return Ok(Tail::Nothing);
@@ -345,13 +355,7 @@ fn embeddings(
     let mut reported = Some(0u64);
     for batch in req.inputs.chunks(gemini::EMBED_BATCH) {
         let resp = call_upstream_as(shared, ex, provider, &gemini::embed_request(req, model, batch), call)?;
-        if !(200..300).contains(&resp.status()) {
-            return provider_error(ex, resp, call);
-        }
-        call.upstream_ok = true;
-        let raw = read_whole(ex, resp, call)?;
-        let value: Value =
-            serde_json::from_slice(&raw).map_err(|_| ApiError::upstream_invalid_response("the body is not JSON"))?;
+        let value = json_answer(ex, resp, call, "the body")?;
         let (v, tokens) = gembed::decode_batch(&value, batch.len()).map_err(ApiError::upstream_invalid_response)?;
         vectors.extend(v);
         reported = reported.zip(tokens).map(|(a, b)| a + b);
@@ -366,7 +370,7 @@ fn embeddings(
         None => call.input_estimate.div_ceil(2),
     };
     let out = embed::encode_response(&req.model, &vectors, input_tokens, req.base64);
-    let mut headers = json_headers(call, ignored);
+    let mut headers = answer_headers(call, "application/json", ignored);
     if call.usage_source == UsageSource::Provider {
         cost_header(&mut headers, call);
     }
@@ -388,21 +392,22 @@ pub(super) fn count_tokens(
     let mut request = decoded.request;
     request.model.clone_from(&model);
     gemini::request::check(&request).map_err(|u| refused(&anthropic::refuse(&u)))?;
-    fetch_media(shared, &mut request, call)?;
+    // A count is free (nothing is reserved), and media is fetched only for admitted calls.
+    if let Some(param) = request.remote_media() {
+        return Err(ApiError::refused(
+            "unsupported_parameter",
+            param,
+            "a token count does not fetch remote media (only admitted calls do); send the media as base64",
+        ));
+    }
     let out = gemini::count_request(&request, &model).map_err(|u| refused(&anthropic::refuse(&u)))?;
     let resp = call_upstream_as(shared, ex, provider, &out, call)?;
-    if !(200..300).contains(&resp.status()) {
-        return provider_error(ex, resp, call);
-    }
-    let raw = read_whole(ex, resp, call)?;
-    let value: Value =
-        serde_json::from_slice(&raw).map_err(|_| ApiError::upstream_invalid_response("the count is not JSON"))?;
+    let value = json_answer(ex, resp, call, "the count")?;
     let tokens =
         gemini::counted(&value).ok_or_else(|| ApiError::upstream_invalid_response("the answer has no totalTokens"))?;
     call.status = 200;
-    call.upstream_ok = true;
     call.ttfb = Some(clock::elapsed(ex.started));
-    let headers = json_headers(call, &decoded.ignored);
+    let headers = answer_headers(call, "application/json", &decoded.ignored);
     Ok(Tail::Body { status: 200, headers, body: serde_json::json!({"input_tokens": tokens}).to_string().into_bytes() })
 }
 
@@ -420,24 +425,14 @@ pub(super) fn models(
         if resp.status() == 404 {
             return Err(ApiError::model_not_found(id));
         }
-        if !(200..300).contains(&resp.status()) {
-            return provider_error(ex, resp, call);
-        }
-        let raw = read_whole(ex, resp, call)?;
-        let value: Value =
-            serde_json::from_slice(&raw).map_err(|_| ApiError::upstream_invalid_response("the model is not JSON"))?;
+        let value = json_answer(ex, resp, call, "the model")?;
         embed::encode_model(&gembed::decode_model(&value).map_err(ApiError::upstream_invalid_response)?)
     } else {
         let mut all = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..MAX_MODEL_PAGES {
             let resp = call_upstream_as(shared, ex, provider, &gemini::models_request(token.as_deref(), None), call)?;
-            if !(200..300).contains(&resp.status()) {
-                return provider_error(ex, resp, call);
-            }
-            let raw = read_whole(ex, resp, call)?;
-            let value: Value = serde_json::from_slice(&raw)
-                .map_err(|_| ApiError::upstream_invalid_response("the model list is not JSON"))?;
+            let value = json_answer(ex, resp, call, "the model list")?;
             let (page, next) = gembed::decode_models(&value).map_err(ApiError::upstream_invalid_response)?;
             all.extend(page.into_iter().filter(|m| call.key.as_ref().is_none_or(|k| k.allows(&m.id))));
             match next {
@@ -448,8 +443,7 @@ pub(super) fn models(
         embed::encode_models(&all)
     };
     call.status = 200;
-    call.upstream_ok = true;
     call.ttfb = Some(clock::elapsed(ex.started));
-    let headers = json_headers(call, &[]);
+    let headers = answer_headers(call, "application/json", &[]);
     Ok(Tail::Body { status: 200, headers, body: out.to_string().into_bytes() })
 }

@@ -4,18 +4,12 @@ coding agent would use it: streaming and not, tools, thinking, count_tokens, bet
 Run by tests/sdk.rs; prints ALL OK on success.
 """
 import os
-import sys
 
 import anthropic
 
+from checks import check
+
 client = anthropic.Anthropic(base_url=os.environ["PRODEX_BASE_URL_ROOT"], api_key=os.environ["PRODEX_KEY"], max_retries=0)
-
-
-def check(cond, what):
-    if not cond:
-        print(f"FAIL: {what}")
-        sys.exit(1)
-    print(f"ok: {what}")
 
 
 msgs = [{"role": "user", "content": "hi"}]

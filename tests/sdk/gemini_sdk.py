@@ -7,18 +7,12 @@ import base64
 import json
 import os
 import struct
-import sys
 
 import openai
 
+from checks import check
+
 client = openai.OpenAI(base_url=os.environ["PRODEX_BASE_URL"], api_key=os.environ["PRODEX_KEY"], max_retries=0)
-
-
-def check(cond, what):
-    if not cond:
-        print(f"FAIL: {what}")
-        sys.exit(1)
-    print(f"ok: {what}")
 
 
 msgs = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "hi"}]

@@ -3,18 +3,12 @@
 Run by tests/sdk.rs with PRODEX_BASE_URL and PRODEX_KEY set; prints ALL OK on success.
 """
 import os
-import sys
 
 import openai
 
+from checks import check
+
 client = openai.OpenAI(base_url=os.environ["PRODEX_BASE_URL"], api_key=os.environ["PRODEX_KEY"], max_retries=0)
-
-
-def check(cond, what):
-    if not cond:
-        print(f"FAIL: {what}")
-        sys.exit(1)
-    print(f"ok: {what}")
 
 
 chat = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])

@@ -132,14 +132,11 @@ pub fn check(req: &ir::Request) -> Result<(), Unsupported> {
 /// The `generateContent` body for `req` (the model goes in the URL, not here).
 pub fn encode(req: &ir::Request) -> Result<Value, Unsupported> {
     check(req)?;
-    if let Some(param) = req.turns.iter().flat_map(|t| &t.parts).find_map(|p| match p {
-        Part::Remote { param, .. } => Some(param),
-        _ => None,
-    }) {
+    if let Some(param) = req.remote_media() {
         return Err(Unsupported {
             feature: Feature::Media,
             index: None,
-            param: Some(param.clone()),
+            param: Some(param.to_string()),
             why: format!(
                 "`{param}`: remote URLs are not fetched (the operator has not turned on [gateway.media] fetch_remote); send the media as a data: URL"
             ),
