@@ -114,7 +114,9 @@ impl ApiError {
             400,
             "unsupported_route",
             Side::Downstream,
-            format!("{route} is not supported by the {provider} provider in this build"),
+            format!(
+                "{route} is not served by the {provider} provider (`prodex gateway providers` lists what each serves)"
+            ),
         )
     }
     pub fn invalid_api_key() -> Self {

@@ -31,11 +31,34 @@ const STACK_WORDS: usize = 0x8000;
 /// moments create coroutines on demand.
 const COROUTINE_POOL: usize = 256;
 
+/// A panic inside the coroutine runtime itself (not in a handler, whose panic ends only its
+/// coroutine) leaves a worker thread dead and the connections it held stalled until their
+/// timeouts: a degraded process that looks alive. It aborts instead, so the supervisor
+/// (systemd, Kubernetes, compose `restart:`) starts a whole one; the panic is printed first.
+fn abort_on_runtime_panic() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        previous(info);
+        let in_runtime = info.location().is_some_and(|l| {
+            let f = l.file().replace('\\', "/");
+            f.contains("/may-") || f.contains("/may_queue-") || f.contains("/generator-")
+        });
+        if in_runtime {
+            eprintln!(
+                "prodex gateway: the coroutine runtime panicked; aborting so the supervisor restarts the process"
+            );
+            logs::flush();
+            std::process::abort();
+        }
+    }));
+}
+
 /// Runs the gateway until a shutdown signal; returns the process exit code.
 #[must_use]
 pub fn run(config: Config) -> ExitCode {
     // may must be configured before anything spawns a coroutine.
     may::config().set_workers(config.workers).set_stack_size(STACK_WORDS).set_pool_capacity(COROUTINE_POOL);
+    abort_on_runtime_panic();
     let started_at_ms = clock::unix_ms();
     let log_path = match logs::init(&config.logs) {
         Ok(p) => p,

@@ -79,9 +79,7 @@ impl Shared {
         let Parts { config, upstream, lifecycle, store, keyring } = parts;
         let denial_window_ms = config.audit.collapse_window_seconds.saturating_mul(1000);
         let master_digest = config.gateway_token.as_ref().map(|t| digest(t.expose()));
-        let overrides: Vec<(String, f64, f64, Option<f64>)> =
-            config.pricing.iter().map(|p| (p.model.clone(), p.input, p.output, p.cached_input)).collect();
-        let prices = PriceTable::new(&overrides);
+        let prices = PriceTable::new(&config.pricing);
         let admin_credentials = config
             .admin_tokens
             .iter()

@@ -9,6 +9,8 @@ mod support;
 mod admin;
 /// Virtual keys: admission rules, metering, the ledger.
 mod admission;
+/// The Anthropic provider: OpenAI clients translated, `/v1/messages` passed through, cache writes billed.
+mod anthropic;
 /// Billing integrity under hostile input: worst cases, hidden usage, malformed usage.
 mod billing;
 /// Third-party checkers: promtool on metrics, the OpenAPI validator and schemathesis.

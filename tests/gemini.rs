@@ -55,7 +55,7 @@ fn chat_completions_are_translated_both_ways_and_billed_as_gemini() {
     assert_eq!(
         body["usage"],
         json!({"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18,
-        "prompt_tokens_details": {"cached_tokens": 3}, "completion_tokens_details": {"reasoning_tokens": 2}})
+        "prompt_tokens_details": {"cached_tokens": 3, "cache_write_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 2}})
     );
     assert_eq!(r.header("x-prodex-ignored-params"), Some("user"));
     assert!(r.header("x-prodex-cost-usd").is_some());

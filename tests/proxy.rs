@@ -28,7 +28,7 @@ fn chat_completion_passes_through_with_call_headers() {
     assert_eq!(seen[0].json(), chat(), "non-streaming bodies are forwarded unchanged");
     let log = gw.wait_for_log("route=chat.completions");
     assert!(
-        log.contains("input_tokens=11 cached_input_tokens=3 output_tokens=7 reasoning_tokens=2 usage_source=provider"),
+        log.contains("input_tokens=11 cached_input_tokens=3 cache_write_input_tokens=0 output_tokens=7 reasoning_tokens=2 usage_source=provider"),
         "{log}"
     );
 }

@@ -87,3 +87,35 @@ fn anthropic_python_sdk_works_through_the_gemini_bridge() {
     assert!(seen.iter().any(|s| s.path.ends_with(":countTokens")), "count_tokens went to Gemini's counter");
     assert!(seen.iter().all(|s| s.header("x-goog-api-key") == Some("gk-sdk") && s.header("x-api-key").is_none()));
 }
+
+/// `--provider anthropic` (key `ak-sdk`) in front of the mock's Anthropic dialect.
+fn anthropic_upstream(mock: &Mock) -> Gateway {
+    Gateway::start(Opts {
+        base_url: Some(format!("http://{}/anthropic/v1", mock.addr)),
+        args: vec!["--provider", "anthropic"],
+        env: vec![("PRODEX_GATEWAY_TOKEN", "sdk-master".into()), ("ANTHROPIC_API_KEY", "ak-sdk".into())],
+        ..Opts::default()
+    })
+}
+
+#[test]
+fn anthropic_python_sdk_works_through_to_an_anthropic_upstream() {
+    let mock = Mock::start();
+    let gw = anthropic_upstream(&mock);
+    let stdout = run_script(&gw, "anthropic_passthrough.py", "sdk-master");
+    assert!(stdout.contains("ALL OK"), "{stdout}");
+    let seen = mock.requests();
+    assert!(seen.iter().any(|s| s.path.ends_with("/messages?beta=true") && s.header("anthropic-beta").is_some()));
+    assert!(seen.iter().all(|s| s.header("x-api-key") == Some("ak-sdk")), "every call carried the provider key");
+}
+
+#[test]
+fn openai_python_sdk_works_through_to_an_anthropic_upstream() {
+    let mock = Mock::start();
+    let gw = anthropic_upstream(&mock);
+    let stdout = run_script(&gw, "openai_to_anthropic.py", "sdk-master");
+    assert!(stdout.contains("ALL OK"), "{stdout}");
+    let seen = mock.requests();
+    assert!(seen.iter().all(|s| s.path == "/anthropic/v1/messages" && s.header("authorization").is_none()));
+    assert!(seen.iter().all(|s| s.header("anthropic-version") == Some("2023-06-01")));
+}

@@ -64,7 +64,7 @@ fn usage_is_injected_upstream_and_hidden_unless_asked() {
     assert_eq!(usage["choices"], json!([]));
     assert_eq!(mock.requests()[1].json(), asked, "a body that already asks is forwarded unchanged");
     // Both access lines, each with the provider's usage (the log writer flushes every 20 ms).
-    let line = "stream=true status=200 error=- input_tokens=11 cached_input_tokens=3 output_tokens=7";
+    let line = "stream=true status=200 error=- input_tokens=11 cached_input_tokens=3 cache_write_input_tokens=0 output_tokens=7";
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while gw.stderr_text().matches(line).count() < 2 {
         assert!(std::time::Instant::now() < deadline, "{}", gw.stderr_text());

@@ -166,6 +166,7 @@ fn bucket_json(b: &Bucket, dims: &[Dimension]) -> Value {
         "failed": b.failed,
         "input_tokens": b.input_tokens,
         "cached_input_tokens": b.cached_input_tokens,
+        "cache_write_input_tokens": b.cache_write_input_tokens,
         "output_tokens": b.output_tokens,
         "reasoning_tokens": b.reasoning_tokens,
         "cost_microusd": b.cost_microusd,

@@ -330,12 +330,7 @@ fn providers(config: &Config, json: bool) -> ExitCode {
     } else {
         for p in &config.providers {
             let default = if p.name == config.default_provider { " (default)" } else { "" };
-            let served = routes(p.kind);
-            let served = if served.is_empty() {
-                "none yet: translation not in this build".to_string()
-            } else {
-                served.join(" ")
-            };
+            let served = routes(p.kind).join(" ");
             println!(
                 "{}{default}\tkind={}\tbase_url={}\tkeys={}\troutes: {served}",
                 p.name,
@@ -349,21 +344,19 @@ fn providers(config: &Config, json: bool) -> ExitCode {
 }
 
 /// What a provider kind does with each route and request parameter, generated from the
-/// translators' own tables (`core::openai::{chat, responses, embed}::PARAMS`, `core::gemini::{ROUTES, REFUSED}`).
+/// translators' own tables (`core::openai::{chat, responses, embed}::PARAMS`, each kind's
+/// `ROUTES` and `REFUSED`).
 fn translation(kind: ProviderKind) -> serde_json::Value {
-    use crate::core::gemini;
     use crate::core::openai::chat::{self, Disposition};
-    if kind != ProviderKind::Gemini {
-        let how = if kind == ProviderKind::OpenAi { "passthrough" } else { "not in this build" };
-        return serde_json::json!({"mode": how});
+    if kind == ProviderKind::OpenAi {
+        return serde_json::json!({"mode": "passthrough"});
     }
+    let refused = kind.refused();
     let params = |table: &[(&str, Disposition)], nested: &[&str]| -> Vec<serde_json::Value> {
         let mut out: Vec<serde_json::Value> = table
             .iter()
             .map(|(name, d)| match d {
-                Disposition::Translated(feature) => match feature
-                    .and_then(|f| gemini::REFUSED.iter().find(|(r, _)| *r == f))
-                {
+                Disposition::Translated(feature) => match feature.and_then(|f| refused.iter().find(|(r, _)| *r == f)) {
                     Some((_, why)) => serde_json::json!({"name": name, "handling": "translated", "refused_when": why}),
                     None => serde_json::json!({"name": name, "handling": "translated"}),
                 },
@@ -375,16 +368,22 @@ fn translation(kind: ProviderKind) -> serde_json::Value {
         out
     };
     let routes: Vec<serde_json::Value> =
-        gemini::ROUTES.iter().map(|(route, to)| serde_json::json!({"route": route, "upstream": to})).collect();
+        kind.route_table().iter().map(|(route, to)| serde_json::json!({"route": route, "upstream": to})).collect();
+    let mut parameters = serde_json::json!({
+        "chat.completions": params(chat::PARAMS, chat::NESTED_HINTS),
+        "responses": params(crate::core::openai::responses::PARAMS, crate::core::openai::responses::NESTED_HINTS),
+    });
+    if kind.translates(&crate::core::route::Route::Messages) {
+        parameters["messages"] =
+            serde_json::json!(params(crate::core::anthropic::PARAMS, crate::core::anthropic::NESTED_HINTS));
+    }
+    if kind.serves(&crate::core::route::Route::Embeddings) {
+        parameters["embeddings"] = serde_json::json!(params(crate::core::openai::embed::PARAMS, &[]));
+    }
     serde_json::json!({
         "mode": "translated",
         "routes": routes,
-        "parameters": {
-            "chat.completions": params(chat::PARAMS, chat::NESTED_HINTS),
-            "responses": params(crate::core::openai::responses::PARAMS, crate::core::openai::responses::NESTED_HINTS),
-            "messages": params(crate::core::anthropic::PARAMS, crate::core::anthropic::NESTED_HINTS),
-            "embeddings": params(crate::core::openai::embed::PARAMS, &[]),
-        },
+        "parameters": parameters,
         "unknown_parameters": "rejected",
     })
 }

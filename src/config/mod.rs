@@ -122,14 +122,8 @@ pub struct RouteAlias {
     pub strategy: RouteStrategy,
 }
 
-/// A price override in USD per million tokens.
-#[derive(Clone, Debug)]
-pub struct PriceOverride {
-    pub model: String,
-    pub input: f64,
-    pub output: f64,
-    pub cached_input: Option<f64>,
-}
+/// A price override in USD per million tokens (`[[gateway.pricing]]`).
+pub use crate::core::pricing::Override as PriceOverride;
 
 pub use crate::core::keys::BudgetPeriod;
 
@@ -397,7 +391,7 @@ pub(crate) const BUILTIN_PROVIDERS: &[Builtin] = &[
         "anthropic",
         ProviderKind::Anthropic,
         "https://api.anthropic.com/v1",
-        None,
+        Some("ANTHROPIC_BASE_URL"),
         &["ANTHROPIC_API_KEYS", "ANTHROPIC_API_KEY"],
     ),
     ("deepseek", ProviderKind::OpenAi, "https://api.deepseek.com/v1", None, &["DEEPSEEK_API_KEYS", "DEEPSEEK_API_KEY"]),

@@ -65,6 +65,7 @@ pub(super) fn redacted(c: &Config) -> String {
         .map(|p| {
             json!({
                 "model": p.model, "input": p.input, "output": p.output, "cached_input": p.cached_input,
+                "cache_write_input": p.cache_write_input, "cache_write_1h_input": p.cache_write_1h_input,
             })
         })
         .collect();

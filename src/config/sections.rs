@@ -239,16 +239,6 @@ pub(super) fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env
             route_aliases.iter().map(|a| a.alias.as_str()).collect::<Vec<_>>().join(", ")
         ));
     }
-    for p in providers.iter().filter(|p| p.kind.routes().is_empty()) {
-        if p.name == provider_name || configured.contains(&p.name) {
-            notices.push(format!(
-                "provider {} (kind {}) cannot serve calls in this build: calls routed to it get 400 \
-                 unsupported_route (OpenAI-compatible and Gemini providers are served today)",
-                p.name,
-                p.kind.as_str()
-            ));
-        }
-    }
     if sso.oidc_issuer.is_some() || sso.oidc_audience.is_some() {
         notices.push(
             "[gateway.sso] oidc_* is set, but this build does not verify OIDC/JWT bearers yet: they get 401 on the \
@@ -368,13 +358,15 @@ fn read_pricing(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>) -> Vec<PriceO
         let input = s.number(d, "input");
         let output = s.number(d, "output");
         let cached_input = s.number(d, "cached_input");
+        let cache_write_input = s.number(d, "cache_write_input");
+        let cache_write_1h_input = s.number(d, "cache_write_1h_input");
         for (key, v) in [("model", model.is_some()), ("input", input.is_some()), ("output", output.is_some())] {
             if !v {
                 d.error_at(s.offset_of(key), &format!("{}.{key}", s.path), "is required");
             }
         }
         if let (Some(model), Some(input), Some(output)) = (model, input, output) {
-            out.push(PriceOverride { model, input, output, cached_input });
+            out.push(PriceOverride { model, input, output, cached_input, cache_write_input, cache_write_1h_input });
         }
         s.finish(d);
     }

@@ -13,7 +13,7 @@ use crate::core::pricing::micros_to_usd;
 use crate::core::time::format_rfc3339;
 
 /// The ledger export's columns, in order (gateway.md §5).
-pub const LEDGER_COLUMNS: [&str; 30] = [
+pub const LEDGER_COLUMNS: [&str; 31] = [
     "call_id",
     "created_at",
     "key_name",
@@ -32,6 +32,7 @@ pub const LEDGER_COLUMNS: [&str; 30] = [
     "error_code",
     "input_tokens",
     "cached_input_tokens",
+    "cache_write_input_tokens",
     "output_tokens",
     "reasoning_tokens",
     "usage_source",
@@ -47,13 +48,14 @@ pub const LEDGER_COLUMNS: [&str; 30] = [
 ];
 
 /// Summary columns after the group's dimensions.
-const SUMMARY_COLUMNS: [&str; 13] = [
+const SUMMARY_COLUMNS: [&str; 14] = [
     "requests",
     "succeeded",
     "rejected",
     "failed",
     "input_tokens",
     "cached_input_tokens",
+    "cache_write_input_tokens",
     "output_tokens",
     "reasoning_tokens",
     "cost_microusd",
@@ -131,7 +133,11 @@ pub fn push_ledger_row(out: &mut String, r: &LedgerRow) {
     }
     let _ = write!(out, ",{},{},", r.stream, r.status);
     push_opt(out, r.error_code.as_deref());
-    let _ = write!(out, ",{},{},{},{},", r.input_tokens, r.cached_input_tokens, r.output_tokens, r.reasoning_tokens);
+    let _ = write!(
+        out,
+        ",{},{},{},{},{},",
+        r.input_tokens, r.cached_input_tokens, r.cache_write_input_tokens, r.output_tokens, r.reasoning_tokens
+    );
     push_text(out, &r.usage_source);
     let _ = write!(out, ",{},", r.reserved_microusd);
     if let Some(c) = r.cost_microusd {
@@ -166,13 +172,14 @@ pub fn push_bucket(out: &mut String, b: &Bucket, dims: &[Dimension], is_total: b
     }
     let _ = write!(
         out,
-        "{},{},{},{},{},{},{},{},{},{},",
+        "{},{},{},{},{},{},{},{},{},{},{},",
         b.requests,
         b.succeeded,
         b.rejected,
         b.failed,
         b.input_tokens,
         b.cached_input_tokens,
+        b.cache_write_input_tokens,
         b.output_tokens,
         b.reasoning_tokens,
         b.cost_microusd,

@@ -42,11 +42,24 @@ pub enum Part {
         content: String,
     },
     /// Media at a URL the client gave (`param` names where): the shell fetches it into `Media`
-    /// when the operator allows fetching, else the request is refused naming `param`.
+    /// when the operator allows fetching (or the provider takes URLs itself), else the request is
+    /// refused naming `param`.
     Remote {
         url: String,
         param: String,
     },
+    /// A signed thinking block the assistant produced, replayed unmodified (Anthropic requires
+    /// it before the tool calls of a turn when thinking is on).
+    Thinking(Thinking),
+}
+
+/// A provider's thinking: its text and the signature that lets it be replayed, or (redacted)
+/// only the provider's opaque data in `signature`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Thinking {
+    pub text: String,
+    pub signature: Option<String>,
+    pub redacted: bool,
 }
 
 /// One turn of the conversation.
@@ -150,6 +163,11 @@ pub enum Feature {
     Media,
     /// A tool name the provider's naming rule refuses (`index`: which tool).
     ToolName,
+    TopK,
+    /// Forcing a tool call (`required` or a named tool).
+    ForcedTool,
+    /// A thinking block the history lacks (`index`: which turn).
+    ThinkingReplay,
 }
 
 /// An egress cannot honour a request feature.
@@ -188,6 +206,8 @@ pub struct Choice {
     pub index: u64,
     pub text: Option<String>,
     pub tool_calls: Vec<ToolCall>,
+    /// The provider's thinking, in order (empty when it gave none).
+    pub thinking: Vec<Thinking>,
     pub finish: Option<Finish>,
 }
 
@@ -217,6 +237,10 @@ pub struct ProviderError {
 pub enum Event {
     /// Text for choice `choice`.
     Text { choice: u64, text: String },
+    /// Thinking text for choice `choice` as it arrives.
+    ThinkingDelta { choice: u64, text: String },
+    /// A whole thinking block, once complete (its text again, with the signature to replay it).
+    ThinkingBlock { choice: u64, block: Thinking },
     /// A whole tool call; `index` counts the calls of the choice from 0 across the stream.
     ToolCall { choice: u64, index: u64, call: ToolCall },
     /// The choice is done.
@@ -225,6 +249,16 @@ pub enum Event {
     Usage(Usage),
     /// The provider failed mid-stream: the stream ends after it.
     Error(ProviderError),
+}
+
+/// Reads a provider's stream, one SSE `data` payload at a time, into events.
+pub trait StreamDecoder {
+    /// The events of one payload, in order.
+    fn chunk(&mut self, data: &str) -> Vec<Event>;
+    /// Whether the stream reached its end (or failed): EOF before it is a cut stream.
+    fn finished(&self) -> bool;
+    /// Why the last usage could not be billed, once.
+    fn take_invalid_usage(&mut self) -> Option<String>;
 }
 
 /// Writes a stream's events in a client dialect (chat chunks, Responses events, …).

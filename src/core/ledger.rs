@@ -35,6 +35,10 @@ pub struct LedgerRow {
     pub error_code: Option<String>,
     pub input_tokens: u64,
     pub cached_input_tokens: u64,
+    /// Input tokens written to the provider's cache (part of `input_tokens`, billed at the
+    /// cache-write rate). Absent in rows written before the column existed: 0.
+    #[serde(default)]
+    pub cache_write_input_tokens: u64,
     pub output_tokens: u64,
     pub reasoning_tokens: u64,
     /// `provider`, `partial`, `estimated` or `none`.
@@ -207,6 +211,7 @@ pub struct Bucket {
     pub failed: u64,
     pub input_tokens: u64,
     pub cached_input_tokens: u64,
+    pub cache_write_input_tokens: u64,
     pub output_tokens: u64,
     pub reasoning_tokens: u64,
     pub cost_microusd: u64,
@@ -227,6 +232,7 @@ impl Bucket {
         }
         self.input_tokens += row.input_tokens;
         self.cached_input_tokens += row.cached_input_tokens;
+        self.cache_write_input_tokens += row.cache_write_input_tokens;
         self.output_tokens += row.output_tokens;
         self.reasoning_tokens += row.reasoning_tokens;
         self.cost_microusd += row.cost_microusd.unwrap_or(0);
@@ -242,6 +248,7 @@ impl Bucket {
         self.failed += other.failed;
         self.input_tokens += other.input_tokens;
         self.cached_input_tokens += other.cached_input_tokens;
+        self.cache_write_input_tokens += other.cache_write_input_tokens;
         self.output_tokens += other.output_tokens;
         self.reasoning_tokens += other.reasoning_tokens;
         self.cost_microusd += other.cost_microusd;
@@ -338,6 +345,7 @@ pub fn sample(row: &LedgerRow) -> Sample<'_> {
         rejected: row.rejected(),
         input_tokens: row.input_tokens,
         cached_input_tokens: row.cached_input_tokens,
+        cache_write_input_tokens: row.cache_write_input_tokens,
         output_tokens: row.output_tokens,
         reasoning_tokens: row.reasoning_tokens,
         cost_microusd: row.cost_microusd,

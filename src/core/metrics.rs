@@ -24,6 +24,7 @@ pub struct Sample<'a> {
     pub rejected: bool,              // refused by the gateway itself (LedgerRow::rejected())
     pub input_tokens: u64,
     pub cached_input_tokens: u64,
+    pub cache_write_input_tokens: u64,
     pub output_tokens: u64,
     pub reasoning_tokens: u64,
     pub cost_microusd: Option<u64>, // None = the model had no price
@@ -57,7 +58,7 @@ const DURATION_US: [u64; 15] = [
     30_000_000, 60_000_000, 120_000_000, 300_000_000,
 ];
 const OVERHEAD_US: [u64; 11] = [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000];
-const TOKEN_TYPES: [&str; 4] = ["input", "cached_input", "output", "reasoning"];
+const TOKEN_TYPES: [&str; 5] = ["input", "cached_input", "cache_write_input", "output", "reasoning"];
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 /// One-second slots of the minute window.
 const MINUTE_SLOTS: usize = 60;
@@ -167,7 +168,7 @@ impl Tally for MinuteWindow {
 #[derive(Clone, Copy, Debug, Default)]
 struct Cell {
     by_class: [u64; 5],
-    tokens: [u64; 4],
+    tokens: [u64; 5],
     spend_microusd: u64,
     priced: u64,
     unpriced: u64,
@@ -201,7 +202,13 @@ impl KeyState {
         let unpriced = s.cost_microusd.is_none() && (200..300).contains(&s.status) && !model.is_empty();
         let count = |cell: &mut Cell| {
             bump(cell.by_class.get_mut(class));
-            cell.tokens.tally(&[s.input_tokens, s.cached_input_tokens, s.output_tokens, s.reasoning_tokens]);
+            cell.tokens.tally(&[
+                s.input_tokens,
+                s.cached_input_tokens,
+                s.cache_write_input_tokens,
+                s.output_tokens,
+                s.reasoning_tokens,
+            ]);
             if let Some(cost) = s.cost_microusd {
                 cell.spend_microusd.tally(&cost);
                 bump(Some(&mut cell.priced));

@@ -13,9 +13,25 @@ pub const PRICE_VERSION: &str = "builtin-2026-11-01";
 pub struct Price {
     pub input: u64,
     pub cached_input: u64,
+    /// Input written to the provider's cache with the default (5-minute) lifetime.
+    pub cache_write: u64,
+    /// Input written to the provider's cache with the 1-hour lifetime (Anthropic).
+    pub cache_write_1h: u64,
     pub output: u64,
     /// Largest completion the model produces, for worst-case reservations.
     pub max_output_tokens: u64,
+}
+
+/// A `[[gateway.pricing]]` row: USD per million tokens; an absent cache rate falls back to the
+/// one before it (cache reads and writes to `input`, 1-hour writes to `cache_write_input`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Override {
+    pub model: String,
+    pub input: f64,
+    pub output: f64,
+    pub cached_input: Option<f64>,
+    pub cache_write_input: Option<f64>,
+    pub cache_write_1h_input: Option<f64>,
 }
 
 /// USD per million tokens → micro-USD per million tokens.
@@ -59,39 +75,49 @@ pub fn usd_text(micros: u64) -> String {
     format!("{whole}.{}", digits.trim_end_matches('0'))
 }
 
-/// Built-in prices (USD per million tokens: input, cached input, output; max output tokens).
-const BUILTIN: &[(&str, f64, f64, f64, u64)] = &[
-    ("gpt-4o-mini", 0.15, 0.075, 0.60, 16_384),
-    ("gpt-4o", 2.50, 1.25, 10.00, 16_384),
-    ("gpt-4.1-nano", 0.10, 0.025, 0.40, 32_768),
-    ("gpt-4.1-mini", 0.40, 0.10, 1.60, 32_768),
-    ("gpt-4.1", 2.00, 0.50, 8.00, 32_768),
-    ("gpt-5-nano", 0.05, 0.005, 0.40, 128_000),
-    ("gpt-5-mini", 0.25, 0.025, 2.00, 128_000),
-    ("gpt-5", 1.25, 0.125, 10.00, 128_000),
-    ("o4-mini", 1.10, 0.275, 4.40, 100_000),
-    ("o3-mini", 1.10, 0.55, 4.40, 100_000),
-    ("o3", 2.00, 0.50, 8.00, 100_000),
-    ("text-embedding-3-small", 0.02, 0.02, 0.0, 0),
-    ("text-embedding-3-large", 0.13, 0.13, 0.0, 0),
+/// Built-in prices (USD per million tokens: input, cached input, output; max output tokens;
+/// cache writes (5-minute, 1-hour) where the provider bills them apart, else at the input rate).
+type Builtin = (&'static str, f64, f64, f64, u64, Option<(f64, f64)>);
+
+#[rustfmt::skip]
+const BUILTIN: &[Builtin] = &[
+    ("gpt-4o-mini", 0.15, 0.075, 0.60, 16_384, None),
+    ("gpt-4o", 2.50, 1.25, 10.00, 16_384, None),
+    ("gpt-4.1-nano", 0.10, 0.025, 0.40, 32_768, None),
+    ("gpt-4.1-mini", 0.40, 0.10, 1.60, 32_768, None),
+    ("gpt-4.1", 2.00, 0.50, 8.00, 32_768, None),
+    ("gpt-5-nano", 0.05, 0.005, 0.40, 128_000, None),
+    ("gpt-5-mini", 0.25, 0.025, 2.00, 128_000, None),
+    ("gpt-5", 1.25, 0.125, 10.00, 128_000, None),
+    ("o4-mini", 1.10, 0.275, 4.40, 100_000, None),
+    ("o3-mini", 1.10, 0.55, 4.40, 100_000, None),
+    ("o3", 2.00, 0.50, 8.00, 100_000, None),
+    ("text-embedding-3-small", 0.02, 0.02, 0.0, 0, None),
+    ("text-embedding-3-large", 0.13, 0.13, 0.0, 0, None),
     // Gemini: the standard (paid-tier, ≤200k-token prompt) rates; thinking is billed as output.
     // Pro models charge more above 200k prompt tokens: override with [[gateway.pricing]] if that
     // is the common case.
-    ("gemini-3-pro-preview", 2.00, 0.20, 12.00, 65_536),
-    ("gemini-3-flash-preview", 0.50, 0.05, 3.00, 65_536),
-    ("gemini-2.5-flash-lite", 0.10, 0.01, 0.40, 65_536),
-    ("gemini-2.5-flash", 0.30, 0.03, 2.50, 65_536),
-    ("gemini-2.5-pro", 1.25, 0.125, 10.00, 65_536),
-    ("gemini-2.0-flash-lite", 0.075, 0.075, 0.30, 8_192),
-    ("gemini-2.0-flash", 0.10, 0.025, 0.40, 8_192),
-    ("gemini-embedding-001", 0.15, 0.15, 0.0, 0),
-    ("claude-opus-4", 15.00, 1.50, 75.00, 32_000),
-    ("claude-sonnet-4", 3.00, 0.30, 15.00, 64_000),
-    ("claude-3-7-sonnet", 3.00, 0.30, 15.00, 64_000),
-    ("claude-3-5-haiku", 0.80, 0.08, 4.00, 8_192),
-    ("claude-haiku-4", 1.00, 0.10, 5.00, 64_000),
-    ("deepseek-chat", 0.27, 0.07, 1.10, 8_192),
-    ("deepseek-reasoner", 0.55, 0.14, 2.19, 65_536),
+    ("gemini-3-pro-preview", 2.00, 0.20, 12.00, 65_536, None),
+    ("gemini-3-flash-preview", 0.50, 0.05, 3.00, 65_536, None),
+    ("gemini-2.5-flash-lite", 0.10, 0.01, 0.40, 65_536, None),
+    ("gemini-2.5-flash", 0.30, 0.03, 2.50, 65_536, None),
+    ("gemini-2.5-pro", 1.25, 0.125, 10.00, 65_536, None),
+    ("gemini-2.0-flash-lite", 0.075, 0.075, 0.30, 8_192, None),
+    ("gemini-2.0-flash", 0.10, 0.025, 0.40, 8_192, None),
+    ("gemini-embedding-001", 0.15, 0.15, 0.0, 0, None),
+    // Anthropic: cache reads at 0.1× input, 5-minute cache writes at 1.25×, 1-hour writes at 2×.
+    ("claude-opus-4-6", 5.00, 0.50, 25.00, 128_000, Some((6.25, 10.00))),
+    ("claude-opus-4-5", 5.00, 0.50, 25.00, 64_000, Some((6.25, 10.00))),
+    ("claude-opus-4-1", 15.00, 1.50, 75.00, 32_000, Some((18.75, 30.00))),
+    ("claude-opus-4", 15.00, 1.50, 75.00, 32_000, Some((18.75, 30.00))),
+    ("claude-sonnet-4-5", 3.00, 0.30, 15.00, 64_000, Some((3.75, 6.00))),
+    ("claude-sonnet-4", 3.00, 0.30, 15.00, 64_000, Some((3.75, 6.00))),
+    ("claude-3-7-sonnet", 3.00, 0.30, 15.00, 64_000, Some((3.75, 6.00))),
+    ("claude-haiku-4-5", 1.00, 0.10, 5.00, 64_000, Some((1.25, 2.00))),
+    ("claude-3-5-haiku", 0.80, 0.08, 4.00, 8_192, Some((1.00, 1.60))),
+    ("claude-3-haiku", 0.25, 0.03, 1.25, 4_096, Some((0.30, 0.50))),
+    ("deepseek-chat", 0.27, 0.07, 1.10, 8_192, None),
+    ("deepseek-reasoner", 0.55, 0.14, 2.19, 65_536, None),
 ];
 
 /// The price table: built-ins plus operator overrides.
@@ -103,28 +129,37 @@ pub struct PriceTable {
 }
 
 impl PriceTable {
-    /// Built-ins overridden/extended by `(model, input, output, cached_input)` USD-per-million rows.
+    /// Built-ins overridden/extended by the operator's rows.
     #[must_use]
-    pub fn new(overrides: &[(String, f64, f64, Option<f64>)]) -> Self {
+    pub fn new(overrides: &[Override]) -> Self {
         let mut entries: Vec<(String, Price)> = BUILTIN
             .iter()
-            .map(|(m, i, c, o, max)| {
-                (
-                    (*m).to_string(),
-                    Price { input: usd(*i), cached_input: usd(*c), output: usd(*o), max_output_tokens: *max },
-                )
+            .map(|&(m, input, cached, output, max, writes)| {
+                let (w, w1h) = writes.unwrap_or((input, input));
+                let price = Price {
+                    input: usd(input),
+                    cached_input: usd(cached),
+                    cache_write: usd(w),
+                    cache_write_1h: usd(w1h),
+                    output: usd(output),
+                    max_output_tokens: max,
+                };
+                (m.to_string(), price)
             })
             .collect();
-        for (model, input, output, cached) in overrides {
-            let max = entries.iter().find(|(m, _)| m == model).map_or(0, |(_, p)| p.max_output_tokens);
+        for o in overrides {
+            let max = entries.iter().find(|(m, _)| *m == o.model).map_or(0, |(_, p)| p.max_output_tokens);
+            let write = o.cache_write_input.unwrap_or(o.input);
             let price = Price {
-                input: usd(*input),
-                cached_input: usd(cached.unwrap_or(*input)),
-                output: usd(*output),
+                input: usd(o.input),
+                cached_input: usd(o.cached_input.unwrap_or(o.input)),
+                cache_write: usd(write),
+                cache_write_1h: usd(o.cache_write_1h_input.unwrap_or(write)),
+                output: usd(o.output),
                 max_output_tokens: max,
             };
-            entries.retain(|(m, _)| m != model);
-            entries.push((model.clone(), price));
+            entries.retain(|(m, _)| *m != o.model);
+            entries.push((o.model.clone(), price));
         }
         entries.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
         let version = if overrides.is_empty() { PRICE_VERSION.to_string() } else { format!("{PRICE_VERSION}+policy") };
@@ -152,19 +187,36 @@ impl PriceTable {
     }
 }
 
+/// The built-in table's largest completion for `model` (matched as `PriceTable::get` matches),
+/// the catalog a provider that requires an output bound (Anthropic's `max_tokens`) defaults from.
+#[must_use]
+pub fn builtin_max_output(model: &str) -> Option<u64> {
+    let extends = |m: &str| model.strip_prefix(m).and_then(|r| r.strip_prefix('-')).is_some_and(is_snapshot_suffix);
+    BUILTIN
+        .iter()
+        .filter(|(m, ..)| *m == model || extends(m))
+        .max_by_key(|(m, ..)| (*m == model, m.len()))
+        .map(|&(_, _, _, _, max, _)| max)
+}
+
 /// `2024-07-18`, `0613`, `20241022`, `001`: groups of digits joined by `-`, and nothing else.
 fn is_snapshot_suffix(rest: &str) -> bool {
     !rest.is_empty() && rest.split('-').all(|g| !g.is_empty() && g.len() <= 8 && g.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// Cost of `usage` at `price`, in micro-USD, rounded up. Cached input tokens are part of the input
-/// count and billed at the cached rate; reasoning tokens are part of the output count.
+/// Cost of `usage` at `price`, in micro-USD, rounded up. Cached and cache-written input tokens
+/// are part of the input count and billed at their own rates (1-hour writes apart); reasoning
+/// tokens are part of the output count.
 #[must_use]
 pub fn cost(usage: &Usage, price: &Price) -> u64 {
     let cached = usage.cached_input_tokens.min(usage.input_tokens);
-    let fresh = usage.input_tokens - cached;
+    let written = usage.cache_write_tokens.min(usage.input_tokens - cached);
+    let written_1h = usage.cache_write_1h_tokens.min(written);
+    let fresh = usage.input_tokens - cached - written;
     let numerator = u128::from(fresh) * u128::from(price.input)
         + u128::from(cached) * u128::from(price.cached_input)
+        + u128::from(written - written_1h) * u128::from(price.cache_write)
+        + u128::from(written_1h) * u128::from(price.cache_write_1h)
         + u128::from(usage.output_tokens) * u128::from(price.output);
     u64::try_from(numerator.div_ceil(1_000_000)).unwrap_or(u64::MAX)
 }
@@ -173,9 +225,13 @@ pub fn cost(usage: &Usage, price: &Price) -> u64 {
 mod tests {
     use super::*;
 
+    fn row(model: &str, input: f64, output: f64, cached_input: Option<f64>) -> Override {
+        Override { model: model.into(), input, output, cached_input, ..Override::default() }
+    }
+
     #[test]
     fn variants_are_priced_only_by_snapshot_suffixes() {
-        let t = PriceTable::new(&[("gpt-5".into(), 1.0, 8.0, None), ("o3".into(), 2.0, 8.0, None)]);
+        let t = PriceTable::new(&[row("gpt-5", 1.0, 8.0, None), row("o3", 2.0, 8.0, None)]);
         for (model, priced_as) in [
             ("gpt-5", Some("gpt-5")),
             ("gpt-5-2025-08-07", Some("gpt-5")),
@@ -217,7 +273,7 @@ mod tests {
         assert_eq!(t.get("gpt-4o-2024-08-06").map(|p| p.output), Some(10_000_000));
         assert_eq!(t.get("gpt-4omni"), None);
         assert_eq!(t.get("unknown-model"), None);
-        let t = PriceTable::new(&[("gpt-4o-mini".into(), 1.0, 2.0, None), ("local-llama".into(), 0.0, 0.0, None)]);
+        let t = PriceTable::new(&[row("gpt-4o-mini", 1.0, 2.0, None), row("local-llama", 0.0, 0.0, None)]);
         assert_eq!(
             t.get("gpt-4o-mini").map(|p| (p.input, p.cached_input, p.output, p.max_output_tokens)),
             Some((1_000_000, 1_000_000, 2_000_000, 16_384))
@@ -228,7 +284,14 @@ mod tests {
 
     #[test]
     fn costs_are_exact_and_round_up() {
-        let p = Price { input: 150_000, cached_input: 75_000, output: 600_000, max_output_tokens: 0 };
+        let p = Price {
+            input: 150_000,
+            cached_input: 75_000,
+            cache_write: 150_000,
+            cache_write_1h: 150_000,
+            output: 600_000,
+            max_output_tokens: 0,
+        };
         let u = Usage { input_tokens: 1_000_000, output_tokens: 1_000_000, ..Usage::default() };
         assert_eq!(cost(&u, &p), 750_000);
         let u = Usage {
@@ -243,6 +306,41 @@ mod tests {
         assert_eq!(cost(&Usage::default(), &p), 0);
         let u = Usage { input_tokens: 2, cached_input_tokens: 9, ..Usage::default() };
         assert_eq!(cost(&u, &p), 1, "cached never exceeds input");
+    }
+
+    #[test]
+    fn cache_writes_are_billed_at_their_own_rates() {
+        let t = PriceTable::new(&[]);
+        let p = t.get("claude-sonnet-4-5-20250929").unwrap();
+        assert_eq!((p.cache_write, p.cache_write_1h), (3_750_000, 6_000_000));
+        // 1,000 fresh + 2,000 read + 3,000 written (1,000 of them for an hour), 100 out:
+        // 1000×3 + 2000×0.3 + 2000×3.75 + 1000×6 + 100×15 = 3000 + 600 + 7500 + 6000 + 1500 micro.
+        let u = Usage {
+            input_tokens: 6_000,
+            cached_input_tokens: 2_000,
+            cache_write_tokens: 3_000,
+            cache_write_1h_tokens: 1_000,
+            output_tokens: 100,
+            ..Usage::default()
+        };
+        assert_eq!(cost(&u, &p), 18_600);
+        // Counts that exceed what contains them are capped, never billed twice.
+        let u =
+            Usage { input_tokens: 10, cached_input_tokens: 4, cache_write_tokens: 9, cache_write_1h_tokens: 99, ..u };
+        assert_eq!(cost(&u, &p), (4 * 300_000 + 6 * 6_000_000 + 100 * 15_000_000_u64).div_ceil(1_000_000));
+        // Providers that bill writes as input (OpenAI, Gemini): the input rate.
+        let g = t.get("gpt-4o").unwrap();
+        assert_eq!((g.cache_write, g.cache_write_1h), (g.input, g.input));
+        // Overrides: absent rates fall back in order.
+        let mut o = row("m", 2.0, 4.0, Some(1.0));
+        let t = PriceTable::new(std::slice::from_ref(&o));
+        let p = t.get("m").unwrap();
+        assert_eq!((p.cached_input, p.cache_write, p.cache_write_1h), (1_000_000, 2_000_000, 2_000_000));
+        o.cache_write_input = Some(2.5);
+        let p = PriceTable::new(std::slice::from_ref(&o)).get("m").unwrap();
+        assert_eq!((p.cache_write, p.cache_write_1h), (2_500_000, 2_500_000));
+        o.cache_write_1h_input = Some(4.0);
+        assert_eq!(PriceTable::new(&[o]).get("m").unwrap().cache_write_1h, 4_000_000);
     }
 
     #[test]

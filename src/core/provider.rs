@@ -5,9 +5,12 @@
 //! translating kind serves exactly the routes its protocol module lists, and every other route
 //! is refused before anything reaches it; where the credential goes is decided here, once.
 
-use crate::core::gemini;
-use crate::core::ir::Credential;
+use crate::core::{anthropic, gemini};
+use serde_json::Value;
+
+use crate::core::ir::{self, Credential, Feature, Outbound, ProviderError, Unsupported};
 use crate::core::route::Route;
+use crate::core::usage::UsageRead;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProviderKind {
@@ -60,14 +63,19 @@ impl ProviderKind {
             // `/v1/messages` to an OpenAI-compatible upstream needs the OpenAI egress translation.
             Self::OpenAi => !matches!(route, Route::Messages | Route::CountTokens),
             Self::Gemini => gemini::serves(route),
-            Self::Anthropic => false,
+            Self::Anthropic => anthropic::serves(route),
         }
     }
 
-    /// Whether calls to this kind are translated (never byte-for-byte passthrough).
+    /// Whether a call on `route` to this kind is translated (else it passes byte for byte: every
+    /// route to an OpenAI-compatible server, `/v1/messages` and its count to Anthropic).
     #[must_use]
-    pub fn translates(self) -> bool {
-        self != Self::OpenAi
+    pub fn translates(self, route: &Route) -> bool {
+        match self {
+            Self::OpenAi => false,
+            Self::Gemini => true,
+            Self::Anthropic => !matches!(route, Route::Messages | Route::CountTokens),
+        }
     }
 
     /// Where the provider key goes.
@@ -76,7 +84,27 @@ impl ProviderKind {
         match self {
             Self::OpenAi => Credential::Bearer,
             Self::Gemini => gemini::CREDENTIAL,
-            Self::Anthropic => Credential::Header("x-api-key"),
+            Self::Anthropic => anthropic::CREDENTIAL,
+        }
+    }
+
+    /// What each served route becomes (empty for OpenAI-compatible: everything passes).
+    #[must_use]
+    pub fn route_table(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Self::OpenAi => &[],
+            Self::Gemini => gemini::ROUTES,
+            Self::Anthropic => anthropic::ROUTES,
+        }
+    }
+
+    /// Intermediate-form features this kind never honours, and why (`providers --json`).
+    #[must_use]
+    pub fn refused(self) -> &'static [(Feature, &'static str)] {
+        match self {
+            Self::OpenAi => &[],
+            Self::Gemini => gemini::REFUSED,
+            Self::Anthropic => anthropic::REFUSED,
         }
     }
 
@@ -85,10 +113,94 @@ impl ProviderKind {
     pub fn routes(self) -> Vec<&'static str> {
         match self {
             Self::OpenAi => OPENAI_ROUTES.to_vec(),
-            Self::Gemini => gemini::ROUTES.iter().map(|(r, _)| r.split_once(' ').map_or(*r, |(_, p)| p)).collect(),
-            Self::Anthropic => Vec::new(),
+            Self::Gemini | Self::Anthropic => paths(self.route_table()),
         }
     }
+}
+
+/// What a translated call does at each kind of provider: the one dispatch the shell calls, so it
+/// names no protocol module. OpenAI-compatible servers are never translated to (their calls pass
+/// byte for byte), so their arms refuse.
+impl ProviderKind {
+    /// Every refusal the egress would make, before admission.
+    pub fn check(self, req: &ir::Request) -> Result<(), Unsupported> {
+        match self {
+            Self::Gemini => gemini::request::check(req),
+            Self::Anthropic => anthropic::request::check(req),
+            Self::OpenAi => Err(not_translated()),
+        }
+    }
+
+    /// The generation request (`req.model` is the provider's model name).
+    pub fn generate_request(self, req: &ir::Request) -> Result<Outbound, Unsupported> {
+        match self {
+            Self::Gemini => gemini::generate_request(req, &req.model),
+            Self::Anthropic => anthropic::generate_request(req),
+            Self::OpenAi => Err(not_translated()),
+        }
+    }
+
+    /// Whether remote media must be fetched into the request (Gemini), or the provider fetches
+    /// URLs itself (Anthropic's URL sources).
+    #[must_use]
+    pub fn fetches_media(self) -> bool {
+        self == Self::Gemini
+    }
+
+    /// The usage of a whole answer.
+    #[must_use]
+    pub fn usage(self, body: &Value) -> Option<UsageRead> {
+        match self {
+            Self::Gemini => gemini::response::usage(body),
+            Self::Anthropic => anthropic::response::usage(body),
+            Self::OpenAi => crate::core::openai::response_usage(body),
+        }
+    }
+
+    /// A whole answer as the intermediate response.
+    pub fn decode(self, body: &Value, model: &str, fallback_id: &str) -> Result<ir::Response, ProviderError> {
+        match self {
+            Self::Gemini => gemini::response::decode(body, model, fallback_id),
+            Self::Anthropic => anthropic::response::decode(body, model, fallback_id),
+            Self::OpenAi => Err(ProviderError {
+                status: 500,
+                code: "internal_error",
+                message: "OpenAI answers are relayed, not translated".into(),
+                retry_after_secs: None,
+            }),
+        }
+    }
+
+    /// A reader of this kind's stream.
+    #[must_use]
+    pub fn stream_decoder(self) -> Box<dyn ir::StreamDecoder> {
+        match self {
+            Self::Anthropic => Box::new(anthropic::response::StreamDecoder::default()),
+            Self::Gemini | Self::OpenAi => Box::new(gemini::response::StreamDecoder::default()),
+        }
+    }
+
+    /// An error answer (`status`, body, `retry-after`) as the client's error.
+    #[must_use]
+    pub fn error(self, status: u16, body: &[u8], retry_after: Option<&str>) -> ProviderError {
+        match self {
+            Self::Anthropic => anthropic::response::error(status, body, retry_after),
+            Self::Gemini | Self::OpenAi => gemini::error(status, body, retry_after),
+        }
+    }
+}
+
+fn not_translated() -> Unsupported {
+    Unsupported {
+        feature: Feature::Media,
+        index: None,
+        param: Some("model".into()),
+        why: "calls to OpenAI-compatible upstreams are not translated".into(),
+    }
+}
+
+fn paths(routes: &[(&'static str, &str)]) -> Vec<&'static str> {
+    routes.iter().map(|(r, _)| r.split_once(' ').map_or(*r, |(_, p)| p)).collect()
 }
 
 /// The provider a requested model goes to: the first whose `models` globs match it, else the
@@ -124,7 +236,33 @@ mod tests {
         let served = |k: ProviderKind| routes.iter().filter(|r| k.serves(r)).count();
         assert_eq!(served(ProviderKind::OpenAi), routes.len() - 1, "all but /v1/messages");
         assert_eq!(served(ProviderKind::Gemini), 5, "chat, responses, messages, embeddings, models");
-        assert_eq!(served(ProviderKind::Anthropic), 0, "not in this build");
+        assert_eq!(served(ProviderKind::Anthropic), 4, "chat, responses, messages, models");
+        assert!(
+            ProviderKind::Anthropic.serves(&Route::CountTokens) && !ProviderKind::Anthropic.serves(&Route::Embeddings)
+        );
+        assert!(
+            !ProviderKind::Anthropic.translates(&Route::Messages)
+                && ProviderKind::Anthropic.translates(&Route::Responses)
+        );
+        assert!(
+            ProviderKind::Gemini.translates(&Route::Messages)
+                && !ProviderKind::OpenAi.translates(&Route::ChatCompletions)
+        );
+        assert_eq!(ProviderKind::Anthropic.credential(), Credential::Header("x-api-key"));
+        for k in [ProviderKind::Gemini, ProviderKind::Anthropic] {
+            let listed = k.routes();
+            for r in &routes {
+                let path = match r {
+                    Route::ChatCompletions => "/v1/chat/completions",
+                    Route::Responses => "/v1/responses",
+                    Route::Embeddings => "/v1/embeddings",
+                    Route::Models => "/v1/models",
+                    Route::Messages => "/v1/messages",
+                    _ => continue,
+                };
+                assert_eq!(k.serves(r), listed.contains(&path), "{k:?} {path}: the table and the dispatch agree");
+            }
+        }
         assert!(!ProviderKind::Gemini.serves(&Route::Passthrough) && ProviderKind::Gemini.serves(&Route::CountTokens));
         assert_eq!(ProviderKind::Gemini.credential(), Credential::Header("x-goog-api-key"));
         assert_eq!(ProviderKind::OpenAi.credential(), Credential::Bearer);

@@ -41,7 +41,7 @@ impl Route {
     /// Whether the response body is read for usage (and must then be valid JSON).
     #[must_use]
     pub fn meters_usage(&self) -> bool {
-        matches!(self, Self::ChatCompletions | Self::Responses | Self::Embeddings | Self::Completions)
+        matches!(self, Self::ChatCompletions | Self::Responses | Self::Embeddings | Self::Completions | Self::Messages)
     }
 }
 

@@ -16,9 +16,11 @@ pub struct Usage {
     pub input_tokens: u64,
     /// Input tokens read from the provider's cache (part of `input_tokens`).
     pub cached_input_tokens: u64,
-    /// Input tokens written to the provider's cache (part of `input_tokens`; billed at the input
-    /// rate until the price table has a cache-write rate). Reported by Anthropic; 0 elsewhere.
+    /// Input tokens written to the provider's cache (part of `input_tokens`, billed at the
+    /// cache-write rate). Reported by Anthropic and by OpenAI-compatible servers that say.
     pub cache_write_tokens: u64,
+    /// Of those, the ones written with a 1-hour lifetime (Anthropic bills them higher).
+    pub cache_write_1h_tokens: u64,
     /// Every output token, reasoning included.
     pub output_tokens: u64,
     /// Reasoning ("thinking") tokens (part of `output_tokens`).

@@ -30,6 +30,7 @@ use crate::core::ledger::LedgerRow;
 use crate::core::objects::{self as core_objects, ObjectUse};
 use crate::core::openai::{self, RequestPeek, Route, StreamPlan, Usage};
 use crate::core::pricing::{self, Price};
+use crate::core::provider::ProviderKind;
 use crate::core::route::Dialect;
 use crate::core::usage;
 use crate::error::ApiError;
@@ -211,6 +212,7 @@ fn record(shared: &Shared, ex: &Exchange<'_>, call: &mut Call, wait_durable: boo
         error_code: call.error_code.clone(),
         input_tokens: call.usage.input_tokens,
         cached_input_tokens: call.usage.cached_input_tokens,
+        cache_write_input_tokens: call.usage.cache_write_tokens,
         output_tokens: call.usage.output_tokens,
         reasoning_tokens: call.usage.reasoning_tokens,
         usage_source: call.usage_source.as_str().to_string(),
@@ -337,7 +339,7 @@ fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, call
             check_model(call, &model)?;
             call.input_estimate = admission::estimate_input_tokens(body.len());
             let provider = pick_provider(shared, Some(&model), route, ex.head.path(), call)?;
-            if provider.kind.translates() {
+            if provider.kind.translates(route) {
                 return translate::generate(shared, ex, route, provider, &body, &peek, call, now);
             }
             let owner = if *route == Route::Responses { objects::owner(shared, call) } else { None };
@@ -383,7 +385,7 @@ fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, call
             }
             // Free: no reservation, so nothing is taken from budgets, RPM or the request count.
             let provider = pick_provider(shared, None, route, ex.head.path(), call)?;
-            if provider.kind.translates() {
+            if provider.kind.translates(route) {
                 return translate::models(shared, ex, route, provider, call);
             }
             let resp = call_upstream(shared, ex, provider, &target, Payload::Empty, call)?;
@@ -402,7 +404,11 @@ fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, call
             call.model = Some(printable(&model));
             check_model(call, &model)?;
             let provider = pick_provider(shared, Some(&model), route, ex.head.path(), call)?;
-            translate::count_tokens(shared, ex, provider, &body, call)
+            if provider.kind.translates(route) {
+                return translate::count_tokens(shared, ex, provider, &body, call);
+            }
+            let resp = call_upstream(shared, ex, provider, &target, Payload::Bytes(&body), call)?;
+            relay::relay_whole(ex, resp, call)
         }
         Route::Passthrough => {
             if call.key.is_some() && openai::holds_objects(suffix) && !shared.config.allow_key_object_routes {
@@ -616,6 +622,9 @@ fn upstream_headers(
             Credential::Header(name) => out.push((name.into(), key.expose().to_string())),
         }
     }
+    if provider.kind == ProviderKind::Anthropic && !out.iter().any(|(k, _)| k == "anthropic-version") {
+        out.push(("anthropic-version".into(), crate::core::anthropic::VERSION.into()));
+    }
     out.push(("via".into(), hops::forwarded_via(via_values(ex), instance)));
     if let Some(org) = &provider.organization {
         out.push(("openai-organization".into(), org.clone()));
@@ -634,7 +643,7 @@ fn printable(s: &str) -> String {
 fn log_access(row: &LedgerRow, source: UsageSource) {
     log::info!(
         target: "access",
-        "call={} key={} route={} model={} provider={} stream={} status={} error={} input_tokens={} cached_input_tokens={} output_tokens={} reasoning_tokens={} usage_source={} cost_microusd={} latency_ms={} ttfb_ms={} upstream_ms={} overhead_us={} client_disconnected={}",
+        "call={} key={} route={} model={} provider={} stream={} status={} error={} input_tokens={} cached_input_tokens={} cache_write_input_tokens={} output_tokens={} reasoning_tokens={} usage_source={} cost_microusd={} latency_ms={} ttfb_ms={} upstream_ms={} overhead_us={} client_disconnected={}",
         row.call_id,
         row.key_name,
         row.route,
@@ -645,6 +654,7 @@ fn log_access(row: &LedgerRow, source: UsageSource) {
         row.error_code.as_deref().unwrap_or("-"),
         row.input_tokens,
         row.cached_input_tokens,
+        row.cache_write_input_tokens,
         row.output_tokens,
         row.reasoning_tokens,
         source.as_str(),

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::{ratelimit_headers, Call, Tail, UsageSource};
 use crate::clock;
+use crate::core::anthropic::{self, response::Counts};
 use crate::core::objects;
 use crate::core::openai::{self, ChatEvent, Route, StreamPlan, UsageRead};
 use crate::core::pricing;
@@ -49,8 +50,13 @@ pub(super) fn relay(
     }
     if route.meters_usage() {
         let body = read_whole(ex, resp, call)?;
-        let usage =
-            openai::body_usage(&body).map_err(|_| ApiError::upstream_invalid_response("the body is not JSON"))?;
+        let usage = if *route == Route::Messages {
+            // An Anthropic message (passthrough to an Anthropic upstream): its own usage shape.
+            serde_json::from_slice::<Value>(&body).map(|v| anthropic::response::usage(&v))
+        } else {
+            openai::body_usage(&body).map_err(|_| serde_json::Error::io(std::io::ErrorKind::InvalidData.into()))
+        };
+        let usage = usage.map_err(|_| ApiError::upstream_invalid_response("the body is not JSON"))?;
         note_usage(call, usage);
         if let Some(price) = call.price {
             // What the ledger will bill: the reservation when the provider's usage was malformed.
@@ -202,6 +208,8 @@ fn relay_sse(
     call.stream = true;
     let mut reader = resp.into_reader();
     let mut decoder = sse::Decoder::default();
+    // Anthropic's counts arrive in pieces (input in message_start, output in message_delta).
+    let mut counts = Counts::default();
     let mut buf = vec![0u8; 16 * 1024];
     if !start(ex, status, headers, call) {
         return Ok(Tail::Nothing);
@@ -217,6 +225,9 @@ fn relay_sse(
                 let (usage, action) = openai::chat_event(&event.raw, &event.data, plan.client_wants_usage);
                 note_usage(call, usage);
                 action
+            } else if *route == Route::Messages {
+                note_usage(call, anthropic::response::stream_usage(&mut counts, &event.data));
+                ChatEvent::Forward
             } else {
                 note_usage(call, openai::stream_event_usage(&event.data));
                 if call.track_response && call.created_response.is_none() {
@@ -234,7 +245,11 @@ fn relay_sse(
                 return Ok(Tail::Nothing); // dropping `reader` closes the upstream connection
             }
             if call.usage_source != UsageSource::Provider {
-                call.relayed_bytes += openai::generated_bytes(&event.data);
+                call.relayed_bytes += if *route == Route::Messages {
+                    anthropic::response::generated_bytes(&event.data)
+                } else {
+                    openai::generated_bytes(&event.data)
+                };
                 call.relayed_events += u64::from(event.data != "[DONE]");
             }
         }

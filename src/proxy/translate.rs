@@ -1,7 +1,7 @@
-//! Calls translated to a provider that does not speak OpenAI (Gemini today): the request is
-//! decoded into the intermediate form by the ingress dialect (`core::openai::{chat, responses,
-//! embed}`),
-//! refused by name or admitted, encoded for the provider (`core::gemini`), sent through the same
+//! Calls translated to a provider that does not speak the caller's protocol (Gemini for every
+//! route, Anthropic for OpenAI clients): the request is decoded into the intermediate form by
+//! the ingress dialect (`core::openai::{chat, responses, embed}`, `core::anthropic::messages`),
+//! refused by name or admitted, encoded for the provider (through `ProviderKind`'s dispatch), sent through the same
 //! attempts as a passthrough call (retries and key rotation before the first byte), and the
 //! answer is decoded and re-encoded — whole, or event by event for streams.
 //!
@@ -19,10 +19,11 @@ use super::{admit, printable, ratelimit_headers, Call, Tail, UsageSource};
 use crate::clock;
 use crate::config::Provider;
 use crate::core::anthropic::{self, messages};
-use crate::core::gemini::{self, embed as gembed, response::StreamDecoder};
-use crate::core::ir::{self, StreamEncoder};
+use crate::core::gemini::{self, embed as gembed};
+use crate::core::ir::{self, StreamDecoder, StreamEncoder};
 use crate::core::openai::{chat, embed, responses, RequestPeek, Route};
 use crate::core::pricing;
+use crate::core::provider::ProviderKind;
 use crate::core::route::Dialect;
 use crate::core::sse;
 use crate::error::ApiError;
@@ -73,7 +74,7 @@ fn answer_headers(call: &Call, content_type: &str, ignored: &[String]) -> Vec<(S
 }
 
 /// The provider's error answer as the client's.
-fn provider_error(ex: &mut Exchange<'_>, resp: Response, call: &mut Call) -> ApiError {
+fn provider_error(ex: &mut Exchange<'_>, kind: ProviderKind, resp: Response, call: &mut Call) -> ApiError {
     let status = resp.status();
     let retry = resp.header("retry-after").map(str::to_string);
     call.status = status;
@@ -81,7 +82,7 @@ fn provider_error(ex: &mut Exchange<'_>, resp: Response, call: &mut Call) -> Api
         Ok(body) => body,
         Err(e) => return e,
     };
-    let err = ApiError::provider(&gemini::error(status, &body, retry.as_deref()));
+    let err = ApiError::provider(&kind.error(status, &body, retry.as_deref()));
     log::info!(
         "call {}: upstream {} answered {status} ({})",
         call.call_id,
@@ -93,9 +94,15 @@ fn provider_error(ex: &mut Exchange<'_>, resp: Response, call: &mut Call) -> Api
 
 /// The provider's 2xx JSON answer, or its error as the client's; `what` names the body in the
 /// message when it is not JSON.
-fn json_answer(ex: &mut Exchange<'_>, resp: Response, call: &mut Call, what: &str) -> Result<Value, ApiError> {
+fn json_answer(
+    ex: &mut Exchange<'_>,
+    kind: ProviderKind,
+    resp: Response,
+    call: &mut Call,
+    what: &str,
+) -> Result<Value, ApiError> {
     if !(200..300).contains(&resp.status()) {
-        return Err(provider_error(ex, resp, call));
+        return Err(provider_error(ex, kind, resp, call));
     }
     call.upstream_ok = true;
     let raw = read_whole(ex, resp, call)?;
@@ -175,7 +182,12 @@ pub(super) fn generate(
     if dialect == Dialect::AnthropicMessages && ex.head.headers.iter().any(|(k, _)| k == "anthropic-beta") {
         decoded.ignored.push("anthropic-beta".into());
     }
-    let model = model_segment(&decoded.request.model)?.to_string();
+    let kind = provider.kind;
+    let model = if kind == ProviderKind::Gemini {
+        model_segment(&decoded.request.model)?.to_string()
+    } else {
+        decoded.request.model.clone()
+    };
     let mut request = decoded.request;
     request.model.clone_from(&model);
     let refuse = |u: ir::Unsupported| {
@@ -185,13 +197,15 @@ pub(super) fn generate(
             _ => chat::refuse(&u),
         })
     };
-    gemini::request::check(&request).map_err(refuse)?;
+    kind.check(&request).map_err(refuse)?;
     admit(shared, call, &model, peek, now)?;
-    fetch_media(shared, &mut request, call)?;
-    let out = gemini::generate_request(&request, &model).map_err(refuse)?;
+    if kind.fetches_media() {
+        fetch_media(shared, &mut request, call)?;
+    }
+    let out = kind.generate_request(&request).map_err(refuse)?;
     let resp = call_upstream_as(shared, ex, provider, &out, call)?;
     if !(200..300).contains(&resp.status()) {
-        return Err(provider_error(ex, resp, call));
+        return Err(provider_error(ex, kind, resp, call));
     }
     call.status = 200;
     call.upstream_ok = true;
@@ -203,11 +217,11 @@ pub(super) fn generate(
             Dialect::AnthropicMessages => Box::new(messages::EventEncoder::new(&seed, &model, &seed)),
             _ => Box::new(chat::ChunkEncoder::new(&seed, &model, created, &seed, decoded.include_usage)),
         };
-        return stream(ex, resp, encoder, &decoded.ignored, call);
+        return stream(ex, kind, resp, encoder, &decoded.ignored, call);
     }
-    let value = json_answer(ex, resp, call, "the body")?;
-    note_usage(call, gemini::response::usage(&value));
-    let answer = gemini::response::decode(&value, &model, &id_seed(call)).map_err(|e| ApiError::provider(&e))?;
+    let value = json_answer(ex, kind, resp, call, "the body")?;
+    note_usage(call, kind.usage(&value));
+    let answer = kind.decode(&value, &model, &id_seed(call)).map_err(|e| ApiError::provider(&e))?;
     let created = clock::unix_ms() / 1000;
     let out = match dialect {
         Dialect::OpenAiResponses => responses::encode_response(&answer, created, &id_seed(call)),
@@ -230,9 +244,10 @@ fn cost_header(headers: &mut Vec<(String, String)>, call: &Call) {
     }
 }
 
-/// A Gemini SSE stream relayed as chat-completion chunks, event by event.
+/// A provider's SSE stream relayed in the client's dialect, event by event.
 fn stream(
     ex: &mut Exchange<'_>,
+    kind: ProviderKind,
     resp: Response,
     mut encoder: Box<dyn StreamEncoder>,
     ignored: &[String],
@@ -241,7 +256,7 @@ fn stream(
     call.stream = true;
     let mut reader = resp.into_reader();
     let mut frames = sse::Decoder::default();
-    let mut decoder = StreamDecoder::default();
+    let mut decoder = kind.stream_decoder();
     let mut headers = answer_headers(call, "text/event-stream", ignored);
     headers.insert(1, ("cache-control".to_string(), "no-cache".to_string()));
     if ex.start_stream(200, &header_refs(&headers)).is_err() {
@@ -258,7 +273,7 @@ fn stream(
             Err(StreamBroke) => return Ok(Tail::Nothing),
         };
         for frame in events.iter().filter(|f| !f.data.is_empty()) {
-            match forward(ex, call, &mut decoder, encoder.as_mut(), &frame.data) {
+            match forward(ex, call, decoder.as_mut(), encoder.as_mut(), &frame.data) {
                 Forwarded::Sent => {}
                 Forwarded::Failed => {
                     failed = true;
@@ -270,19 +285,20 @@ fn stream(
     }
     if let Some(rest) = frames.finish().filter(|f| !f.data.is_empty() && !failed) {
         // A last chunk without its blank line still counts (the stream ends at EOF).
-        match forward(ex, call, &mut decoder, encoder.as_mut(), &rest.data) {
+        match forward(ex, call, decoder.as_mut(), encoder.as_mut(), &rest.data) {
             Forwarded::Sent => {}
             Forwarded::Failed => failed = true,
             Forwarded::ClientGone => return Ok(Tail::Nothing),
         }
     }
-    if !failed && !decoder.finished {
-        // Gemini ends every stream with a finish reason: EOF before it is a cut stream.
+    if !failed && !decoder.finished() {
+        // Gemini ends every stream with a finish reason, Anthropic with message_stop: EOF
+        // before it is a cut stream.
         call.error_code = Some("upstream_stream_broken".into());
         let cut = ir::ProviderError {
             status: 502,
             code: "upstream_stream_broken",
-            message: "gemini ended the stream before its finish reason".into(),
+            message: format!("{} ended the stream before its end", kind.as_str()),
             retry_after_secs: None,
         };
         let _ = ex.send_chunk(&encoder.encode(&ir::Event::Error(cut)));
@@ -305,7 +321,7 @@ enum Forwarded {
 fn forward(
     ex: &mut Exchange<'_>,
     call: &mut Call,
-    decoder: &mut StreamDecoder,
+    decoder: &mut dyn StreamDecoder,
     encoder: &mut dyn StreamEncoder,
     data: &str,
 ) -> Forwarded {
@@ -314,7 +330,10 @@ fn forward(
     for event in decoder.chunk(data) {
         match &event {
             ir::Event::Usage(u) => note_usage(call, Some(Ok(*u))),
-            ir::Event::Text { text, .. } => call.relayed_bytes += text.len() as u64,
+            ir::Event::Text { text, .. } | ir::Event::ThinkingDelta { text, .. } => {
+                call.relayed_bytes += text.len() as u64;
+            }
+            ir::Event::ThinkingBlock { .. } => {}
             ir::Event::ToolCall { call: c, .. } => call.relayed_bytes += (c.name.len() + c.arguments.len()) as u64,
             ir::Event::Error(e) => {
                 call.error_code = Some(e.code.to_string());
@@ -325,7 +344,7 @@ fn forward(
         out.extend(encoder.encode(&event));
     }
     call.relayed_events += 1;
-    if let Some(why) = decoder.invalid_usage.take() {
+    if let Some(why) = decoder.take_invalid_usage() {
         if call.usage_source != UsageSource::Provider {
             call.usage_invalid = Some(why);
         }
@@ -355,7 +374,7 @@ fn embeddings(
     let mut reported = Some(0u64);
     for batch in req.inputs.chunks(gemini::EMBED_BATCH) {
         let resp = call_upstream_as(shared, ex, provider, &gemini::embed_request(req, model, batch), call)?;
-        let value = json_answer(ex, resp, call, "the body")?;
+        let value = json_answer(ex, provider.kind, resp, call, "the body")?;
         let (v, tokens) = gembed::decode_batch(&value, batch.len()).map_err(ApiError::upstream_invalid_response)?;
         vectors.extend(v);
         reported = reported.zip(tokens).map(|(a, b)| a + b);
@@ -402,7 +421,7 @@ pub(super) fn count_tokens(
     }
     let out = gemini::count_request(&request, &model).map_err(|u| refused(&anthropic::refuse(&u)))?;
     let resp = call_upstream_as(shared, ex, provider, &out, call)?;
-    let value = json_answer(ex, resp, call, "the count")?;
+    let value = json_answer(ex, provider.kind, resp, call, "the count")?;
     let tokens =
         gemini::counted(&value).ok_or_else(|| ApiError::upstream_invalid_response("the answer has no totalTokens"))?;
     call.status = 200;
@@ -419,21 +438,38 @@ pub(super) fn models(
     provider: &Provider,
     call: &mut Call,
 ) -> Result<Tail, ApiError> {
+    let kind = provider.kind;
     let out = if let Route::Model(id) = route {
-        let segment = gemini::model_segment(id).map_err(|_| ApiError::model_not_found(id))?;
-        let resp = call_upstream_as(shared, ex, provider, &gemini::models_request(None, Some(segment)), call)?;
+        let request = match kind {
+            ProviderKind::Anthropic => anthropic::segment(id).map(|s| anthropic::models_request(None, Some(s))),
+            _ => gemini::model_segment(id).ok().map(|s| gemini::models_request(None, Some(s))),
+        };
+        let request = request.ok_or_else(|| ApiError::model_not_found(id))?;
+        let resp = call_upstream_as(shared, ex, provider, &request, call)?;
         if resp.status() == 404 {
             return Err(ApiError::model_not_found(id));
         }
-        let value = json_answer(ex, resp, call, "the model")?;
-        embed::encode_model(&gembed::decode_model(&value).map_err(ApiError::upstream_invalid_response)?)
+        let value = json_answer(ex, kind, resp, call, "the model")?;
+        let model = match kind {
+            ProviderKind::Anthropic => anthropic::decode_model(&value),
+            _ => gembed::decode_model(&value),
+        };
+        embed::encode_model(&model.map_err(ApiError::upstream_invalid_response)?)
     } else {
         let mut all = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..MAX_MODEL_PAGES {
-            let resp = call_upstream_as(shared, ex, provider, &gemini::models_request(token.as_deref(), None), call)?;
-            let value = json_answer(ex, resp, call, "the model list")?;
-            let (page, next) = gembed::decode_models(&value).map_err(ApiError::upstream_invalid_response)?;
+            let request = match kind {
+                ProviderKind::Anthropic => anthropic::models_request(token.as_deref(), None),
+                _ => gemini::models_request(token.as_deref(), None),
+            };
+            let resp = call_upstream_as(shared, ex, provider, &request, call)?;
+            let value = json_answer(ex, kind, resp, call, "the model list")?;
+            let page = match kind {
+                ProviderKind::Anthropic => anthropic::decode_models(&value),
+                _ => gembed::decode_models(&value),
+            };
+            let (page, next) = page.map_err(ApiError::upstream_invalid_response)?;
             all.extend(page.into_iter().filter(|m| call.key.as_ref().is_none_or(|k| k.allows(&m.id))));
             match next {
                 Some(t) => token = Some(t),

@@ -271,6 +271,7 @@ fn metrics_render() {
                 rejected: false,
                 input_tokens: 100,
                 cached_input_tokens: 0,
+                cache_write_input_tokens: 0,
                 output_tokens: 20,
                 reasoning_tokens: 0,
                 cost_microusd: Some(42),

@@ -97,6 +97,7 @@ fn part(p: &Part, signature_first: &mut bool, validate: bool) -> Value {
             }
             v
         }
+        Part::Thinking(_) => Value::Null, // filtered out by the caller
         // `encode` refuses requests that still hold one (the shell fetches them first).
         Part::Remote { url, .. } => json!({"fileData": {"fileUri": url}}),
         Part::ToolResult { name, content, .. } => {
@@ -154,7 +155,14 @@ pub fn encode(req: &ir::Request) -> Result<Value, Unsupported> {
         .filter(|t| !t.parts.is_empty())
         .map(|t| {
             let mut first = true;
-            let parts: Vec<Value> = t.parts.iter().map(|p| part(p, &mut first, validate)).collect();
+            // Another provider's thinking has no Gemini input form (Gemini replays its own through
+            // `thoughtSignature`): it is left out of the history.
+            let parts: Vec<Value> = t
+                .parts
+                .iter()
+                .filter(|p| !matches!(p, Part::Thinking(_)))
+                .map(|p| part(p, &mut first, validate))
+                .collect();
             json!({"role": if t.role == Role::User { "user" } else { "model" }, "parts": parts})
         })
         .collect();

@@ -44,7 +44,7 @@ pub fn usage(body: &Value) -> Option<UsageRead> {
             cached_input_tokens: cached.min(prompt),
             output_tokens: candidates + thoughts,
             reasoning_tokens: thoughts,
-            cache_write_tokens: 0,
+            ..Usage::default()
         })
     };
     Some(read())
@@ -121,7 +121,13 @@ pub fn decode(body: &Value, model: &str, fallback_id: &str) -> Result<ir::Respon
     let usage = usage(body).and_then(Result::ok);
     let mut choices = Vec::new();
     if blocked(body) {
-        choices.push(Choice { index: 0, text: None, tool_calls: Vec::new(), finish: Some(Finish::ContentFilter) });
+        choices.push(Choice {
+            index: 0,
+            text: None,
+            tool_calls: Vec::new(),
+            thinking: Vec::new(),
+            finish: Some(Finish::ContentFilter),
+        });
     }
     for (i, c) in body.get("candidates").and_then(Value::as_array).into_iter().flatten().enumerate() {
         let index = c.get("index").and_then(Value::as_u64).unwrap_or(i as u64);
@@ -137,7 +143,7 @@ pub fn decode(body: &Value, model: &str, fallback_id: &str) -> Result<ir::Respon
         } else {
             Some(text)
         };
-        choices.push(Choice { index, text, tool_calls, finish });
+        choices.push(Choice { index, text, tool_calls, thinking: Vec::new(), finish });
     }
     if choices.is_empty() {
         return Err(ProviderError {
@@ -163,6 +169,18 @@ pub struct StreamDecoder {
     pub invalid_usage: Option<String>,
     /// Whether a chunk ended a choice or the stream failed.
     pub finished: bool,
+}
+
+impl ir::StreamDecoder for StreamDecoder {
+    fn chunk(&mut self, data: &str) -> Vec<Event> {
+        StreamDecoder::chunk(self, data)
+    }
+    fn finished(&self) -> bool {
+        self.finished
+    }
+    fn take_invalid_usage(&mut self) -> Option<String> {
+        self.invalid_usage.take()
+    }
 }
 
 impl StreamDecoder {

@@ -71,6 +71,7 @@ pub const NESTED_HINTS: &[&str] = &[
     "messages[].content[].image_url.detail",
     "tools[].function.strict",
     "stream_options.include_obfuscation",
+    "messages[].reasoning_content",
 ];
 
 /// The parameter that asks for `feature` (for an egress's refusal).
@@ -88,6 +89,9 @@ pub fn param_of(feature: Feature, index: Option<usize>) -> String {
         Feature::Temperature => "temperature",
         Feature::Media => "messages",
         Feature::ToolName => return format!("tools[{}].function.name", index.unwrap_or(0)),
+        Feature::TopK => "top_k",
+        Feature::ForcedTool => "tool_choice",
+        Feature::ThinkingReplay => "messages[].thinking_blocks",
     };
     name.to_string()
 }
@@ -214,7 +218,9 @@ fn messages(v: Option<&Value>, ignored: &mut Vec<String>) -> Result<(Vec<String>
             match k.as_str() {
                 "role" | "content" => {}
                 "name" => push_once(ignored, "messages[].name"),
-                "tool_calls" | "refusal" if role == "assistant" => {}
+                "tool_calls" | "refusal" | "thinking_blocks" if role == "assistant" => {}
+                // The text of the thinking; the signed blocks are what replays it.
+                "reasoning_content" if role == "assistant" => push_once(ignored, "messages[].reasoning_content"),
                 "tool_call_id" if role == "tool" => {}
                 _ if no_op(value) => {}
                 _ => return Err(Refusal::unsupported(at(k), format!("`{k}` on a {role} message is not translated"))),
@@ -228,8 +234,11 @@ fn messages(v: Option<&Value>, ignored: &mut Vec<String>) -> Result<(Vec<String>
                 turns.push(Turn { role: Role::User, parts });
             }
             "assistant" => {
-                let mut parts: Vec<Part> =
-                    texts(content, &at("content"))?.into_iter().filter(|t| !t.is_empty()).map(Part::Text).collect();
+                let mut parts = match m.get("thinking_blocks").filter(|b| !b.is_null()) {
+                    Some(b) => thinking_blocks(b, &at("thinking_blocks"))?,
+                    None => Vec::new(),
+                };
+                parts.extend(texts(content, &at("content"))?.into_iter().filter(|t| !t.is_empty()).map(Part::Text));
                 if let Some(calls) = m.get("tool_calls").filter(|c| !c.is_null()) {
                     let calls = calls
                         .as_array()
@@ -372,9 +381,44 @@ pub fn usage_json(u: &Usage) -> Value {
         "prompt_tokens": u.input_tokens,
         "completion_tokens": u.output_tokens,
         "total_tokens": u.input_tokens + u.output_tokens,
-        "prompt_tokens_details": {"cached_tokens": u.cached_input_tokens},
+        "prompt_tokens_details": {"cached_tokens": u.cached_input_tokens, "cache_write_tokens": u.cache_write_tokens},
         "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
     })
+}
+
+/// A thinking block as chat clients carry it (`message.thinking_blocks`, the shape LiteLLM made
+/// common): echoed back on the next turn, it replays the provider's signed thinking.
+#[must_use]
+pub fn thinking_block(t: &ir::Thinking) -> Value {
+    if t.redacted {
+        return json!({"type": "redacted_thinking", "data": t.signature});
+    }
+    json!({"type": "thinking", "thinking": t.text, "signature": t.signature})
+}
+
+/// `message.thinking_blocks` read back into thinking parts.
+fn thinking_blocks(v: &Value, path: &str) -> Result<Vec<Part>, Refusal> {
+    let list = v.as_array().ok_or_else(|| Refusal::invalid(path, "`thinking_blocks` must be an array"))?;
+    list.iter()
+        .enumerate()
+        .map(|(k, b)| {
+            let at = |f: &str| format!("{path}[{k}].{f}");
+            let field = |f: &str| string(b.get(f).unwrap_or(&Value::Null), &at(f)).map(str::to_string);
+            match b.get("type").and_then(Value::as_str) {
+                Some("thinking") => Ok(Part::Thinking(ir::Thinking {
+                    text: field("thinking")?,
+                    signature: b.get("signature").and_then(Value::as_str).map(str::to_string),
+                    redacted: false,
+                })),
+                Some("redacted_thinking") => Ok(Part::Thinking(ir::Thinking {
+                    text: String::new(),
+                    signature: Some(field("data")?),
+                    redacted: true,
+                })),
+                _ => Err(Refusal::value(at("type"), "a thinking block is `thinking` or `redacted_thinking`")),
+            }
+        })
+        .collect()
 }
 
 /// A whole `chat.completion` for `resp`; `seed` makes ids for calls the provider left unnamed.
@@ -385,6 +429,11 @@ pub fn encode_response(resp: &ir::Response, created: u64, seed: &str) -> Value {
         .iter()
         .map(|c| {
             let mut message = json!({"role": "assistant", "content": c.text, "refusal": null});
+            if !c.thinking.is_empty() {
+                let text: String = c.thinking.iter().filter(|t| !t.redacted).map(|t| t.text.as_str()).collect();
+                message["reasoning_content"] = json!(text);
+                message["thinking_blocks"] = c.thinking.iter().map(thinking_block).collect();
+            }
             if !c.tool_calls.is_empty() {
                 let calls: Vec<Value> = c
                     .tool_calls
@@ -461,6 +510,12 @@ impl ChunkEncoder {
         let mut out = Vec::new();
         match event {
             ir::Event::Text { choice, text } => self.delta(&mut out, *choice, json!({"content": text}), None),
+            ir::Event::ThinkingDelta { choice, text } => {
+                self.delta(&mut out, *choice, json!({"reasoning_content": text}), None);
+            }
+            ir::Event::ThinkingBlock { choice, block } => {
+                self.delta(&mut out, *choice, json!({"thinking_blocks": [thinking_block(block)]}), None);
+            }
             ir::Event::ToolCall { choice, index, call } => {
                 let id = call_id(call, &self.seed, *choice, *index);
                 let delta = json!({"tool_calls": [{"index": index, "id": id, "type": "function",

@@ -75,6 +75,7 @@ pub fn usage_of(usage: &Value) -> Option<UsageRead> {
                 input_tokens: u(usage, &["input_tokens"])?,
                 cached_input_tokens: u(usage, &["input_tokens_details", "cached_tokens"])?,
                 cache_write_tokens: u(usage, &["input_tokens_details", "cache_write_tokens"])?,
+                cache_write_1h_tokens: 0,
                 output_tokens: u(usage, &["output_tokens"])?,
                 reasoning_tokens: u(usage, &["output_tokens_details", "reasoning_tokens"])?,
             });
@@ -83,6 +84,7 @@ pub fn usage_of(usage: &Value) -> Option<UsageRead> {
             input_tokens: u(usage, &["prompt_tokens"])?,
             cached_input_tokens: u(usage, &["prompt_tokens_details", "cached_tokens"])?,
             cache_write_tokens: u(usage, &["prompt_tokens_details", "cache_write_tokens"])?,
+            cache_write_1h_tokens: 0,
             output_tokens: u(usage, &["completion_tokens"])?,
             reasoning_tokens: u(usage, &["completion_tokens_details", "reasoning_tokens"])?,
         })

@@ -534,7 +534,7 @@ pub fn refuse(u: &ir::Unsupported) -> Refusal {
         ir::Feature::Effort => "reasoning.effort".to_string(),
         ir::Feature::ToolName => format!("tools[{}].name", u.index.unwrap_or(0)),
         ir::Feature::JsonObject | ir::Feature::JsonSchema => "text.format".to_string(),
-        ir::Feature::Media => "input".to_string(),
+        ir::Feature::Media | ir::Feature::ThinkingReplay => "input".to_string(),
         other => super::chat::param_of(other, u.index),
     };
     Refusal::unsupported(u.param.clone().unwrap_or(param), u.why.clone())

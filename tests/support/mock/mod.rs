@@ -16,10 +16,12 @@
 //!
 //! Every request is recorded (method, path, headers, body) for assertions.
 //!
-//! Paths under `/v1beta/` speak Gemini instead (`gemini.rs`).
+//! Paths under `/v1beta/` speak Gemini instead (`gemini.rs`), paths under `/anthropic/v1/`
+//! Anthropic (`anthropic.rs`).
 
 #![allow(dead_code)]
 
+pub mod anthropic;
 pub mod gemini;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -204,6 +206,9 @@ fn respond(out: &mut TcpStream, req: &Seen) -> std::io::Result<bool> {
     let gemini_path = req.path.split('?').next().unwrap_or("");
     if gemini_path.starts_with("/v1beta/") {
         return gemini::respond(out, req, gemini_path);
+    }
+    if gemini_path.starts_with("/anthropic/") {
+        return anthropic::respond(out, req, gemini_path);
     }
     let mut status = num(req, "x-mock-status", 200);
     if let Some(key) = req.header("x-mock-429-key") {
