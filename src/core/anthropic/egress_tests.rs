@@ -323,5 +323,6 @@ fn errors_keep_the_provider_message_and_map_statuses() {
         assert_eq!(e.retry_after_secs, (want == 429 || want == 503).then_some(7));
     }
     let pause = d.chunk(r#"{"type":"message_delta","delta":{"stop_reason":"pause_turn"},"usage":{"output_tokens":3}}"#);
-    assert!(matches!(&pause[0], Event::Error(e) if e.code == "upstream_pause_turn"));
+    assert!(matches!(&pause[0], Event::Usage(u) if u.output_tokens == 3), "what was generated is billed");
+    assert!(matches!(&pause[1], Event::Error(e) if e.code == "upstream_pause_turn"));
 }

@@ -172,13 +172,21 @@ fn block(p: &Part) -> Result<Option<Value>, Unsupported> {
 fn messages(turns: &[ir::Turn]) -> Result<Vec<Value>, Unsupported> {
     let mut out: Vec<(Role, Vec<Value>, Vec<Value>)> = Vec::new();
     for t in turns {
+        let mut blocks = Vec::with_capacity(t.parts.len());
+        for p in &t.parts {
+            if let Some(b) = block(p)? {
+                blocks.push((matches!(p, Part::ToolResult { .. } | Part::Thinking(_)), b));
+            }
+        }
+        // A turn with nothing left to say is no message (and does not split its neighbours).
+        if blocks.is_empty() {
+            continue;
+        }
         if out.last().is_none_or(|(r, _, _)| *r != t.role) {
             out.push((t.role, Vec::new(), Vec::new()));
         }
         let Some((_, first, rest)) = out.last_mut() else { continue };
-        for p in &t.parts {
-            let Some(b) = block(p)? else { continue };
-            let leads = matches!(p, Part::ToolResult { .. } | Part::Thinking(_));
+        for (leads, b) in blocks {
             if leads {
                 first.push(b);
             } else {
@@ -188,7 +196,6 @@ fn messages(turns: &[ir::Turn]) -> Result<Vec<Value>, Unsupported> {
     }
     Ok(out
         .into_iter()
-        .filter(|(_, a, b)| !(a.is_empty() && b.is_empty()))
         .map(|(role, mut first, rest)| {
             first.extend(rest);
             let role = if role == Role::User { "user" } else { "assistant" };

@@ -335,17 +335,19 @@ impl StreamDecoder {
                 }
             }
             "message_delta" => {
-                if let Some(reason) = v.pointer("/delta/stop_reason").and_then(Value::as_str) {
-                    match finish_of(reason) {
-                        Ok(finish) => out.push(Event::Finish { choice: 0, finish }),
-                        Err(e) => {
-                            self.finished = true;
-                            out.push(Event::Error(e));
-                            return out;
-                        }
+                // The usage is billed even when the stop reason fails the call: it was generated.
+                let usage = self.note_usage(v.get("usage"), true);
+                match v.pointer("/delta/stop_reason").and_then(Value::as_str).map(finish_of) {
+                    Some(Ok(finish)) => out.push(Event::Finish { choice: 0, finish }),
+                    Some(Err(e)) => {
+                        self.finished = true;
+                        out.extend(usage);
+                        out.push(Event::Error(e));
+                        return out;
                     }
+                    None => {}
                 }
-                out.extend(self.note_usage(v.get("usage"), true));
+                out.extend(usage);
             }
             "message_stop" => self.finished = true,
             "error" => {
