@@ -27,6 +27,8 @@ mod isolation;
 mod ledger;
 /// Process lifecycle: health, SIGTERM drain, logs, the CLI.
 mod lifecycle;
+/// Anthropic-shaped clients in front of an OpenAI-compatible upstream (`/v1/messages` translated).
+mod messages;
 /// Data plane: routes, auth, headers, usage, upstream faults and retries.
 mod proxy;
 /// One admission rule set: a scenario table run on core::admission and on every store.

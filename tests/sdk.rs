@@ -119,3 +119,20 @@ fn openai_python_sdk_works_through_to_an_anthropic_upstream() {
     assert!(seen.iter().all(|s| s.path == "/anthropic/v1/messages" && s.header("authorization").is_none()));
     assert!(seen.iter().all(|s| s.header("anthropic-version") == Some("2023-06-01")));
 }
+
+#[test]
+fn anthropic_python_sdk_works_through_to_an_openai_upstream() {
+    let mock = Mock::start();
+    let gw = Gateway::start(Opts {
+        base_url: Some(mock.base_url()),
+        env: vec![("PRODEX_GATEWAY_TOKEN", "sdk-master".into()), ("OPENAI_API_KEY", "sk-upstream".into())],
+        ..Opts::default()
+    });
+    let stdout = run_script(&gw, "anthropic_to_openai.py", "sdk-master");
+    assert!(stdout.contains("ALL OK"), "{stdout}");
+    let seen = mock.requests();
+    assert!(seen.iter().all(|s| s.path == "/v1/chat/completions"), "every call became a chat completion");
+    assert!(seen
+        .iter()
+        .all(|s| s.header("authorization") == Some("Bearer sk-upstream") && s.header("x-api-key").is_none()));
+}

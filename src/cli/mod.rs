@@ -348,9 +348,7 @@ fn providers(config: &Config, json: bool) -> ExitCode {
 /// `ROUTES` and `REFUSED`).
 fn translation(kind: ProviderKind) -> serde_json::Value {
     use crate::core::openai::chat::{self, Disposition};
-    if kind == ProviderKind::OpenAi {
-        return serde_json::json!({"mode": "passthrough"});
-    }
+    use crate::core::route::Route;
     let refused = kind.refused();
     let params = |table: &[(&str, Disposition)], nested: &[&str]| -> Vec<serde_json::Value> {
         let mut out: Vec<serde_json::Value> = table
@@ -369,19 +367,25 @@ fn translation(kind: ProviderKind) -> serde_json::Value {
     };
     let routes: Vec<serde_json::Value> =
         kind.route_table().iter().map(|(route, to)| serde_json::json!({"route": route, "upstream": to})).collect();
-    let mut parameters = serde_json::json!({
-        "chat.completions": params(chat::PARAMS, chat::NESTED_HINTS),
-        "responses": params(crate::core::openai::responses::PARAMS, crate::core::openai::responses::NESTED_HINTS),
-    });
-    if kind.translates(&crate::core::route::Route::Messages) {
+    let mut parameters = serde_json::json!({});
+    if kind.translates(&Route::ChatCompletions) {
+        parameters["chat.completions"] = serde_json::json!(params(chat::PARAMS, chat::NESTED_HINTS));
+        parameters["responses"] = serde_json::json!(params(
+            crate::core::openai::responses::PARAMS,
+            crate::core::openai::responses::NESTED_HINTS
+        ));
+    }
+    if kind.translates(&Route::Messages) {
         parameters["messages"] =
             serde_json::json!(params(crate::core::anthropic::PARAMS, crate::core::anthropic::NESTED_HINTS));
     }
-    if kind.serves(&crate::core::route::Route::Embeddings) {
+    if kind.translates(&Route::Embeddings) && kind.serves(&Route::Embeddings) {
         parameters["embeddings"] = serde_json::json!(params(crate::core::openai::embed::PARAMS, &[]));
     }
+    // An OpenAI-compatible server gets every OpenAI route untouched; only what is listed is translated.
+    let mode = if kind.translates(&Route::ChatCompletions) { "translated" } else { "passthrough" };
     serde_json::json!({
-        "mode": "translated",
+        "mode": mode,
         "routes": routes,
         "parameters": parameters,
         "unknown_parameters": "rejected",

@@ -136,7 +136,31 @@ pub struct Request {
     pub stream: bool,
 }
 
+/// Tokens an image is counted as by `Request::estimated_tokens` (about a 1-megapixel image).
+pub const IMAGE_TOKENS: u64 = 1_600;
+
 impl Request {
+    /// The prompt's size in tokens, estimated where the provider has no counter: text, tool
+    /// definitions and arguments at 4 bytes a token (rounded up per piece), media at
+    /// `IMAGE_TOKENS` each.
+    #[must_use]
+    pub fn estimated_tokens(&self) -> u64 {
+        let text = |s: &str| (s.len() as u64).div_ceil(4);
+        let parts = self.turns.iter().flat_map(|t| &t.parts).map(|p| match p {
+            Part::Text(t) => text(t),
+            Part::Media { .. } | Part::Remote { .. } => IMAGE_TOKENS,
+            Part::ToolCall { name, arguments, .. } => text(name) + text(&arguments.to_string()),
+            Part::ToolResult { content, .. } => text(content),
+            Part::Thinking(t) => text(&t.text),
+        });
+        let tools = self.tools.iter().map(|t| {
+            text(&t.name)
+                + t.description.as_deref().map_or(0, text)
+                + t.schema.as_ref().map_or(0, |s| text(&s.to_string()))
+        });
+        self.system.iter().map(|s| text(s)).chain(parts).chain(tools).sum()
+    }
+
     /// Where the request still holds remote media (the first such part's parameter), if it does.
     #[must_use]
     pub fn remote_media(&self) -> Option<&str> {

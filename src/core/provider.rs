@@ -5,7 +5,7 @@
 //! translating kind serves exactly the routes its protocol module lists, and every other route
 //! is refused before anything reaches it; where the credential goes is decided here, once.
 
-use crate::core::{anthropic, gemini};
+use crate::core::{anthropic, gemini, openai};
 use serde_json::Value;
 
 use crate::core::ir::{self, Credential, Feature, Outbound, ProviderError, Unsupported};
@@ -34,6 +34,8 @@ pub const OPENAI_ROUTES: &[&str] = &[
     "/v1/files/*",
     "/v1/batches/*",
     "/v1/uploads/*",
+    "/v1/messages",
+    "/v1/messages/count_tokens",
 ];
 
 impl ProviderKind {
@@ -60,19 +62,18 @@ impl ProviderKind {
     #[must_use]
     pub fn serves(self, route: &Route) -> bool {
         match self {
-            // `/v1/messages` to an OpenAI-compatible upstream needs the OpenAI egress translation.
-            Self::OpenAi => !matches!(route, Route::Messages | Route::CountTokens),
+            Self::OpenAi => true,
             Self::Gemini => gemini::serves(route),
             Self::Anthropic => anthropic::serves(route),
         }
     }
 
-    /// Whether a call on `route` to this kind is translated (else it passes byte for byte: every
-    /// route to an OpenAI-compatible server, `/v1/messages` and its count to Anthropic).
+    /// Whether a call on `route` to this kind is translated (else it passes byte for byte: the
+    /// OpenAI routes to an OpenAI-compatible server, `/v1/messages` and its count to Anthropic).
     #[must_use]
     pub fn translates(self, route: &Route) -> bool {
         match self {
-            Self::OpenAi => false,
+            Self::OpenAi => matches!(route, Route::Messages | Route::CountTokens),
             Self::Gemini => true,
             Self::Anthropic => !matches!(route, Route::Messages | Route::CountTokens),
         }
@@ -92,7 +93,7 @@ impl ProviderKind {
     #[must_use]
     pub fn route_table(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            Self::OpenAi => &[],
+            Self::OpenAi => openai::egress::ROUTES,
             Self::Gemini => gemini::ROUTES,
             Self::Anthropic => anthropic::ROUTES,
         }
@@ -102,7 +103,7 @@ impl ProviderKind {
     #[must_use]
     pub fn refused(self) -> &'static [(Feature, &'static str)] {
         match self {
-            Self::OpenAi => &[],
+            Self::OpenAi => openai::egress::REFUSED,
             Self::Gemini => gemini::REFUSED,
             Self::Anthropic => anthropic::REFUSED,
         }
@@ -119,15 +120,14 @@ impl ProviderKind {
 }
 
 /// What a translated call does at each kind of provider: the one dispatch the shell calls, so it
-/// names no protocol module. OpenAI-compatible servers are never translated to (their calls pass
-/// byte for byte), so their arms refuse.
+/// names no protocol module (an OpenAI-compatible server is translated to only from `/v1/messages`).
 impl ProviderKind {
     /// Every refusal the egress would make, before admission.
     pub fn check(self, req: &ir::Request) -> Result<(), Unsupported> {
         match self {
             Self::Gemini => gemini::request::check(req),
             Self::Anthropic => anthropic::request::check(req),
-            Self::OpenAi => Err(not_translated()),
+            Self::OpenAi => openai::egress::encode(req).map(|_| ()),
         }
     }
 
@@ -136,12 +136,16 @@ impl ProviderKind {
         match self {
             Self::Gemini => gemini::generate_request(req, &req.model),
             Self::Anthropic => anthropic::generate_request(req),
-            Self::OpenAi => Err(not_translated()),
+            Self::OpenAi => Ok(Outbound {
+                method: "POST",
+                target: "/chat/completions".into(),
+                body: Some(openai::egress::encode(req)?.to_string().into_bytes()),
+            }),
         }
     }
 
     /// Whether remote media must be fetched into the request (Gemini), or the provider fetches
-    /// URLs itself (Anthropic's URL sources).
+    /// URLs itself (Anthropic's URL sources, OpenAI's image URLs).
     #[must_use]
     pub fn fetches_media(self) -> bool {
         self == Self::Gemini
@@ -162,12 +166,7 @@ impl ProviderKind {
         match self {
             Self::Gemini => gemini::response::decode(body, model, fallback_id),
             Self::Anthropic => anthropic::response::decode(body, model, fallback_id),
-            Self::OpenAi => Err(ProviderError {
-                status: 500,
-                code: "internal_error",
-                message: "OpenAI answers are relayed, not translated".into(),
-                retry_after_secs: None,
-            }),
+            Self::OpenAi => openai::egress::decode(body, model, fallback_id),
         }
     }
 
@@ -176,7 +175,8 @@ impl ProviderKind {
     pub fn stream_decoder(self) -> Box<dyn ir::StreamDecoder> {
         match self {
             Self::Anthropic => Box::new(anthropic::response::StreamDecoder::default()),
-            Self::Gemini | Self::OpenAi => Box::new(gemini::response::StreamDecoder::default()),
+            Self::Gemini => Box::new(gemini::response::StreamDecoder::default()),
+            Self::OpenAi => Box::new(openai::egress::StreamDecoder::default()),
         }
     }
 
@@ -185,17 +185,9 @@ impl ProviderKind {
     pub fn error(self, status: u16, body: &[u8], retry_after: Option<&str>) -> ProviderError {
         match self {
             Self::Anthropic => anthropic::response::error(status, body, retry_after),
-            Self::Gemini | Self::OpenAi => gemini::error(status, body, retry_after),
+            Self::Gemini => gemini::error(status, body, retry_after),
+            Self::OpenAi => openai::egress::error(status, body, retry_after),
         }
-    }
-}
-
-fn not_translated() -> Unsupported {
-    Unsupported {
-        feature: Feature::Media,
-        index: None,
-        param: Some("model".into()),
-        why: "calls to OpenAI-compatible upstreams are not translated".into(),
     }
 }
 
@@ -234,7 +226,10 @@ mod tests {
             Route::Passthrough,
         ];
         let served = |k: ProviderKind| routes.iter().filter(|r| k.serves(r)).count();
-        assert_eq!(served(ProviderKind::OpenAi), routes.len() - 1, "all but /v1/messages");
+        assert_eq!(served(ProviderKind::OpenAi), routes.len(), "every route, /v1/messages translated");
+        assert!(
+            ProviderKind::OpenAi.translates(&Route::Messages) && ProviderKind::OpenAi.translates(&Route::CountTokens)
+        );
         assert_eq!(served(ProviderKind::Gemini), 5, "chat, responses, messages, embeddings, models");
         assert_eq!(served(ProviderKind::Anthropic), 4, "chat, responses, messages, models");
         assert!(

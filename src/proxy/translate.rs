@@ -397,7 +397,8 @@ fn embeddings(
     Ok(Tail::Body { status: 200, headers, body: out.to_string().into_bytes() })
 }
 
-/// `POST /v1/messages/count_tokens` by the provider's own counter (free: nothing is reserved).
+/// `POST /v1/messages/count_tokens` by the provider's own counter, or the gateway's estimate where
+/// the provider has none (free: nothing is reserved).
 pub(super) fn count_tokens(
     shared: &Shared,
     ex: &mut Exchange<'_>,
@@ -407,6 +408,16 @@ pub(super) fn count_tokens(
 ) -> Result<Tail, ApiError> {
     let json = object(body)?;
     let decoded = messages::decode_request(&json, true).map_err(|r| refused(&r))?;
+    if provider.kind == ProviderKind::OpenAi {
+        // Chat completions have no counter: the gateway's estimate, marked as one.
+        let tokens = decoded.request.estimated_tokens();
+        call.status = 200;
+        call.ttfb = Some(clock::elapsed(ex.started));
+        let mut headers = answer_headers(call, "application/json", &decoded.ignored);
+        headers.push(("x-prodex-token-count".into(), "estimated".into()));
+        let body = serde_json::json!({"input_tokens": tokens}).to_string().into_bytes();
+        return Ok(Tail::Body { status: 200, headers, body });
+    }
     let model = model_segment(&decoded.request.model)?.to_string();
     let mut request = decoded.request;
     request.model.clone_from(&model);

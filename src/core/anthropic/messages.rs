@@ -316,11 +316,21 @@ fn tool_use_id(call: &ir::ToolCall, seed: &str, index: u64) -> String {
     }
 }
 
+/// A thinking block as Anthropic writes it (a provider's reasoning without a signature gets an
+/// empty one: it cannot be replayed to Anthropic, and other providers do not ask for it).
+fn thinking_block(t: &ir::Thinking) -> Value {
+    if t.redacted {
+        return json!({"type": "redacted_thinking", "data": t.signature});
+    }
+    json!({"type": "thinking", "thinking": t.text, "signature": t.signature.as_deref().unwrap_or("")})
+}
+
 /// A whole `message` for `resp` (its first choice: Messages has no `n`).
 #[must_use]
 pub fn encode_message(resp: &ir::Response, seed: &str) -> Value {
     let choice = resp.choices.first();
-    let mut content = Vec::new();
+    let mut content: Vec<Value> =
+        choice.map_or(&[][..], |c| c.thinking.as_slice()).iter().map(thinking_block).collect();
     if let Some(text) = choice.and_then(|c| c.text.as_deref()).filter(|t| !t.is_empty()) {
         content.push(json!({"type": "text", "text": text}));
     }
@@ -335,6 +345,14 @@ pub fn encode_message(resp: &ir::Response, seed: &str) -> Value {
            "usage": usage_json(&resp.usage.unwrap_or_default())})
 }
 
+/// The kind of the content block a stream has open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Open {
+    None,
+    Text,
+    Thinking,
+}
+
 /// Writes stream events as Anthropic SSE: `message_start`, then each content block
 /// (`content_block_start`, deltas, `content_block_stop`), `message_delta` with the stop reason and
 /// the final cumulative usage, `message_stop`; an `error` event ends a failed stream.
@@ -346,8 +364,8 @@ pub struct EventEncoder {
     started: bool,
     /// Blocks opened so far (the next block's index).
     blocks: u64,
-    /// Whether a text block is open (its index is `blocks - 1`).
-    text_open: bool,
+    /// The open block (its index is `blocks - 1`), if one is.
+    open: Open,
     usage: Option<Usage>,
     finish: Option<Finish>,
     failed: bool,
@@ -362,7 +380,7 @@ impl EventEncoder {
             seed: seed.to_string(),
             started: false,
             blocks: 0,
-            text_open: false,
+            open: Open::None,
             usage: None,
             finish: None,
             failed: false,
@@ -385,10 +403,25 @@ impl EventEncoder {
     }
 
     fn close_text(&mut self, out: &mut Vec<u8>) {
-        if self.text_open {
-            self.text_open = false;
+        if self.open != Open::None {
+            self.open = Open::None;
             Self::emit(out, "content_block_stop", json!({"index": self.blocks - 1}));
         }
+    }
+
+    /// Opens a block of `kind` unless one is open (closing another kind first).
+    fn open(&mut self, out: &mut Vec<u8>, kind: Open) {
+        if self.open == kind {
+            return;
+        }
+        self.close_text(out);
+        self.open = kind;
+        self.blocks += 1;
+        let block = match kind {
+            Open::Thinking => json!({"type": "thinking", "thinking": "", "signature": ""}),
+            _ => json!({"type": "text", "text": ""}),
+        };
+        Self::emit(out, "content_block_start", json!({"index": self.blocks - 1, "content_block": block}));
     }
 }
 
@@ -400,16 +433,38 @@ impl StreamEncoder for EventEncoder {
         }
         self.start(&mut out);
         match event {
-            Event::Text { choice: 0, text } => {
-                if !self.text_open {
-                    self.text_open = true;
-                    self.blocks += 1;
-                    Self::emit(
-                        &mut out,
-                        "content_block_start",
-                        json!({"index": self.blocks - 1, "content_block": {"type": "text", "text": ""}}),
-                    );
+            Event::ThinkingDelta { choice: 0, text } => {
+                self.open(&mut out, Open::Thinking);
+                Self::emit(
+                    &mut out,
+                    "content_block_delta",
+                    json!({"index": self.blocks - 1, "delta": {"type": "thinking_delta", "thinking": text}}),
+                );
+            }
+            Event::ThinkingBlock { choice: 0, block } if block.redacted => {
+                self.close_text(&mut out);
+                self.blocks += 1;
+                let at = self.blocks - 1;
+                Self::emit(
+                    &mut out,
+                    "content_block_start",
+                    json!({"index": at, "content_block": thinking_block(block)}),
+                );
+                Self::emit(&mut out, "content_block_stop", json!({"index": at}));
+            }
+            Event::ThinkingBlock { choice: 0, block } => {
+                if self.open != Open::Thinking {
+                    // The whole block at once (no deltas came before it).
+                    self.open(&mut out, Open::Thinking);
+                    let delta = json!({"type": "thinking_delta", "thinking": block.text});
+                    Self::emit(&mut out, "content_block_delta", json!({"index": self.blocks - 1, "delta": delta}));
                 }
+                let delta = json!({"type": "signature_delta", "signature": block.signature.as_deref().unwrap_or("")});
+                Self::emit(&mut out, "content_block_delta", json!({"index": self.blocks - 1, "delta": delta}));
+                self.close_text(&mut out);
+            }
+            Event::Text { choice: 0, text } => {
+                self.open(&mut out, Open::Text);
                 Self::emit(
                     &mut out,
                     "content_block_delta",

@@ -10,6 +10,9 @@
 
 pub mod chat;
 pub(crate) mod dialect;
+pub mod egress;
+#[cfg(test)]
+mod egress_tests;
 pub mod embed;
 pub mod responses;
 

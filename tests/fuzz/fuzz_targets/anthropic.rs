@@ -1,11 +1,13 @@
-//! The Anthropic egress never panics on any body, in either direction, and what it writes is
-//! always well-formed: request bodies are JSON objects with `model`, a positive `max_tokens` and
-//! messages that alternate roles with no empty content, tool ids in Anthropic's charset; every
-//! chat chunk and Responses event its stream decoder feeds parses; the passthrough meter and the
-//! stream decoder agree on the usage.
+//! The Anthropic egress, and the OpenAI egress that serves Anthropic clients, never panic on any
+//! body, in either direction, and what they write is always well-formed: Anthropic request bodies
+//! are JSON objects with `model`, a positive `max_tokens` and messages that alternate roles with no
+//! empty content, tool ids in Anthropic's charset; chat bodies have messages; every chat chunk,
+//! Responses event and Anthropic event (with its `event:` line) the stream decoders feed parses;
+//! the passthrough meter and the stream decoder agree on the usage.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use prodex::core::anthropic::{request, response};
+use prodex::core::anthropic::{messages, request, response};
+use prodex::core::openai::egress;
 use prodex::core::ir::{Event, StreamEncoder};
 use prodex::core::openai::{chat, responses};
 use serde_json::Value;
@@ -54,6 +56,14 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
+    if let Some(obj) = value.as_object() {
+        if let Ok(decoded) = messages::decode_request(obj, false) {
+            if let Ok(body) = egress::encode(&decoded.request) {
+                assert!(body["messages"].is_array() && body["model"].is_string());
+            }
+        }
+    }
+    let _ = egress::decode(&value, "m", "id").map(|r| messages::encode_message(&r, "seed"));
     let _ = response::usage(&value);
     if let Ok(r) = response::decode(&value, "m", "id") {
         let _ = chat::encode_response(&r, 1, "seed");
@@ -85,4 +95,20 @@ fuzz_target!(|data: &[u8]| {
     b.extend(events.finish());
     frames_parse(&a);
     frames_parse(&b);
+    // An OpenAI stream written as Anthropic events: every frame named, and named as its data says.
+    let mut dec = egress::StreamDecoder::default();
+    let mut anthropic = messages::EventEncoder::new("id", "m", "seed");
+    let mut c = Vec::new();
+    for line in text.lines() {
+        for e in dec.chunk(line) {
+            c.extend(anthropic.encode(&e));
+        }
+    }
+    c.extend(anthropic.finish());
+    frames_parse(&c);
+    for frame in std::str::from_utf8(&c).unwrap().split("\n\n").filter(|f| !f.is_empty()) {
+        let kind = frame.lines().find_map(|l| l.strip_prefix("event: ")).expect("every Anthropic frame has its event line");
+        let data: Value = serde_json::from_str(frame.lines().find_map(|l| l.strip_prefix("data: ")).unwrap()).unwrap();
+        assert_eq!(data["type"], kind);
+    }
 });

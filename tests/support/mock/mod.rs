@@ -17,12 +17,13 @@
 //! Every request is recorded (method, path, headers, body) for assertions.
 //!
 //! Paths under `/v1beta/` speak Gemini instead (`gemini.rs`), paths under `/anthropic/v1/`
-//! Anthropic (`anthropic.rs`).
+//! Anthropic (`anthropic.rs`); `x-mock-openai` scripts tool calls and reasoning (`scripted_chat.rs`).
 
 #![allow(dead_code)]
 
 pub mod anthropic;
 pub mod gemini;
+pub mod scripted_chat;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -229,6 +230,11 @@ fn respond(out: &mut TcpStream, req: &Seen) -> std::io::Result<bool> {
     let path = req.path.split('?').next().unwrap_or("");
     let json = req.json();
     let stream = json.get("stream").and_then(serde_json::Value::as_bool).unwrap_or(false);
+    if path == "/v1/chat/completions" {
+        if let Some(answered) = scripted_chat::respond(out, req, &json) {
+            return answered;
+        }
+    }
     match (req.method.as_str(), path) {
         ("POST", "/v1/chat/completions") if stream => {
             let include_usage = json["stream_options"]["include_usage"].as_bool().unwrap_or(false);
