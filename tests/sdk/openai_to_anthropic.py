@@ -53,6 +53,23 @@ check(resp.output_text == "Hello from claude" and resp.usage.input_tokens == 11,
 events = [e.type for e in client.responses.create(model="claude-haiku-4-5", input="hi", stream=True)]
 check(events[0] == "response.created" and events[-1] == "response.completed", f"responses stream ({events[-1]})")
 
+# The same loop on Responses, as Codex runs it (store: false, reasoning replayed from encrypted_content).
+rtools = [{"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}},
+          {"type": "function", "name": "get_time", "parameters": {"type": "object", "properties": {}}}]
+items = [{"role": "user", "content": "weather?"}]
+turn = client.responses.create(model="claude-sonnet-4-5", input=items, tools=rtools, reasoning={"effort": "low"},
+                               include=["reasoning.encrypted_content"], store=False, stream=True,
+                               extra_headers={"x-mock-anthropic": "tools"})
+final = [e for e in turn if e.type == "response.completed"][0].response
+kinds = [o.type for o in final.output]
+check(kinds == ["reasoning", "message", "function_call", "function_call"], f"reasoning, text and calls ({kinds})")
+check(final.output[0].encrypted_content, "the signature rides in encrypted_content")
+items += [o.model_dump(exclude_none=True) for o in final.output]
+items += [{"type": "function_call_output", "call_id": o.call_id, "output": "ok"} for o in final.output if o.type == "function_call"]
+done = client.responses.create(model="claude-sonnet-4-5", input=items, tools=rtools, reasoning={"effort": "low"},
+                               include=["reasoning.encrypted_content"], store=False)
+check(done.output_text == "Hello from claude", "the Responses tool loop replays the signed thinking")
+
 try:
     client.chat.completions.create(model="claude-sonnet-4-5", messages=msgs, n=2)
     check(False, "n=2 refused")

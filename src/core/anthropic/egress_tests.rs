@@ -326,3 +326,59 @@ fn errors_keep_the_provider_message_and_map_statuses() {
     assert!(matches!(&pause[0], Event::Usage(u) if u.output_tokens == 3), "what was generated is billed");
     assert!(matches!(&pause[1], Event::Error(e) if e.code == "upstream_pause_turn"));
 }
+
+#[test]
+fn responses_clients_replay_thinking_through_encrypted_content() {
+    use crate::core::openai::responses;
+    let answer = crate::core::ir::Response {
+        id: "msg_1".into(),
+        model: "claude-sonnet-4-5".into(),
+        choices: vec![crate::core::ir::Choice {
+            index: 0,
+            text: None,
+            tool_calls: vec![ToolCall {
+                id: Some("toolu_01A".into()),
+                name: "f".into(),
+                arguments: "{}".into(),
+                signature: None,
+            }],
+            thinking: vec![
+                Thinking { text: "hmm".into(), signature: Some("sig==".into()), redacted: false },
+                Thinking { text: String::new(), signature: Some("opaque".into()), redacted: true },
+            ],
+            finish: Some(Finish::ToolCalls),
+        }],
+        usage: None,
+    };
+    let out = responses::encode_response(&answer, 1, "seed")["output"].clone();
+    assert_eq!(out[0]["type"], "reasoning");
+    assert_eq!(
+        (out[0]["summary"][0]["text"].as_str(), out[0]["encrypted_content"].as_str()),
+        (Some("hmm"), Some("sig=="))
+    );
+    // The client sends the output back as input (as Codex does with store: false), then the result.
+    let mut input = vec![json!({"role": "user", "content": "go"})];
+    input.extend(out.as_array().unwrap().iter().cloned());
+    input.push(json!({"type": "function_call_output", "call_id": "toolu_01A", "output": "done"}));
+    let body = json!({"model": "claude-sonnet-4-5", "input": input, "reasoning": {"effort": "low"},
+                      "include": ["reasoning.encrypted_content"], "tools": [{"type": "function", "name": "f"}]});
+    let decoded = responses::decode_request(body.as_object().unwrap()).unwrap();
+    let sent = encode(&decoded.request).unwrap();
+    assert_eq!(
+        sent["messages"][1]["content"],
+        json!([{"type": "thinking", "thinking": "hmm", "signature": "sig=="},
+               {"type": "redacted_thinking", "data": "opaque"},
+               {"type": "tool_use", "id": "toolu_01A", "name": "f", "input": {}}])
+    );
+    // Without the encrypted content the loop cannot be replayed: refused naming the input.
+    let mut bare = body.clone();
+    for item in bare["input"].as_array_mut().unwrap() {
+        if item["type"] == "reasoning" {
+            item.as_object_mut().unwrap().remove("encrypted_content");
+        }
+    }
+    let decoded = responses::decode_request(bare.as_object().unwrap()).unwrap();
+    assert!(decoded.ignored.contains(&"input[].reasoning".to_string()));
+    let refused = encode(&decoded.request).unwrap_err();
+    assert_eq!(responses::refuse(&refused).param, "input");
+}

@@ -50,7 +50,7 @@ pub const PARAMS: &[(&str, Disposition)] = &[
     ("truncation", Hint),
     ("previous_response_id", Rejected),
     ("conversation", Rejected),
-    ("include", Rejected),
+    ("include", Translated(None)),
     ("background", Rejected),
     ("max_tool_calls", Rejected),
     ("top_logprobs", Rejected),
@@ -108,6 +108,7 @@ pub fn decode_request(body: &Map<String, Value>) -> Result<Decoded, Refusal> {
             r.get("effort").filter(|e| !e.is_null()).map(effort).transpose()?
         }
     };
+    include(get("include"))?;
     let request = ir::Request {
         model,
         system,
@@ -122,6 +123,19 @@ pub fn decode_request(body: &Map<String, Value>) -> Result<Decoded, Refusal> {
         stream,
     };
     Ok(Decoded { request, ignored, include_usage: true })
+}
+
+/// `include`: only `reasoning.encrypted_content`, which translated answers always carry (the
+/// gateway keeps no state, so reasoning is replayable only from what the client sends back).
+fn include(v: Option<&Value>) -> Result<(), Refusal> {
+    let Some(v) = v else { return Ok(()) };
+    let list = v.as_array().ok_or_else(|| Refusal::invalid("include", "`include` must be an array"))?;
+    for (i, x) in list.iter().enumerate() {
+        if x.as_str() != Some("reasoning.encrypted_content") {
+            return Err(unsupported(format!("include[{i}]"), "only reasoning.encrypted_content is translated"));
+        }
+    }
+    Ok(())
 }
 
 fn text_format(t: &Value) -> Result<Format, Refusal> {
@@ -214,6 +228,11 @@ fn input(v: Option<&Value>, system: &mut Vec<String>, ignored: &mut Vec<String>)
                     vec![Part::ToolCall { id: id.to_string(), name: name.to_string(), arguments, signature }],
                 );
             }
+            "reasoning" => match reasoning_part(item) {
+                Some(part) => push(&mut turns, Role::Assistant, vec![part]),
+                // Reasoning without its encrypted content cannot be replayed to any provider.
+                None => push_once(ignored, "input[].reasoning"),
+            },
             "function_call_output" => {
                 let raw_id = string(item.get("call_id").unwrap_or(&Value::Null), &format!("{at}.call_id"))?;
                 let call_id = split_call_id(raw_id).0.to_string();
@@ -306,8 +325,40 @@ fn content(v: &Value, path: &str, ignored: &mut Vec<String>) -> Result<Vec<Part>
     Ok(out)
 }
 
+/// Marks a redacted thinking block's data in a reasoning item's `encrypted_content`.
+const REDACTED: &str = "redacted_thinking:";
+
+/// A reasoning output item with the provider's thinking, for stateless replay (what OpenAI's
+/// `include: ["reasoning.encrypted_content"]` gives): its text as the summary, its signature as
+/// `encrypted_content` (a redacted block's data behind `REDACTED`).
+fn reasoning_item(id: &str, t: &ir::Thinking) -> Value {
+    let encrypted = t.signature.as_ref().map(|s| if t.redacted { format!("{REDACTED}{s}") } else { s.clone() });
+    let summary = if t.text.is_empty() { json!([]) } else { json!([{"type": "summary_text", "text": t.text}]) };
+    json!({"type": "reasoning", "id": id, "summary": summary, "encrypted_content": encrypted, "status": "completed"})
+}
+
+/// A `reasoning` input item back as a thinking part (`None`: nothing replayable in it).
+fn reasoning_part(item: &Value) -> Option<Part> {
+    let encrypted = item.get("encrypted_content").and_then(Value::as_str).filter(|e| !e.is_empty())?;
+    if let Some(data) = encrypted.strip_prefix(REDACTED) {
+        return Some(Part::Thinking(ir::Thinking {
+            text: String::new(),
+            signature: Some(data.to_string()),
+            redacted: true,
+        }));
+    }
+    let text: String = item
+        .get("summary")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.get("text").and_then(Value::as_str))
+        .collect();
+    Some(Part::Thinking(ir::Thinking { text, signature: Some(encrypted.to_string()), redacted: false }))
+}
+
 fn usage_json(u: &Usage) -> Value {
-    json!({"input_tokens": u.input_tokens, "input_tokens_details": {"cached_tokens": u.cached_input_tokens},
+    json!({"input_tokens": u.input_tokens, "input_tokens_details": {"cached_tokens": u.cached_input_tokens, "cache_write_tokens": u.cache_write_tokens},
            "output_tokens": u.output_tokens, "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
            "total_tokens": u.input_tokens + u.output_tokens})
 }
@@ -349,7 +400,12 @@ fn envelope(
 #[must_use]
 pub fn encode_response(resp: &ir::Response, created: u64, seed: &str) -> Value {
     let choice = resp.choices.first();
-    let mut output = Vec::new();
+    let mut output: Vec<Value> = choice
+        .map_or(&[][..], |c| c.thinking.as_slice())
+        .iter()
+        .enumerate()
+        .map(|(i, t)| reasoning_item(&format!("rs_{seed}x{i}"), t))
+        .collect();
     if let Some(text) = choice.and_then(|c| c.text.as_deref()).filter(|t| !t.is_empty()) {
         output.push(message_item(&format!("msg_{seed}"), text, "completed"));
     }
@@ -450,6 +506,18 @@ impl StreamEncoder for EventEncoder {
         }
         self.start(&mut out);
         match event {
+            Event::ThinkingBlock { choice: 0, block } => {
+                // The whole reasoning item once its block is complete (its signature comes last).
+                self.close_text(&mut out);
+                let index = self.output.len();
+                let item = reasoning_item(&format!("rs_{}x{index}", self.seed), block);
+                let mut added = item.clone();
+                added["summary"] = json!([]);
+                added["status"] = json!("in_progress");
+                self.emit(&mut out, "response.output_item.added", json!({"output_index": index, "item": added}));
+                self.emit(&mut out, "response.output_item.done", json!({"output_index": index, "item": item}));
+                self.output.push(item);
+            }
             Event::Text { choice: 0, text } => {
                 let id = self.msg_id();
                 if self.text.is_none() {
