@@ -290,3 +290,43 @@ fn models_are_listed_in_openai_shape_across_pages() {
     let r = gw.get_with("/v1/models/nope", &[("authorization", &format!("Bearer {MASTER}"))]);
     assert_eq!(r.status, 404);
 }
+
+#[test]
+fn the_provider_listing_includes_the_anthropic_tables() {
+    let list = crate::support::providers_json();
+    let find = |kind: &str| list.as_array().unwrap().iter().find(|p| p["kind"] == kind).unwrap().clone();
+    let a = find("anthropic");
+    assert_eq!(
+        a["routes"],
+        json!([
+            "/v1/messages",
+            "/v1/messages/count_tokens",
+            "/v1/chat/completions",
+            "/v1/responses",
+            "/v1/models",
+            "/v1/models/{id}"
+        ])
+    );
+    assert_eq!(a["translation"]["mode"], "translated");
+    let routes = a["translation"]["routes"].as_array().unwrap();
+    assert!(routes
+        .iter()
+        .any(|r| r["route"] == "POST /v1/messages" && r["upstream"].as_str().unwrap().contains("byte for byte")));
+    let params = a["translation"]["parameters"]["chat.completions"].as_array().unwrap();
+    let n = params.iter().find(|p| p["name"] == "n").unwrap();
+    assert!(n["refused_when"].as_str().unwrap().contains("one choice"), "{n}");
+    assert!(a["translation"]["parameters"].get("messages").is_none(), "messages pass through untranslated");
+    assert!(a["translation"]["parameters"].get("embeddings").is_none(), "Anthropic has no embeddings");
+    // OpenAI-compatible providers: everything passes, /v1/messages is translated.
+    let o = find("openai");
+    assert_eq!(o["translation"]["mode"], "passthrough");
+    assert!(o["translation"]["parameters"]["messages"].as_array().unwrap().iter().any(|p| p["name"] == "thinking"));
+    let top_k = o["translation"]["parameters"]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "top_k")
+        .unwrap()
+        .clone();
+    assert!(top_k["refused_when"].as_str().unwrap().contains("no top_k"), "{top_k}");
+}

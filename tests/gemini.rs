@@ -343,16 +343,7 @@ fn embeddings_are_batched_at_100_and_models_are_listed_in_openai_shape() {
 /// `providers --json` lists every chat parameter's handling, and the running bridge does what it says.
 #[test]
 fn the_provider_listing_says_what_the_bridge_does_with_each_parameter() {
-    let home = crate::support::TempDir::new("providers");
-    let out = std::process::Command::new(crate::support::bin())
-        .args(["gateway", "providers", "--json"])
-        .env_clear()
-        .env("HOME", std::env::temp_dir())
-        .env("PRODEX_HOME", &home.0)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = crate::support::providers_json();
     let gemini = list.as_array().unwrap().iter().find(|p| p["kind"] == "gemini").unwrap();
     assert_eq!(
         gemini["routes"],

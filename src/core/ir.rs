@@ -256,6 +256,33 @@ pub struct ProviderError {
     pub retry_after_secs: Option<u64>,
 }
 
+/// Longest provider message kept in an error.
+pub const MAX_PROVIDER_MESSAGE: usize = 2_000;
+
+impl ProviderError {
+    /// A provider's failure as the client gets it: `answered` the status (see `answered_status`),
+    /// the provider's message (or a stand-in) made printable, bounded and behind `prefix`
+    /// (`"gemini: "`), and a wait — the `retry-after` header's, else `delay` — kept only where
+    /// the answer is one to retry (429, 503).
+    #[must_use]
+    pub fn answered(
+        answered: u16,
+        code: &'static str,
+        prefix: &str,
+        message: Option<&str>,
+        retry_after: Option<&str>,
+        delay: Option<u64>,
+    ) -> Self {
+        let text = message.unwrap_or("the provider failed without a message");
+        let mut out = String::with_capacity(prefix.len() + text.len().min(MAX_PROVIDER_MESSAGE));
+        out.push_str(prefix);
+        out.extend(text.chars().filter(|c| !c.is_control()).take(MAX_PROVIDER_MESSAGE));
+        let header = retry_after.and_then(|h| h.trim().parse::<u64>().ok());
+        let retry_after_secs = if answered == 429 || answered == 503 { header.or(delay) } else { None };
+        Self { status: answered, code, message: out, retry_after_secs }
+    }
+}
+
 /// What a provider's stream chunk means, in order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
@@ -284,6 +311,25 @@ pub trait StreamDecoder {
     /// Why the last usage could not be billed, once.
     fn take_invalid_usage(&mut self) -> Option<String>;
 }
+
+/// Implements `StreamDecoder` for a decoder type with an inherent `chunk` and the public fields
+/// `finished` and `invalid_usage` (each protocol's decoder has them).
+macro_rules! stream_decoder {
+    ($t:ty) => {
+        impl $crate::core::ir::StreamDecoder for $t {
+            fn chunk(&mut self, data: &str) -> Vec<$crate::core::ir::Event> {
+                <$t>::chunk(self, data)
+            }
+            fn finished(&self) -> bool {
+                self.finished
+            }
+            fn take_invalid_usage(&mut self) -> Option<String> {
+                self.invalid_usage.take()
+            }
+        }
+    };
+}
+pub(crate) use stream_decoder;
 
 /// Writes a stream's events in a client dialect (chat chunks, Responses events, …).
 pub trait StreamEncoder {

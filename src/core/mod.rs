@@ -28,6 +28,7 @@ pub mod provider;
 pub mod query;
 pub mod retry;
 pub mod route;
+pub mod routing;
 pub mod scim;
 pub mod sse;
 pub mod time;

@@ -42,6 +42,20 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_prodex")
 }
 
+/// `prodex gateway providers --json` with no configuration: the built-in providers.
+pub fn providers_json() -> serde_json::Value {
+    let home = TempDir::new("providers");
+    let out = Command::new(bin())
+        .args(["gateway", "providers", "--json"])
+        .env_clear()
+        .env("HOME", std::env::temp_dir())
+        .env("PRODEX_HOME", &home.0)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// A running gateway process.
 pub struct Gateway {
     pub child: Child,

@@ -15,6 +15,27 @@ fn from_chat(body: Value) -> Result<Value, String> {
     encode(&decoded.request).map_err(|u| chat::refuse(&u).param)
 }
 
+/// Anthropic's answer to a tool turn: one call of `f` (`toolu_01A`) after `thinking`.
+fn tool_turn(thinking: Vec<Thinking>) -> crate::core::ir::Response {
+    crate::core::ir::Response {
+        id: "msg_1".into(),
+        model: "claude-sonnet-4-5".into(),
+        choices: vec![crate::core::ir::Choice {
+            index: 0,
+            text: None,
+            tool_calls: vec![ToolCall {
+                id: Some("toolu_01A".into()),
+                name: "f".into(),
+                arguments: "{}".into(),
+                signature: None,
+            }],
+            thinking,
+            finish: Some(Finish::ToolCalls),
+        }],
+        usage: None,
+    }
+}
+
 #[test]
 fn a_chat_tool_conversation_becomes_one_valid_messages_body() {
     let long_id = "functions.get_weather:0|with-a-very-long-foreign-id-that-exceeds-sixty-four-characters-x";
@@ -144,23 +165,7 @@ fn what_anthropic_cannot_do_is_refused_naming_the_chat_parameter() {
 #[test]
 fn signed_thinking_survives_a_chat_tool_loop_and_its_loss_is_refused() {
     // The gateway's own answer, as a chat client receives it and echoes it back.
-    let answer = crate::core::ir::Response {
-        id: "msg_1".into(),
-        model: "claude-sonnet-4-5".into(),
-        choices: vec![crate::core::ir::Choice {
-            index: 0,
-            text: None,
-            tool_calls: vec![ToolCall {
-                id: Some("toolu_01A".into()),
-                name: "f".into(),
-                arguments: "{}".into(),
-                signature: None,
-            }],
-            thinking: vec![Thinking { text: "hmm".into(), signature: Some("sig==".into()), redacted: false }],
-            finish: Some(Finish::ToolCalls),
-        }],
-        usage: None,
-    };
+    let answer = tool_turn(vec![Thinking { text: "hmm".into(), signature: Some("sig==".into()), redacted: false }]);
     let message = chat::encode_response(&answer, 1, "seed")["choices"][0]["message"].clone();
     assert_eq!(message["reasoning_content"], "hmm");
     assert_eq!(message["thinking_blocks"], json!([{"type": "thinking", "thinking": "hmm", "signature": "sig=="}]));
@@ -330,26 +335,10 @@ fn errors_keep_the_provider_message_and_map_statuses() {
 #[test]
 fn responses_clients_replay_thinking_through_encrypted_content() {
     use crate::core::openai::responses;
-    let answer = crate::core::ir::Response {
-        id: "msg_1".into(),
-        model: "claude-sonnet-4-5".into(),
-        choices: vec![crate::core::ir::Choice {
-            index: 0,
-            text: None,
-            tool_calls: vec![ToolCall {
-                id: Some("toolu_01A".into()),
-                name: "f".into(),
-                arguments: "{}".into(),
-                signature: None,
-            }],
-            thinking: vec![
-                Thinking { text: "hmm".into(), signature: Some("sig==".into()), redacted: false },
-                Thinking { text: String::new(), signature: Some("opaque".into()), redacted: true },
-            ],
-            finish: Some(Finish::ToolCalls),
-        }],
-        usage: None,
-    };
+    let answer = tool_turn(vec![
+        Thinking { text: "hmm".into(), signature: Some("sig==".into()), redacted: false },
+        Thinking { text: String::new(), signature: Some("opaque".into()), redacted: true },
+    ]);
     let out = responses::encode_response(&answer, 1, "seed")["output"].clone();
     assert_eq!(out[0]["type"], "reasoning");
     assert_eq!(

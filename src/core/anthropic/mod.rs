@@ -128,7 +128,7 @@ pub const PARAMS: &[(&str, Disposition)] = &[
     ("stop_sequences", Translated(Some(Feature::Stop))),
     ("temperature", Translated(Some(Feature::Temperature))),
     ("top_p", Translated(Some(Feature::TopP))),
-    ("top_k", Translated(None)),
+    ("top_k", Translated(Some(Feature::TopK))),
     ("tools", Translated(None)),
     ("tool_choice", Translated(None)),
     ("thinking", Translated(Some(Feature::Effort))),

@@ -14,9 +14,6 @@ use serde_json::Value;
 use crate::core::ir::{self, Choice, Event, Finish, ProviderError, Thinking, ToolCall};
 use crate::core::usage::{InvalidUsage, Usage, UsageRead, MAX_REPORTED_TOKENS};
 
-/// Longest provider message kept in an error.
-const MAX_MESSAGE: usize = 2_000;
-
 /// Anthropic's counts as far as an answer has given them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -235,17 +232,7 @@ pub struct StreamDecoder {
     pub finished: bool,
 }
 
-impl ir::StreamDecoder for StreamDecoder {
-    fn chunk(&mut self, data: &str) -> Vec<Event> {
-        StreamDecoder::chunk(self, data)
-    }
-    fn finished(&self) -> bool {
-        self.finished
-    }
-    fn take_invalid_usage(&mut self) -> Option<String> {
-        self.invalid_usage.take()
-    }
-}
+ir::stream_decoder!(StreamDecoder);
 
 impl StreamDecoder {
     fn note_usage(&mut self, u: Option<&Value>, with_output: bool) -> Option<Event> {
@@ -386,18 +373,8 @@ pub fn error_value(status: u16, parsed: &Value, retry_after: Option<&str>) -> Pr
         _ => (502, "upstream_error"),
     };
     let status = if status == 200 { typed } else { status };
-    let mut message: String = parsed
-        .pointer("/error/message")
-        .and_then(Value::as_str)
-        .unwrap_or("the provider failed without a message")
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_MESSAGE)
-        .collect();
-    message.insert_str(0, "anthropic: ");
+    let message = parsed.pointer("/error/message").and_then(Value::as_str);
     // Overloaded (529) is the provider's "try again shortly": a 503 to OpenAI clients.
     let answered = if status == 529 { 503 } else { ir::answered_status(status) };
-    let header = retry_after.and_then(|h| h.trim().parse::<u64>().ok());
-    let retry_after_secs = if answered == 429 || answered == 503 { header } else { None };
-    ProviderError { status: answered, code, message, retry_after_secs }
+    ProviderError::answered(answered, code, "anthropic: ", message, retry_after, None)
 }

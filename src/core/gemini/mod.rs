@@ -187,9 +187,6 @@ const STATUS_CODES: &[(&str, &str)] = &[
     ("DEADLINE_EXCEEDED", "upstream_timeout"),
 ];
 
-/// Longest provider message kept in an error.
-const MAX_MESSAGE: usize = 2_000;
-
 /// A Gemini error body (`{"error":{code,message,status,details}}`, or that in a one-element list)
 /// with HTTP status `status`, as the error the client gets. `retry_after` is the response's
 /// `retry-after` header, when it had one.
@@ -214,15 +211,7 @@ pub fn error_value(status: u16, parsed: &Value, retry_after: Option<&str>) -> Pr
     } else {
         status
     };
-    let mut message: String = err
-        .and_then(|e| e.get("message"))
-        .and_then(Value::as_str)
-        .unwrap_or("the provider failed without a message")
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_MESSAGE)
-        .collect();
-    message.insert_str(0, "gemini: ");
+    let message = err.and_then(|e| e.get("message")).and_then(Value::as_str);
     let delay = err
         .and_then(|e| e.get("details"))
         .and_then(Value::as_array)
@@ -232,8 +221,5 @@ pub fn error_value(status: u16, parsed: &Value, retry_after: Option<&str>) -> Pr
         .and_then(|d| d.strip_suffix('s'))
         .and_then(|d| d.parse::<f64>().ok())
         .map(|s| s.ceil() as u64);
-    let header = retry_after.and_then(|h| h.trim().parse::<u64>().ok());
-    let answered = crate::core::ir::answered_status(status);
-    let retry_after_secs = if answered == 429 || answered == 503 { header.or(delay) } else { None };
-    ProviderError { status: answered, code, message, retry_after_secs }
+    ProviderError::answered(ir::answered_status(status), code, "gemini: ", message, retry_after, delay)
 }

@@ -171,17 +171,7 @@ pub struct StreamDecoder {
     pub finished: bool,
 }
 
-impl ir::StreamDecoder for StreamDecoder {
-    fn chunk(&mut self, data: &str) -> Vec<Event> {
-        StreamDecoder::chunk(self, data)
-    }
-    fn finished(&self) -> bool {
-        self.finished
-    }
-    fn take_invalid_usage(&mut self) -> Option<String> {
-        self.invalid_usage.take()
-    }
-}
+ir::stream_decoder!(StreamDecoder);
 
 impl StreamDecoder {
     fn next_call(&mut self, choice: u64) -> u64 {

@@ -15,9 +15,6 @@ use crate::core::ir::{
 };
 use crate::core::openai::usage_of;
 
-/// Longest provider message kept in an error.
-const MAX_MESSAGE: usize = 2_000;
-
 /// The routes translated to an OpenAI-compatible server (every other route passes untouched).
 pub const ROUTES: &[(&str, &str)] = &[
     (
@@ -413,17 +410,7 @@ impl StreamDecoder {
     }
 }
 
-impl ir::StreamDecoder for StreamDecoder {
-    fn chunk(&mut self, data: &str) -> Vec<Event> {
-        StreamDecoder::chunk(self, data)
-    }
-    fn finished(&self) -> bool {
-        self.finished
-    }
-    fn take_invalid_usage(&mut self) -> Option<String> {
-        self.invalid_usage.take()
-    }
-}
+ir::stream_decoder!(StreamDecoder);
 
 /// An OpenAI error body (`{"error":{message,type,code,param}}`) with HTTP status `status`.
 #[must_use]
@@ -436,15 +423,7 @@ pub fn error(status: u16, body: &[u8], retry_after: Option<&str>) -> ProviderErr
 #[must_use]
 pub fn error_value(status: u16, parsed: &Value, retry_after: Option<&str>) -> ProviderError {
     let e = parsed.get("error").unwrap_or(&Value::Null);
-    let message: String = e
-        .get("message")
-        .and_then(Value::as_str)
-        .or_else(|| e.as_str())
-        .unwrap_or("the provider failed without a message")
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_MESSAGE)
-        .collect();
+    let message = e.get("message").and_then(Value::as_str).or_else(|| e.as_str());
     let answered = ir::answered_status(status);
     let code = match answered {
         429 => "rate_limit_exceeded",
@@ -452,7 +431,5 @@ pub fn error_value(status: u16, parsed: &Value, retry_after: Option<&str>) -> Pr
         503 => "upstream_unavailable",
         _ => "upstream_error",
     };
-    let header = retry_after.and_then(|h| h.trim().parse::<u64>().ok());
-    let retry_after_secs = if answered == 429 || answered == 503 { header } else { None };
-    ProviderError { status: answered, code, message: format!("upstream: {message}"), retry_after_secs }
+    ProviderError::answered(answered, code, "upstream: ", message, retry_after, None)
 }
