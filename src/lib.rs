@@ -40,5 +40,6 @@ pub mod router;
 pub mod serve;
 pub mod state;
 pub mod store;
+pub mod targets;
 pub mod transfer;
 pub mod upstream;

@@ -59,6 +59,8 @@ pub struct Shared {
     /// This process's random id, its `Via` entry upstream (`core::hops`): a request carrying it
     /// came back to us.
     pub instance: String,
+    /// The routing targets' live numbers (calls in flight, time to first byte).
+    pub targets: crate::targets::Targets,
 }
 
 /// 8 random bytes as hex (the clock's bits if the OS RNG fails: it only has to differ per process).
@@ -111,16 +113,35 @@ impl Shared {
             instance: instance_id(),
             spool: Mutex::default(),
             denials: Mutex::new(crate::core::directory::Denials::new(denial_window_ms)),
+            targets: crate::targets::Targets::default(),
             last_refusal_row_ms: AtomicU64::new(0),
         }
     }
 
-    /// The provider for `model`: the first whose `models` globs match, else the default provider.
+    /// The provider for `model` (`core::routing::provider_of`: exact name, else the longest glob,
+    /// else the default provider); the default for no model.
     #[must_use]
     pub fn provider_for(&self, model: Option<&str>) -> Option<&Provider> {
-        let table = self.config.providers.iter().map(|p| (p.name.as_str(), p.models.as_slice()));
-        let name = crate::core::provider::route_model(table, &self.config.default_provider, model);
-        self.config.provider(name)
+        let default = self.default_provider_index()?;
+        let Some(model) = model else { return self.config.providers.get(default) };
+        let globs: Vec<&[String]> = self.config.providers.iter().map(|p| p.models.as_slice()).collect();
+        self.config.providers.get(crate::core::routing::provider_of(&globs, default, model))
+    }
+
+    fn default_provider_index(&self) -> Option<usize> {
+        self.config.providers.iter().position(|p| p.name == self.config.default_provider)
+    }
+
+    /// The plan for a requested model or alias (`core::routing::plan`), with the live numbers
+    /// the stateful strategies read; `cost` estimates this request's cost at a model.
+    #[must_use]
+    pub fn plan(&self, requested: &str, cost: impl Fn(&str) -> Option<u64>) -> Option<crate::core::routing::Plan> {
+        let default = self.default_provider_index()?;
+        let globs: Vec<&[String]> = self.config.providers.iter().map(|p| p.models.as_slice()).collect();
+        let turn = if self.config.route_aliases.is_empty() { 0 } else { self.targets.turn() };
+        Some(crate::core::routing::plan(requested, &self.config.route_aliases, &globs, default, turn, |t| {
+            self.targets.live(t, cost(&t.model))
+        }))
     }
 
     /// Whether to write the audit denial `e` now (`false`: folded into an open window).

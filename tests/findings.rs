@@ -378,11 +378,13 @@ fn b14_b15_budget_refusals_explain_themselves_and_budgets_show_exactly() {
 fn b3_b13_inert_settings_are_named() {
     let home = TempDir::new("b3");
     let policy =
-        "[[gateway.route_aliases]]\nalias = \"prodex-fast\"\nmodels = [\"gpt-4o-mini\"]\nstrategy = \"fallback\"\n";
+        "[[gateway.route_aliases]]\nalias = \"prodex-fast\"\nmodels = [\"gpt-4o-mini\"]\nstrategy = \"fallback\"\n\n\
+                  [gateway.sso]\noidc_issuer = \"https://idp.example.com\"\noidc_audience = \"prodex\"\n";
     std::fs::write(home.0.join("policy.toml"), policy).unwrap();
     let (code, text) = check_output(&home.0, &[("ANTHROPIC_API_KEY", "a-key")], &["--provider", "anthropic"]);
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("[[gateway.route_aliases]] (prodex-fast) is not applied in this build"), "{text}");
+    assert!(text.contains("[gateway.sso] oidc_* is set, but this build does not verify"), "{text}");
+    assert!(!text.contains("route_aliases]] (prodex-fast) is not applied"), "aliases are applied now: {text}");
     assert!(!text.contains("cannot serve calls"), "every provider kind serves calls now: {text}");
     assert!(!text.contains("provider gemini"), "built-ins nobody uses are not noise: {text}");
     let gw = Gateway::start(Opts {
@@ -392,7 +394,7 @@ fn b3_b13_inert_settings_are_named() {
         ..Opts::default()
     });
     let log = gw.stderr_text();
-    assert!(log.contains("WARN") && log.contains("[[gateway.route_aliases]] (prodex-fast)"), "{log}");
+    assert!(log.contains("WARN") && log.contains("oidc_* is set"), "{log}");
     let r = gw.post_json("/v1/embeddings", &[], &json!({"model": "claude-sonnet-4-5", "input": "x"}));
     assert_eq!(r.status, 400);
     assert_eq!(

@@ -31,6 +31,8 @@ mod lifecycle;
 mod messages;
 /// Data plane: routes, auth, headers, usage, upstream faults and retries.
 mod proxy;
+/// Several providers in one process: routing by globs, aliases, fallback across protocols.
+mod routing;
 /// One admission rule set: a scenario table run on core::admission and on every store.
 mod rules;
 /// SCIM 2.0 provisioning as IdPs drive it, and user isolation by tenant.

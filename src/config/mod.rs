@@ -105,22 +105,8 @@ pub struct Provider {
     pub project: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RouteStrategy {
-    Fallback,
-    RoundRobin,
-    First,
-    LeastBusy,
-    LowestCost,
-    LowestLatency,
-}
-
-#[derive(Clone, Debug)]
-pub struct RouteAlias {
-    pub alias: String,
-    pub models: Vec<String>,
-    pub strategy: RouteStrategy,
-}
+/// `[[gateway.route_aliases]]`: a name clients call, its models and how they are ordered.
+pub use crate::core::routing::{Alias as RouteAlias, Strategy as RouteStrategy};
 
 /// A price override in USD per million tokens (`[[gateway.pricing]]`).
 pub use crate::core::pricing::Override as PriceOverride;

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::config::{Backend, BudgetPeriod, Config, Durability, LogFormat, RouteStrategy, Secret};
+use crate::config::{Backend, BudgetPeriod, Config, Durability, LogFormat, Secret};
 use crate::core::time::format_rfc3339;
 
 fn secret(s: &Secret) -> Value {
@@ -46,16 +46,10 @@ pub(super) fn redacted(c: &Config) -> String {
         .iter()
         .map(|a| {
             json!({
-                "alias": a.alias,
+                "alias": a.name,
                 "models": a.models,
-                "strategy": match a.strategy {
-                    RouteStrategy::Fallback => "fallback",
-                    RouteStrategy::RoundRobin => "round-robin",
-                    RouteStrategy::First => "first",
-                    RouteStrategy::LeastBusy => "least-busy",
-                    RouteStrategy::LowestCost => "lowest-cost",
-                    RouteStrategy::LowestLatency => "lowest-latency",
-                },
+                "strategy": a.strategy.as_str(),
+                "max_attempts": a.max_attempts.unwrap_or(crate::core::routing::DEFAULT_ATTEMPTS),
             })
         })
         .collect();

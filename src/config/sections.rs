@@ -232,13 +232,6 @@ pub(super) fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env
             });
         }
     }
-    if !route_aliases.is_empty() {
-        notices.push(format!(
-            "[[gateway.route_aliases]] ({}) is not applied in this build: a call naming an alias is forwarded with \
-             the alias as its model name",
-            route_aliases.iter().map(|a| a.alias.as_str()).collect::<Vec<_>>().join(", ")
-        ));
-    }
     if sso.oidc_issuer.is_some() || sso.oidc_audience.is_some() {
         notices.push(
             "[gateway.sso] oidc_* is set, but this build does not verify OIDC/JWT bearers yet: they get 401 on the \
@@ -318,35 +311,61 @@ fn check_globs(d: &mut Diagnostics<'_>, s: &Section<'_, '_>, key: &str, globs: &
     }
 }
 
-fn read_aliases(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, _providers: &[Provider]) -> Vec<RouteAlias> {
-    let mut out = Vec::new();
+fn read_aliases(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, providers: &[Provider]) -> Vec<RouteAlias> {
+    let mut out: Vec<RouteAlias> = Vec::new();
     for mut s in gw.tables(d, "route_aliases") {
         let alias = s.string(d, "alias");
         let models = s.string_list(d, "models").unwrap_or_default();
         let strategy = match s.string(d, "strategy").as_deref() {
-            None | Some("fallback") => RouteStrategy::Fallback,
-            Some("round-robin") => RouteStrategy::RoundRobin,
-            Some("first") => RouteStrategy::First,
-            Some("least-busy") => RouteStrategy::LeastBusy,
-            Some("lowest-cost") => RouteStrategy::LowestCost,
-            Some("lowest-latency") => RouteStrategy::LowestLatency,
-            Some(_) => {
+            None => RouteStrategy::Fallback,
+            Some(name) => RouteStrategy::parse(name).unwrap_or_else(|| {
                 d.error_at(
                     s.offset_of("strategy"),
                     &format!("{}.strategy", s.path),
                     "expected fallback, round-robin, first, least-busy, lowest-cost or lowest-latency",
                 );
                 RouteStrategy::Fallback
-            }
+            }),
         };
+        let max_attempts = s.uint(d, "max_attempts").map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        if max_attempts == Some(0) {
+            d.error_at(s.offset_of("max_attempts"), &format!("{}.max_attempts", s.path), "must be at least 1");
+        }
         if models.is_empty() {
             d.error_at(s.offset_of("models"), &format!("{}.models", s.path), "needs at least one model");
         }
+        for m in &models {
+            if m.contains('*') {
+                d.error_at(
+                    s.offset_of("models"),
+                    &format!("{}.models", s.path),
+                    format!("`{m}`: an alias names models, not globs"),
+                );
+            }
+        }
         match alias {
-            Some(alias) => out.push(RouteAlias { alias, models, strategy }),
+            Some(name) if out.iter().any(|a| a.name == name) => {
+                d.error_at(s.offset_of("alias"), &format!("{}.alias", s.path), format!("`{name}` is defined twice"));
+            }
+            Some(name) if models.contains(&name) => {
+                d.error_at(s.offset_of("alias"), &format!("{}.alias", s.path), format!("`{name}` lists itself"));
+            }
+            Some(name) => out.push(RouteAlias { name, models, strategy, max_attempts }),
             None => d.error_at(s.offset_of("alias"), &format!("{}.alias", s.path), "is required"),
         }
         s.finish(d);
+    }
+    // A model two providers both claim could go to either: the routing table must be one answer.
+    let globs: Vec<&[String]> = providers.iter().map(|p| p.models.as_slice()).collect();
+    for (glob, a, b) in crate::core::routing::ambiguities(&globs) {
+        d.errors.push(ConfigError {
+            location: d.file.clone(),
+            key: "gateway.providers.models".into(),
+            message: format!(
+                "`{glob}` is claimed by providers {} and {}: a model it matches could go to either",
+                providers[a].name, providers[b].name
+            ),
+        });
     }
     out
 }

@@ -13,7 +13,7 @@ use crate::core::pricing::micros_to_usd;
 use crate::core::time::format_rfc3339;
 
 /// The ledger export's columns, in order (gateway.md §5).
-pub const LEDGER_COLUMNS: [&str; 31] = [
+pub const LEDGER_COLUMNS: [&str; 33] = [
     "call_id",
     "created_at",
     "key_name",
@@ -40,6 +40,8 @@ pub const LEDGER_COLUMNS: [&str; 31] = [
     "cost_microusd",
     "cost_usd",
     "price_version",
+    "attempts",
+    "fallback_error",
     "latency_ms",
     "ttfb_ms",
     "upstream_ms",
@@ -147,6 +149,8 @@ pub fn push_ledger_row(out: &mut String, r: &LedgerRow) {
     }
     out.push(',');
     push_opt(out, r.price_version.as_deref());
+    let _ = write!(out, ",{},", r.attempts);
+    push_opt(out, r.fallback_error.as_deref());
     let _ = write!(out, ",{},", r.latency_ms);
     if let Some(t) = r.ttfb_ms {
         push_num(out, t);

@@ -46,6 +46,13 @@ pub struct LedgerRow {
     pub reserved_microusd: u64,
     pub cost_microusd: Option<u64>,
     pub price_version: Option<String>,
+    /// Upstream attempts the call made, across the targets of its plan (rows written before the
+    /// column existed: 0).
+    #[serde(default)]
+    pub attempts: u32,
+    /// The error code of the last attempt that failed over to the next target, when one did.
+    #[serde(default)]
+    pub fallback_error: Option<String>,
     pub latency_ms: u64,
     pub ttfb_ms: Option<u64>,
     pub upstream_ms: u64,

@@ -1,5 +1,6 @@
 //! Provider kinds, and what each kind does with the gateway's routes: the one closed-enum
-//! dispatch the data plane, `prodex gateway providers` and the routing read (review.md §2.3).
+//! dispatch the data plane and `prodex gateway providers` read (review.md §2.3); which provider
+//! a model goes to is `core::routing`'s.
 //!
 //! Invariants: an OpenAI-compatible provider serves every route untouched (passthrough); a
 //! translating kind serves exactly the routes its protocol module lists, and every other route
@@ -195,21 +196,6 @@ fn paths(routes: &[(&'static str, &str)]) -> Vec<&'static str> {
     routes.iter().map(|(r, _)| r.split_once(' ').map_or(*r, |(_, p)| p)).collect()
 }
 
-/// The provider a requested model goes to: the first whose `models` globs match it, else the
-/// default. `providers` is (name, globs) in configuration order.
-#[must_use]
-pub fn route_model<'p>(
-    providers: impl IntoIterator<Item = (&'p str, &'p [String])>,
-    default: &'p str,
-    model: Option<&str>,
-) -> &'p str {
-    let Some(m) = model else { return default };
-    providers
-        .into_iter()
-        .find(|(_, globs)| globs.iter().any(|g| crate::core::model_matches(g, m)))
-        .map_or(default, |(name, _)| name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,21 +251,5 @@ mod tests {
             assert_eq!(ProviderKind::parse(k.as_str()), Some(k));
         }
         assert!(ProviderKind::Gemini.routes().contains(&"/v1/responses"));
-    }
-
-    #[test]
-    fn models_route_by_the_first_matching_glob_else_the_default() {
-        let g = vec!["gemini-*".to_string()];
-        let c = vec!["claude-*".to_string(), "gemini-2.5-pro".to_string()];
-        let providers = [("gemini", g.as_slice()), ("anthropic", c.as_slice())];
-        for (model, want) in [
-            (Some("gemini-2.5-flash"), "gemini"),
-            (Some("gemini-2.5-pro"), "gemini"),
-            (Some("claude-sonnet-4"), "anthropic"),
-            (Some("gpt-4o"), "openai"),
-            (None, "openai"),
-        ] {
-            assert_eq!(route_model(providers, "openai", model), want, "{model:?}");
-        }
     }
 }

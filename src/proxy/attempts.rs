@@ -32,8 +32,8 @@ fn jitter() -> f64 {
     f64::from(bits) / (f64::from(u32::MAX) + 1.0)
 }
 
-/// 429 and 5xx are retried — but not 508: a loop answers the same on every attempt.
-fn retryable_status(status: u16) -> bool {
+/// 429 and 5xx (529 included) are retried — but not 508: a loop answers the same on every attempt.
+pub(super) fn retryable_status(status: u16) -> bool {
     status == 429 || (status >= 500 && status != 508)
 }
 
@@ -87,7 +87,10 @@ fn send_attempts(
     };
     let start = shared.next_key_index();
     let mut waited_total = 0u64;
-    for attempt in 0..MAX_ATTEMPTS {
+    // A plan's target may be capped below the default (the rest of the attempts go to the next one).
+    let max_attempts = call.attempt_cap.unwrap_or(MAX_ATTEMPTS).max(1);
+    for attempt in 0..max_attempts {
+        call.attempts += 1;
         let headers = upstream_headers(ex, &shared.instance, provider, start + attempt, false);
         let t0 = clock::now();
         let result = shared.upstream.send(method, &url, &headers, body.map_or(Payload::Empty, Payload::Bytes));
@@ -107,14 +110,14 @@ fn send_attempts(
             );
         }
         let failed = match &result {
-            Ok(resp) if retryable_status(resp.status()) && attempt + 1 < MAX_ATTEMPTS => {
+            Ok(resp) if retryable_status(resp.status()) && attempt + 1 < max_attempts => {
                 let header = |n: &str| resp.header(n);
                 retry::Failed::Status(
                     resp.status(),
                     retry::retry_after_ms(header("retry-after"), header("retry-after-ms")),
                 )
             }
-            Err(Failure::Connect(_)) if attempt + 1 < MAX_ATTEMPTS => retry::Failed::Unreachable,
+            Err(Failure::Connect(_)) if attempt + 1 < max_attempts => retry::Failed::Unreachable,
             _ => return conclude(result, call, provider, attempt),
         };
         let attempt_no = u32::try_from(attempt).unwrap_or(u32::MAX);
@@ -186,6 +189,7 @@ pub(super) fn call_streaming_body(
 ) -> Result<UpstreamResponse, ApiError> {
     let url = format!("{}{target}", provider.base_url);
     let keep_length = matches!(ex.head.framing, Framing::Length(_));
+    call.attempts += 1;
     let headers = upstream_headers(ex, &shared.instance, provider, shared.next_key_index(), keep_length);
     let method = ex.head.method.clone();
     let t0 = clock::now();

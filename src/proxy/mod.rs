@@ -9,6 +9,7 @@
 
 mod attempts;
 mod objects;
+mod plan;
 mod relay;
 mod translate;
 
@@ -16,8 +17,6 @@ use attempts::{call_streaming_body, call_upstream, via_values};
 
 use std::sync::Arc;
 use std::time::Duration;
-
-use serde_json::Value;
 
 use crate::clock;
 use crate::config::{Durability, Provider};
@@ -82,6 +81,14 @@ pub(crate) struct Call {
     pub track_response: bool,
     /// The stored response a Responses stream created, when `track_response`.
     pub created_response: Option<String>,
+    /// The model asked of the provider that served, when it is not the requested name (an alias).
+    pub upstream_model: Option<String>,
+    /// Upstream attempts the current target may still make (`None`: the default).
+    pub attempt_cap: Option<usize>,
+    /// Upstream attempts made, across every target.
+    pub attempts: u32,
+    /// The error of the last attempt that failed over to another target, when one did.
+    pub fallback_error: Option<String>,
 }
 
 /// What is still to be sent once the call is recorded (the response's last byte).
@@ -123,6 +130,10 @@ pub fn handle(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &st
         worst: Usage::default(),
         track_response: false,
         created_response: None,
+        upstream_model: None,
+        attempt_cap: None,
+        attempts: 0,
+        fallback_error: None,
     };
     let tail = match run(shared, ex, route, suffix, &mut call) {
         Ok(tail) => tail,
@@ -206,7 +217,9 @@ fn record(shared: &Shared, ex: &Exchange<'_>, call: &mut Call, wait_durable: boo
         provider: call.provider.clone(),
         route: call.route.to_string(),
         model: call.model.clone(),
-        upstream_model: call.model.clone(),
+        upstream_model: call.upstream_model.clone().or_else(|| call.model.clone()),
+        attempts: call.attempts,
+        fallback_error: call.fallback_error.clone(),
         stream: call.stream,
         status: if call.status == 0 { ex.status() } else { call.status },
         error_code: call.error_code.clone(),
@@ -338,44 +351,7 @@ fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, call
             call.stream = peek.stream;
             check_model(call, &model)?;
             call.input_estimate = admission::estimate_input_tokens(body.len());
-            let provider = pick_provider(shared, Some(&model), route, ex.head.path(), call)?;
-            if provider.kind.translates(route) {
-                return translate::generate(shared, ex, route, provider, &body, &peek, call, now);
-            }
-            let owner = if *route == Route::Responses { objects::owner(shared, call) } else { None };
-            if let Some(owner) = &owner {
-                objects::check_refs(shared, owner, &body)?;
-                call.track_response = true;
-            }
-            admit(shared, call, &model, &peek, now)?;
-            let mut plan = StreamPlan { stream: peek.stream, client_wants_usage: true };
-            let mut bytes = body;
-            if *route == Route::ChatCompletions && peek.stream && peek.include_usage != Some(true) {
-                // Only this case changes the body: ask upstream for usage in the stream. A body
-                // that cannot be rewritten is refused: metering is never skipped.
-                let Ok(Value::Object(mut json)) = serde_json::from_slice::<Value>(&bytes) else {
-                    return Err(ApiError::invalid_json(
-                        "the body nests deeper than 128 levels, so the gateway cannot ask the upstream for stream usage",
-                    ));
-                };
-                let (p, changed) = openai::prepare_chat(&mut json);
-                plan = p;
-                if changed {
-                    bytes = serde_json::to_vec(&json).map_err(|e| ApiError::internal(&e.to_string()))?;
-                }
-            }
-            let resp = call_upstream(shared, ex, provider, &target, Payload::Bytes(&bytes), call)?;
-            let tail = relay::relay(ex, route, resp, plan, call)?;
-            if let Some(owner) = &owner {
-                let created = match &tail {
-                    Tail::Body { status, body, .. } if (200..300).contains(status) => core_objects::created_id(body),
-                    _ => call.created_response.take(),
-                };
-                if let Some(id) = created {
-                    objects::record(shared, owner, &id);
-                }
-            }
-            Ok(tail)
+            plan::serve(shared, ex, route, &target, &body, &peek, &model, call, now)
         }
         Route::Models | Route::Model(_) => {
             if let (Route::Model(id), Some(key)) = (route, &call.key) {
@@ -486,7 +462,12 @@ fn check_model(call: &mut Call, model: &str) -> Result<(), ApiError> {
 fn admit(shared: &Shared, call: &mut Call, model: &str, peek: &RequestPeek, now: u64) -> Result<(), ApiError> {
     let limits = call.key.as_ref().map_or_else(Limits::default, |k| k.limits.clone());
     call.price = if model.is_empty() { None } else { shared.prices.get(model) };
-    if limits.budget_microusd.is_some() && call.price.is_none() && !model.is_empty() {
+    let budgeted_unpriced = limits.budget_microusd.is_some() && call.price.is_none() && !model.is_empty();
+    if call.reservation.is_some() && !budgeted_unpriced {
+        // A plan's later target: reserved on the plan's costliest already; billed at this one's price.
+        return Ok(());
+    }
+    if budgeted_unpriced {
         return Err(ApiError::permission(
             "model_not_priced",
             format!("model `{}` has no price and this key has a spend budget", printable(model)),

@@ -153,7 +153,8 @@ fn fetch_media(shared: &Shared, request: &mut ir::Request, call: &mut Call) -> R
     Ok(())
 }
 
-/// Chat completions and embeddings to a translating provider.
+/// Chat completions, Responses, messages and embeddings to a translating provider, for the
+/// plan's `target_model`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn generate(
     shared: &Shared,
@@ -162,14 +163,15 @@ pub(super) fn generate(
     provider: &Provider,
     body: &[u8],
     peek: &RequestPeek,
+    target_model: &str,
     call: &mut Call,
     now: u64,
 ) -> Result<Tail, ApiError> {
     let json = object(body)?;
     if *route == Route::Embeddings {
         let (req, ignored) = embed::decode_request(&json).map_err(|r| refused(&r))?;
-        let model = model_segment(&req.model)?.to_string();
-        admit(shared, call, &req.model, peek, now)?;
+        let model = model_segment(target_model)?.to_string();
+        admit(shared, call, target_model, peek, now)?;
         return embeddings(shared, ex, provider, &req, &model, &ignored, call);
     }
     let dialect = route.dialect();
@@ -183,11 +185,9 @@ pub(super) fn generate(
         decoded.ignored.push("anthropic-beta".into());
     }
     let kind = provider.kind;
-    let model = if kind == ProviderKind::Gemini {
-        model_segment(&decoded.request.model)?.to_string()
-    } else {
-        decoded.request.model.clone()
-    };
+    // The plan's target model (the requested one, or an alias's).
+    let model =
+        if kind == ProviderKind::Gemini { model_segment(target_model)?.to_string() } else { target_model.to_string() };
     let mut request = decoded.request;
     request.model.clone_from(&model);
     let refuse = |u: ir::Unsupported| {

@@ -229,7 +229,7 @@ pub(super) fn schemas() -> Value {
             ("input_tokens", "int"), ("cached_input_tokens", "int"), ("cache_write_input_tokens", "int"), ("output_tokens", "int"),
             ("reasoning_tokens", "int"), ("usage_source", "|provider|partial|estimated|none"),
             ("reserved_microusd", "int"), ("cost_microusd", "int?"), ("cost_usd", "num?"), ("price_version", "str?"),
-            ("latency_ms", "int"), ("ttfb_ms", "int?"), ("upstream_ms", "int"), ("overhead_us", "int"),
+            ("attempts", "int"), ("fallback_error", "str?"), ("latency_ms", "int"), ("ttfb_ms", "int?"), ("upstream_ms", "int"), ("overhead_us", "int"),
             ("client_disconnected", "bool"),
         ]),
         "LedgerList": list_of("LedgerRow"),

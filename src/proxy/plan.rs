@@ -1,0 +1,173 @@
+//! A generation call across its plan (`core::routing`): the targets its model or alias routes
+//! to, tried in order — each in its own protocol (passthrough to OpenAI-compatible servers,
+//! translated to the others) — until one answers or the attempts run out.
+//!
+//! Invariants: one reservation per call, priced on the plan's costliest target and settled at
+//! the price of the one that served; a target is left for the next only on an upstream failure
+//! before any byte reached the client (connect errors, timeouts before headers, 429, 529, 5xx),
+//! never on the gateway's own refusals or once a stream started; a budgeted key never reaches a
+//! target without a price; the ledger row names the target that served, the attempts made and
+//! the last failure that fell over.
+
+use serde_json::Value;
+
+use super::attempts::{call_upstream, retryable_status};
+use super::{admit, objects, relay, translate, Call, Tail};
+use crate::config::Provider;
+use crate::core::admission;
+use crate::core::objects as core_objects;
+use crate::core::openai::{self, RequestPeek, Route, StreamPlan};
+use crate::core::pricing;
+use crate::core::routing::Target;
+use crate::error::{ApiError, Side};
+use crate::http::server::Exchange;
+use crate::state::Shared;
+use crate::upstream::Payload;
+
+/// The worst case of this request at `model`, in micro-USD (`None`: unpriced).
+fn worst_cost(shared: &Shared, call: &Call, peek: &RequestPeek, model: &str) -> Option<u64> {
+    let price = shared.prices.get(model)?;
+    let (worst, _) = admission::worst_case(call.input_estimate, peek.max_output_tokens, peek.choices, Some(&price));
+    Some(pricing::cost(&worst, &price))
+}
+
+/// Why an answer should go to the next target instead (its error code), if it should.
+fn fell_over(result: &Result<Tail, ApiError>) -> Option<String> {
+    match result {
+        Err(e) if e.side == Side::Upstream && (e.status == 429 || e.status >= 500) => Some(e.code.to_string()),
+        Ok(Tail::Body { status, .. }) if retryable_status(*status) => Some(format!("upstream_{status}")),
+        _ => None,
+    }
+}
+
+/// Serves a generation call for `requested` (a model or an alias) on `route`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn serve(
+    shared: &Shared,
+    ex: &mut Exchange<'_>,
+    route: &Route,
+    target_path: &str,
+    body: &[u8],
+    peek: &RequestPeek,
+    requested: &str,
+    call: &mut Call,
+    now: u64,
+) -> Result<Tail, ApiError> {
+    let plan = shared
+        .plan(requested, |m| worst_cost(shared, call, peek, m))
+        .ok_or_else(|| ApiError::internal("no provider configured"))?;
+    let budgeted = call.key.as_ref().is_some_and(|k| k.limits.budget_microusd.is_some());
+    let targets: Vec<(&Provider, &Target)> = plan
+        .targets
+        .iter()
+        .filter_map(|t| shared.config.providers.get(t.provider).map(|p| (p, t)))
+        .filter(|(p, _)| p.kind.serves(route))
+        // A budgeted key cannot be billed at an unpriced target; with others left, it is skipped.
+        .filter(|(_, t)| !budgeted || plan.targets.len() == 1 || shared.prices.get(&t.model).is_some())
+        .collect();
+    if targets.is_empty() {
+        let p = plan.targets.first().and_then(|t| shared.config.providers.get(t.provider));
+        call.provider = p.map(|p| p.name.clone());
+        return Err(ApiError::unsupported_route(ex.head.path(), p.map_or("configured", |p| p.kind.as_str())));
+    }
+    if targets.len() > 1 {
+        // One reservation for the whole plan, on its costliest target.
+        let costliest = targets.iter().max_by_key(|(_, t)| worst_cost(shared, call, peek, &t.model));
+        let model = costliest.map_or(requested, |(_, t)| t.model.as_str()).to_string();
+        admit(shared, call, &model, peek, now)?;
+    }
+    let mut left = plan.max_attempts;
+    for (i, (provider, target)) in targets.iter().enumerate() {
+        let more = i + 1 < targets.len();
+        // With targets left, this one gets a try per key of its pool; the last one what remains.
+        call.attempt_cap = Some(if more { provider.api_keys.len().clamp(1, left) } else { left });
+        call.provider = Some(provider.name.clone());
+        call.upstream_model = (target.model != requested).then(|| target.model.clone());
+        let before = call.attempts;
+        let mut live = shared.targets.begin(target);
+        let result = one(shared, ex, route, target_path, body, peek, provider, &target.model, requested, call, now);
+        live.ttfb_us = call.ttfb.map(|t| u64::try_from(t.as_micros()).unwrap_or(u64::MAX));
+        drop(live);
+        left = left.saturating_sub(usize::try_from(call.attempts - before).unwrap_or(usize::MAX));
+        match fell_over(&result) {
+            Some(code) if more && left > 0 => {
+                log::info!(
+                    "call {}: target {}/{} failed ({code}); trying the next target",
+                    call.call_id,
+                    provider.name,
+                    target.model
+                );
+                call.fallback_error = Some(code);
+                call.status = 0;
+                call.error_code = None;
+                call.upstream_ok = false;
+                call.ttfb = None;
+            }
+            _ => return result,
+        }
+    }
+    Err(ApiError::upstream_unreachable("every target of the plan failed"))
+}
+
+/// The call at one target: translated when its kind does not speak the route's protocol, else
+/// passed through with the target's model name.
+#[allow(clippy::too_many_arguments)]
+fn one(
+    shared: &Shared,
+    ex: &mut Exchange<'_>,
+    route: &Route,
+    target_path: &str,
+    body: &[u8],
+    peek: &RequestPeek,
+    provider: &Provider,
+    model: &str,
+    requested: &str,
+    call: &mut Call,
+    now: u64,
+) -> Result<Tail, ApiError> {
+    if provider.kind.translates(route) {
+        return translate::generate(shared, ex, route, provider, body, peek, model, call, now);
+    }
+    let owner = if *route == Route::Responses { objects::owner(shared, call) } else { None };
+    if let Some(owner) = &owner {
+        objects::check_refs(shared, owner, body)?;
+        call.track_response = true;
+    }
+    admit(shared, call, model, peek, now)?;
+    let mut plan = StreamPlan { stream: peek.stream, client_wants_usage: true };
+    let mut bytes = std::borrow::Cow::Borrowed(body);
+    let stream_usage = *route == Route::ChatCompletions && peek.stream && peek.include_usage != Some(true);
+    if stream_usage || model != requested {
+        // Only these change the body: ask upstream for usage in the stream, name an alias's
+        // target model. A body that cannot be rewritten is refused: metering is never skipped.
+        let Ok(Value::Object(mut json)) = serde_json::from_slice::<Value>(body) else {
+            return Err(ApiError::invalid_json(
+                "the body nests deeper than 128 levels, so the gateway cannot rewrite it for the upstream",
+            ));
+        };
+        let mut changed = model != requested;
+        if changed {
+            json.insert("model".into(), Value::String(model.to_string()));
+        }
+        if stream_usage {
+            let (p, added) = openai::prepare_chat(&mut json);
+            plan = p;
+            changed |= added;
+        }
+        if changed {
+            bytes = std::borrow::Cow::Owned(serde_json::to_vec(&json).map_err(|e| ApiError::internal(&e.to_string()))?);
+        }
+    }
+    let resp = call_upstream(shared, ex, provider, target_path, Payload::Bytes(&bytes), call)?;
+    let tail = relay::relay(ex, route, resp, plan, call)?;
+    if let Some(owner) = &owner {
+        let created = match &tail {
+            Tail::Body { status, body, .. } if (200..300).contains(status) => core_objects::created_id(body),
+            _ => call.created_response.take(),
+        };
+        if let Some(id) = created {
+            objects::record(shared, owner, &id);
+        }
+    }
+    Ok(tail)
+}
