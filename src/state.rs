@@ -46,8 +46,8 @@ pub struct Shared {
     metrics: Mutex<Registry>,
     /// State backend failures seen by request handlers (for `prodex_gateway_state_errors_total`).
     pub state_errors: AtomicU64,
-    /// Round-robin cursor over provider key pools.
-    key_cursor: AtomicUsize,
+    /// Round-robin cursors over the providers' key pools, one per provider (by configuration index).
+    key_cursors: Vec<AtomicUsize>,
     /// Unix ms at startup, for `/startupz`.
     pub started_at_ms: u64,
     /// When the last refused-credential call got a ledger row (they are sampled, one a second).
@@ -79,6 +79,7 @@ impl Shared {
     #[must_use]
     pub fn new(parts: Parts, started_at_ms: u64) -> Self {
         let Parts { config, upstream, lifecycle, store, keyring } = parts;
+        let key_cursors = (0..config.providers.len()).map(|_| AtomicUsize::new(0)).collect();
         let denial_window_ms = config.audit.collapse_window_seconds.saturating_mul(1000);
         let master_digest = config.gateway_token.as_ref().map(|t| digest(t.expose()));
         let prices = PriceTable::new(&config.pricing);
@@ -108,7 +109,7 @@ impl Shared {
             keyring,
             prices,
             master_digest,
-            key_cursor: AtomicUsize::new(0),
+            key_cursors,
             started_at_ms,
             instance: instance_id(),
             spool: Mutex::default(),
@@ -236,9 +237,9 @@ impl Shared {
             && self.last_refusal_row_ms.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
     }
 
-    /// Where to start in a provider's key pool for this call (round-robin across calls).
-    #[must_use]
-    pub fn next_key_index(&self) -> usize {
-        self.key_cursor.fetch_add(1, Ordering::Relaxed)
+    /// The next key of `provider`'s pool to try (each provider rotates its own pool).
+    pub fn next_key_index(&self, provider: &crate::config::Provider) -> usize {
+        let at = self.config.providers.iter().position(|p| p.name == provider.name).unwrap_or(0);
+        self.key_cursors.get(at).map_or(0, |c| c.fetch_add(1, Ordering::Relaxed))
     }
 }

@@ -174,6 +174,12 @@ fn a_budgeted_key_on_an_alias_reserves_the_costliest_target() {
     // input), not Flash's ($2.50/M); billed at what Sonnet served.
     assert!(row["reserved_microusd"].as_u64().unwrap() > 15_000, "{row}");
     assert_eq!(row["cost_microusd"].as_u64(), Some(135));
+    // The key's model list shows the alias it may call; the alias answers as a model.
+    let list = gw.get_with("/v1/models", &[("authorization", auth)]).json();
+    let ids: Vec<&str> = list["data"].as_array().unwrap().iter().filter_map(|m| m["id"].as_str()).collect();
+    assert_eq!(ids, ["fast"], "the allowlist filters the provider's models; the alias is listed");
+    let one = gw.get_with("/v1/models/fast", &[("authorization", auth)]);
+    assert_eq!((one.status, one.json()["owned_by"].as_str()), (200, Some("prodex-alias")));
     // The alias's targets are reached through it; named directly they are not allowed.
     let direct =
         json!({"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
@@ -199,4 +205,32 @@ fn check_refuses_a_routing_table_with_two_answers() {
     assert!(text.contains("`gpt-*` is claimed by providers a and b"), "{text}");
     assert!(text.contains("an alias names models, not globs"), "{text}");
     assert!(text.contains("max_attempts: must be at least 1"), "{text}");
+}
+
+#[test]
+fn the_provider_listing_shows_each_providers_aliases_and_pool_size() {
+    let home = crate::support::TempDir::new("routing-providers");
+    let policy = "[[gateway.providers]]\nname = \"gem\"\nkind = \"gemini\"\nbase_url = \"http://127.0.0.1:1/v1beta\"\napi_key_env = \"GEM_KEY\"\nmodels = [\"gemini-*\"]\n\n\
+                  [[gateway.route_aliases]]\nalias = \"fast\"\nmodels = [\"gemini-2.5-flash\", \"gpt-4o-mini\"]\nstrategy = \"lowest-latency\"\nmax_attempts = 2\n";
+    std::fs::write(home.0.join("policy.toml"), policy).unwrap();
+    let out = std::process::Command::new(crate::support::bin())
+        .args(["gateway", "providers", "--json"])
+        .env_clear()
+        .env("HOME", &home.0)
+        .env("PRODEX_HOME", &home.0)
+        .env("GEM_KEY", "gk-1,gk-2")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!text.contains("gk-1"), "no secret in the listing");
+    let list: Value = serde_json::from_str(&text).unwrap();
+    let find = |name: &str| list.as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone();
+    let gem = find("gem");
+    assert_eq!(gem["keys"], 2);
+    assert_eq!(
+        gem["aliases"],
+        json!([{"alias": "fast", "strategy": "lowest-latency", "models": ["gemini-2.5-flash"], "max_attempts": 2}])
+    );
+    assert_eq!(find("openai")["aliases"][0]["models"], json!(["gpt-4o-mini"]), "the default provider takes the rest");
 }

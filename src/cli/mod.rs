@@ -311,18 +311,37 @@ fn probe(url: &str) -> Result<(u16, String), String> {
     Ok((status, body))
 }
 
-/// `prodex gateway providers`: adapters and the routes each serves in this build.
+/// `prodex gateway providers`: adapters and the routes each serves in this build, and the
+/// aliases whose models route to each (their strategy and attempts); key pools by size only.
 fn providers(config: &Config, json: bool) -> ExitCode {
     let routes = |kind: ProviderKind| kind.routes();
+    let globs: Vec<&[String]> = config.providers.iter().map(|p| p.models.as_slice()).collect();
+    let default = config.providers.iter().position(|p| p.name == config.default_provider).unwrap_or(0);
+    // (alias, strategy, attempts, its models that route to provider i)
+    let aliases_of = |i: usize| -> Vec<serde_json::Value> {
+        config
+            .route_aliases
+            .iter()
+            .filter_map(|a| {
+                let models: Vec<&String> =
+                    a.models.iter().filter(|m| crate::core::routing::provider_of(&globs, default, m) == i).collect();
+                (!models.is_empty()).then(|| {
+                    serde_json::json!({"alias": a.name, "strategy": a.strategy.as_str(), "models": models,
+                        "max_attempts": a.max_attempts.unwrap_or(crate::core::routing::DEFAULT_ATTEMPTS)})
+                })
+            })
+            .collect()
+    };
     if json {
         let list: Vec<serde_json::Value> = config
             .providers
             .iter()
-            .map(|p| {
+            .enumerate()
+            .map(|(i, p)| {
                 serde_json::json!({
                     "name": p.name, "kind": p.kind.as_str(), "base_url": config::redact_url(&p.base_url),
                     "keys": p.api_keys.len(), "models": p.models, "default": p.name == config.default_provider,
-                    "routes": routes(p.kind), "translation": translation(p.kind),
+                    "aliases": aliases_of(i), "routes": routes(p.kind), "translation": translation(p.kind),
                 })
             })
             .collect();
@@ -332,11 +351,28 @@ fn providers(config: &Config, json: bool) -> ExitCode {
             let default = if p.name == config.default_provider { " (default)" } else { "" };
             let served = routes(p.kind).join(" ");
             println!(
-                "{}{default}\tkind={}\tbase_url={}\tkeys={}\troutes: {served}",
+                "{}{default}\tkind={}\tbase_url={}\tkeys={}\tmodels={}\troutes: {served}",
                 p.name,
                 p.kind.as_str(),
                 config::redact_url(&p.base_url),
-                p.api_keys.len()
+                p.api_keys.len(),
+                if p.models.is_empty() { "-".to_string() } else { p.models.join(",") }
+            );
+        }
+        for a in &config.route_aliases {
+            let to: Vec<String> = a
+                .models
+                .iter()
+                .map(|m| {
+                    format!("{m}@{}", config.providers[crate::core::routing::provider_of(&globs, default, m)].name)
+                })
+                .collect();
+            println!(
+                "alias {}\tstrategy={}\tmax_attempts={}\t{}",
+                a.name,
+                a.strategy.as_str(),
+                a.max_attempts.unwrap_or(crate::core::routing::DEFAULT_ATTEMPTS),
+                to.join(" ")
             );
         }
     }

@@ -154,6 +154,7 @@ fn the_full_example_schema_parses() {
         policy,
         &[
             ("GEMINI_API_KEY", "g"),
+            ("ANTHROPIC_API_KEY", "a"),
             ("TEAM_A_CI_KEY", "pk-team-a"),
             ("PRODEX_GATEWAY_AUDITOR_TOKEN", "aud"),
             ("PRODEX_GATEWAY_SSO_PROXY_TOKEN", "sso"),
@@ -164,6 +165,13 @@ fn the_full_example_schema_parses() {
     assert_eq!(c.virtual_keys[0].budget_microusd, Some(50_000_000));
     assert_eq!(c.virtual_keys[0].expires_at, Some(1_798_761_600_000));
     assert_eq!(c.route_aliases[0].strategy, RouteStrategy::Fallback);
+    assert_eq!(c.route_aliases[0].max_attempts, Some(3));
+    // The several-provider example routes each of the alias's models to its provider.
+    let globs: Vec<&[String]> = c.providers.iter().map(|p| p.models.as_slice()).collect();
+    let default = c.providers.iter().position(|p| p.name == c.default_provider).unwrap();
+    let plan = crate::core::routing::plan("prodex-fast", &c.route_aliases, &globs, default, 0, |_| Default::default());
+    let served: Vec<&str> = plan.targets.iter().map(|t| c.providers[t.provider].name.as_str()).collect();
+    assert_eq!(served, ["gemini", "anthropic", "openai"]);
     assert_eq!(c.admin_tokens[0].role, Role::Viewer);
     assert!(c.sso.proxy_token.is_some());
 }

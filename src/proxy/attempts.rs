@@ -85,7 +85,7 @@ fn send_attempts(
         Payload::Bytes(b) => Some(b),
         _ => None,
     };
-    let start = shared.next_key_index();
+    let start = shared.next_key_index(provider);
     let mut waited_total = 0u64;
     // A plan's target may be capped below the default (the rest of the attempts go to the next one).
     let max_attempts = call.attempt_cap.unwrap_or(MAX_ATTEMPTS).max(1);
@@ -190,7 +190,7 @@ pub(super) fn call_streaming_body(
     let url = format!("{}{target}", provider.base_url);
     let keep_length = matches!(ex.head.framing, Framing::Length(_));
     call.attempts += 1;
-    let headers = upstream_headers(ex, &shared.instance, provider, shared.next_key_index(), keep_length);
+    let headers = upstream_headers(ex, &shared.instance, provider, shared.next_key_index(provider), keep_length);
     let method = ex.head.method.clone();
     let t0 = clock::now();
     let mut reader = ex.body_reader();

@@ -359,13 +359,18 @@ fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, call
                     return Err(ApiError::model_not_found(id));
                 }
             }
+            if let Some(alias) = plan::alias_model(shared, route, call) {
+                return Ok(alias);
+            }
             // Free: no reservation, so nothing is taken from budgets, RPM or the request count.
             let provider = pick_provider(shared, None, route, ex.head.path(), call)?;
-            if provider.kind.translates(route) {
-                return translate::models(shared, ex, route, provider, call);
-            }
-            let resp = call_upstream(shared, ex, provider, &target, Payload::Empty, call)?;
-            relay::relay(ex, route, resp, StreamPlan { stream: false, client_wants_usage: true }, call)
+            let tail = if provider.kind.translates(route) {
+                translate::models(shared, ex, route, provider, call)?
+            } else {
+                let resp = call_upstream(shared, ex, provider, &target, Payload::Empty, call)?;
+                relay::relay(ex, route, resp, StreamPlan { stream: false, client_wants_usage: true }, call)?
+            };
+            Ok(plan::with_aliases(shared, route, call, tail))
         }
         Route::CountTokens => {
             // Free, like model listings: the key and its allowlist are checked, nothing is reserved.

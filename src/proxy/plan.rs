@@ -171,3 +171,38 @@ fn one(
     }
     Ok(tail)
 }
+
+/// An alias as a model-list entry.
+fn alias_entry(name: &str) -> Value {
+    serde_json::json!({"id": name, "object": "model", "created": 0, "owned_by": "prodex-alias"})
+}
+
+/// `GET /v1/models/{id}` for an alias the key may call: answered here (it is no provider's).
+pub(super) fn alias_model(shared: &Shared, route: &Route, call: &mut Call) -> Option<Tail> {
+    let Route::Model(id) = route else { return None };
+    shared.config.route_aliases.iter().find(|a| a.name == *id)?;
+    call.status = 200;
+    let body = alias_entry(id).to_string().into_bytes();
+    Some(Tail::Body { status: 200, headers: vec![("content-type".into(), "application/json".into())], body })
+}
+
+/// `GET /v1/models` with the aliases the key may call added to the provider's list.
+pub(super) fn with_aliases(shared: &Shared, route: &Route, call: &Call, tail: Tail) -> Tail {
+    let aliases = &shared.config.route_aliases;
+    let Tail::Body { status, headers, body } = tail else { return tail };
+    if *route != Route::Models || aliases.is_empty() || !(200..300).contains(&status) {
+        return Tail::Body { status, headers, body };
+    }
+    let Ok(mut list) = serde_json::from_slice::<Value>(&body) else { return Tail::Body { status, headers, body } };
+    if let Some(data) = list.get_mut("data").and_then(Value::as_array_mut) {
+        let allowed = aliases.iter().filter(|a| call.key.as_ref().is_none_or(|k| k.allows(&a.name)));
+        data.extend(allowed.filter(|a| !data_has(data, &a.name)).map(|a| alias_entry(&a.name)).collect::<Vec<_>>());
+    }
+    let body = serde_json::to_vec(&list).unwrap_or(body);
+    let headers = headers.into_iter().filter(|(k, _)| !k.eq_ignore_ascii_case("content-length")).collect();
+    Tail::Body { status, headers, body }
+}
+
+fn data_has(data: &[Value], id: &str) -> bool {
+    data.iter().any(|m| m.get("id").and_then(Value::as_str) == Some(id))
+}
