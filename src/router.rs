@@ -110,6 +110,17 @@ fn health(shared: &Shared, ex: &mut Exchange<'_>, kind: Health) {
             } else {
                 "ready"
             };
+            // Targets whose circuit is not closed: informative only (one bad provider must not
+            // take the node out of rotation).
+            let names = |i: usize| shared.config.providers.get(i).map_or_else(|| i.to_string(), |p| p.name.clone());
+            let degraded: Vec<serde_json::Value> = shared
+                .targets
+                .upstream(crate::clock::unix_ms(), names)
+                .health
+                .into_iter()
+                .filter(|(_, _, state)| *state != "closed")
+                .map(|(provider, model, state)| json!({"provider": provider, "model": model, "circuit": state}))
+                .collect();
             let body = json!({
                 "status": status,
                 "draining": draining,
@@ -117,6 +128,7 @@ fn health(shared: &Shared, ex: &mut Exchange<'_>, kind: Health) {
                 "state_available": !state_down,
                 "in_flight_requests": lc.in_flight.load(Ordering::Acquire),
                 "open_connections": lc.open_connections.load(Ordering::Acquire),
+                "degraded_upstreams": degraded,
             });
             (if draining || state_down { 503 } else { 200 }, body)
         }

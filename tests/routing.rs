@@ -234,3 +234,41 @@ fn the_provider_listing_shows_each_providers_aliases_and_pool_size() {
     );
     assert_eq!(find("openai")["aliases"][0]["models"], json!(["gpt-4o-mini"]), "the default provider takes the rest");
 }
+
+#[test]
+fn a_failing_target_is_skipped_once_its_circuit_opens_and_readiness_stays_up() {
+    let mock = Mock::start();
+    let down = format!("http://127.0.0.1:{}/v1beta", closed_port());
+    let alias = "[[gateway.route_aliases]]\nalias = \"fast\"\nmodels = [\"gemini-2.5-flash\", \"gpt-4o-mini\"]\n";
+    let gw = gateway(&mock, Some(down), alias);
+    for i in 0..5 {
+        let r = chat(&gw, "fast", &[]);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let row = row_of(&gw, MASTER, &r);
+        assert_eq!(
+            (row["attempts"].as_u64(), row["fallback_error"].as_str()),
+            (Some(2), Some("upstream_unreachable")),
+            "call {i}"
+        );
+    }
+    // Five failures in a row: Gemini's circuit is open, so the next call goes straight to OpenAI.
+    let r = chat(&gw, "fast", &[]);
+    let row = row_of(&gw, MASTER, &r);
+    assert_eq!(served_by(&row), ("openai".into(), "gpt-4o-mini".into(), 1, None));
+    let ready = gw.get("/readyz");
+    assert_eq!(ready.status, 200, "one bad provider does not take the node out");
+    assert_eq!(
+        ready.json()["degraded_upstreams"],
+        json!([{"provider": "gem", "model": "gemini-2.5-flash", "circuit": "open"}])
+    );
+    let metrics = crate::support::admin::get(&gw, MASTER, "metrics").text();
+    for line in [
+        "prodex_gateway_upstream_health{provider=\"gem\",model=\"gemini-2.5-flash\"} 0",
+        "prodex_gateway_upstream_health{provider=\"openai\",model=\"gpt-4o-mini\"} 1",
+        "prodex_gateway_upstream_attempts_total{provider=\"gem\",outcome=\"failed\"} 5",
+        "prodex_gateway_upstream_attempts_total{provider=\"openai\",outcome=\"ok\"} 6",
+        "prodex_gateway_target_failures_total{provider=\"gem\",kind=\"upstream_unreachable\"} 5",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
+}

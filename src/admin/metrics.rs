@@ -32,7 +32,12 @@ pub(crate) fn render(shared: &Shared, p: &Principal) -> Reply {
         per_key_labels: shared.config.metrics.per_key_labels,
         max_label_keys: usize::try_from(shared.config.metrics.max_label_keys).unwrap_or(usize::MAX),
     };
-    let text = shared.with_metrics(|reg| render_text(reg, &process, &view, now));
+    let mut text = shared.with_metrics(|reg| render_text(reg, &process, &view, now));
+    if p.tenant_id.is_none() && p.key_prefixes.is_empty() {
+        // The providers are the whole process's: only an unscoped principal sees their health.
+        let names = |i: usize| shared.config.providers.get(i).map_or_else(|| i.to_string(), |p| p.name.clone());
+        crate::core::metrics::render_upstream(&mut text, &shared.targets.upstream(now, names));
+    }
     Reply::Bytes { content_type: "text/plain; version=0.0.4; charset=utf-8", body: text.into_bytes(), headers: vec![] }
 }
 

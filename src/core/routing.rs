@@ -167,6 +167,71 @@ pub fn plan(
     }
 }
 
+/// Consecutive failures that open a target's circuit.
+pub const BREAKER_FAILURES: u32 = 5;
+
+/// How long an open circuit keeps a target out of plans before one probe call may try it.
+pub const BREAKER_COOLDOWN_MS: u64 = 30_000;
+
+/// A target's circuit: its consecutive failures, and while open, until when.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Breaker {
+    pub failures: u32,
+    pub open_until: Option<u64>,
+    /// A probe call is out (half-open): other calls still skip the target.
+    pub probing: bool,
+}
+
+/// What a plan does with a target now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Healthy: try it.
+    Closed,
+    /// Skip it (cooling down, or a probe is already out).
+    Open,
+    /// The cool-down is over: this call is the one probe.
+    Probe,
+}
+
+impl Breaker {
+    /// The gate at `now` (a `Probe` answer marks the probe as out).
+    pub fn gate(&mut self, now: u64) -> Gate {
+        match self.open_until {
+            None => Gate::Closed,
+            Some(until) if now < until || self.probing => Gate::Open,
+            Some(_) => {
+                self.probing = true;
+                Gate::Probe
+            }
+        }
+    }
+
+    /// A call at the target ended: a success closes the circuit, a failure counts (and a failed
+    /// probe, or the `BREAKER_FAILURES`th failure in a row, opens it for `BREAKER_COOLDOWN_MS`).
+    pub fn record(&mut self, ok: bool, now: u64) {
+        if ok {
+            *self = Self::default();
+            return;
+        }
+        self.failures = self.failures.saturating_add(1);
+        if self.probing || self.failures >= BREAKER_FAILURES {
+            self.open_until = Some(now.saturating_add(BREAKER_COOLDOWN_MS));
+            self.probing = false;
+        }
+    }
+
+    /// `closed`, `open` or `half_open` (a probe is out).
+    #[must_use]
+    pub fn state(&self, now: u64) -> &'static str {
+        match self.open_until {
+            None => "closed",
+            Some(_) if self.probing => "half_open",
+            Some(until) if now < until => "open",
+            Some(_) => "half_open",
+        }
+    }
+}
+
 /// The next decaying average of time to first byte: the new sample weighs one fifth.
 #[must_use]
 pub fn decay(average: Option<u64>, sample_us: u64) -> u64 {
@@ -248,5 +313,29 @@ mod tests {
         }
         assert_eq!(decay(None, 500), 500);
         assert_eq!(decay(Some(1000), 500), 900);
+    }
+
+    #[test]
+    fn the_breaker_opens_after_repeated_failures_and_closes_after_a_good_probe() {
+        let mut b = Breaker::default();
+        for i in 0..BREAKER_FAILURES - 1 {
+            b.record(false, 1_000 + u64::from(i));
+            assert_eq!(b.gate(1_000), Gate::Closed, "still closed after {} failures", i + 1);
+        }
+        b.record(true, 1_100);
+        assert_eq!(b, Breaker::default(), "a success resets the count");
+        for _ in 0..BREAKER_FAILURES {
+            b.record(false, 2_000);
+        }
+        assert_eq!((b.gate(2_001), b.state(2_001)), (Gate::Open, "open"));
+        let after = 2_000 + BREAKER_COOLDOWN_MS;
+        assert_eq!(b.gate(after), Gate::Probe, "one probe after the cool-down");
+        assert_eq!((b.gate(after), b.state(after)), (Gate::Open, "half_open"), "only one");
+        b.record(false, after);
+        assert_eq!((b.gate(after + 1), b.state(after + 1)), (Gate::Open, "open"), "a failed probe reopens it");
+        let later = after + BREAKER_COOLDOWN_MS;
+        assert_eq!(b.gate(later), Gate::Probe);
+        b.record(true, later);
+        assert_eq!((b.gate(later), b.state(later)), (Gate::Closed, "closed"));
     }
 }

@@ -18,7 +18,7 @@ use crate::core::admission;
 use crate::core::objects as core_objects;
 use crate::core::openai::{self, RequestPeek, Route, StreamPlan};
 use crate::core::pricing;
-use crate::core::routing::Target;
+use crate::core::routing::{Gate, Target};
 use crate::error::{ApiError, Side};
 use crate::http::server::Exchange;
 use crate::state::Shared;
@@ -65,6 +65,15 @@ pub(super) fn serve(
         // A budgeted key cannot be billed at an unpriced target; with others left, it is skipped.
         .filter(|(_, t)| !budgeted || plan.targets.len() == 1 || shared.prices.get(&t.model).is_some())
         .collect();
+    // Targets whose circuit is open sit out, unless every one is open (then all are tried: a
+    // call that can only fail is better told by the provider than by a cool-down).
+    let now_ms = crate::clock::unix_ms();
+    let gates: Vec<Gate> = targets.iter().map(|(_, t)| shared.targets.gate(t, now_ms)).collect();
+    let targets: Vec<(&Provider, &Target)> = if gates.iter().all(|g| *g == Gate::Open) {
+        targets
+    } else {
+        targets.into_iter().zip(&gates).filter(|(_, g)| **g != Gate::Open).map(|(t, _)| t).collect()
+    };
     if targets.is_empty() {
         let p = plan.targets.first().and_then(|t| shared.config.providers.get(t.provider));
         call.provider = p.map(|p| p.name.clone());
@@ -88,8 +97,14 @@ pub(super) fn serve(
         let result = one(shared, ex, route, target_path, body, peek, provider, &target.model, requested, call, now);
         live.ttfb_us = call.ttfb.map(|t| u64::try_from(t.as_micros()).unwrap_or(u64::MAX));
         drop(live);
-        left = left.saturating_sub(usize::try_from(call.attempts - before).unwrap_or(usize::MAX));
-        match fell_over(&result) {
+        let made = call.attempts - before;
+        left = left.saturating_sub(usize::try_from(made).unwrap_or(usize::MAX));
+        let failure = fell_over(&result);
+        if made > 0 {
+            // Only calls that reached the provider count for its circuit and counters.
+            shared.targets.outcome(target, u64::from(made), failure.as_deref(), crate::clock::unix_ms());
+        }
+        match failure {
             Some(code) if more && left > 0 => {
                 log::info!(
                     "call {}: target {}/{} failed ({code}); trying the next target",

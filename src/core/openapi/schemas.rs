@@ -248,7 +248,9 @@ pub(super) fn schemas() -> Value {
         "Ready": object(&[
             ("status", "|ready|draining|state_unavailable"), ("draining", "bool"), ("state_backend", "str"),
             ("state_available", "bool"), ("in_flight_requests", "int"), ("open_connections", "int"),
+            ("degraded_upstreams", "[#DegradedUpstream]"),
         ]),
+        "DegradedUpstream": object(&[("provider", "str"), ("model", "str"), ("circuit", "|open|half_open")]),
         "Startup": object(&[("status", "=started"), ("version", "str"), ("started_at", "time")]),
     })
 }

@@ -4,6 +4,9 @@
 //! aggregates only what it may see; rendering costs O(series), never O(calls); output is deterministic;
 //! counters saturate instead of overflowing, and no input panics.
 
+mod upstream;
+pub use upstream::{render as render_upstream, Upstream};
+
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -328,7 +331,7 @@ fn bump(counter: Option<&mut u64>) {
 }
 
 /// Name, type and help of a family.
-type Family = (&'static str, &'static str, &'static str);
+pub(super) type Family = (&'static str, &'static str, &'static str);
 
 const REQUESTS: Family = ("prodex_gateway_requests_total", "counter", "Data-plane calls.");
 const DURATION: Family = ("prodex_gateway_request_duration_seconds", "histogram", "Latency of data-plane calls.");
@@ -521,7 +524,7 @@ fn write_histogram(out: &mut String, family: Family, bounds: &[u64], h: &Histogr
     let _ = writeln!(out, "\n{name}_count {}", h.count);
 }
 
-fn write_header(out: &mut String, (name, kind, help): Family) {
+pub(super) fn write_header(out: &mut String, (name, kind, help): Family) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
@@ -531,7 +534,7 @@ fn or_none(value: &str) -> &str {
 }
 
 /// A label value escaped per the exposition format: `\` → `\\`, `"` → `\"`, newline → `\n`.
-fn write_escaped(out: &mut String, value: &str) {
+pub(super) fn write_escaped(out: &mut String, value: &str) {
     if !value.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
         return out.push_str(value);
     }
