@@ -12,9 +12,11 @@ use crate::support::{Gateway, Opts};
 
 const MASTER: &str = "master-token-routing-0123456789";
 
-/// A port nothing listens on.
+/// A port nothing listens on: port 1 (tcpmux), below the ephemeral range every test server binds
+/// in, so no parallel test can take it (a freed ephemeral port could be reused by another test's
+/// mock at once).
 fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    1
 }
 
 /// Providers `openai` (the mock), `gem` (the mock's Gemini dialect, or `gemini_base`) and `claude`
@@ -271,4 +273,14 @@ fn a_failing_target_is_skipped_once_its_circuit_opens_and_readiness_stays_up() {
     ] {
         assert!(metrics.contains(line), "{line} in:\n{metrics}");
     }
+}
+
+#[test]
+fn the_openai_sdk_sees_a_fallback_as_one_call() {
+    let mock = Mock::start();
+    let down = format!("http://127.0.0.1:{}/v1beta", closed_port());
+    let alias = "[[gateway.route_aliases]]\nalias = \"fast\"\nmodels = [\"gemini-2.5-flash\", \"claude-haiku-4-5\", \"gpt-4o-mini\"]\n";
+    let gw = gateway(&mock, Some(down), alias);
+    let stdout = crate::sdk::run_script(&gw, "fallback_sdk.py", MASTER);
+    assert!(stdout.contains("ALL OK"), "{stdout}");
 }

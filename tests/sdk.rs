@@ -7,7 +7,7 @@ use crate::support::mock::Mock;
 use crate::support::{Gateway, Opts};
 
 /// Runs `tests/sdk/{script}` against `gw` with `key`; its stdout, after asserting it succeeded.
-fn run_script(gw: &Gateway, script: &str, key: &str) -> String {
+pub(crate) fn run_script(gw: &Gateway, script: &str, key: &str) -> String {
     let python = std::env::var("PRODEX_TEST_PYTHON")
         .expect("PRODEX_TEST_PYTHON is not set: run the suite through scripts/test.sh, which installs the openai SDK");
     let path = format!("{}/tests/sdk/{script}", env!("CARGO_MANIFEST_DIR"));

@@ -89,6 +89,8 @@ pub(crate) struct Call {
     pub attempts: u32,
     /// The error of the last attempt that failed over to another target, when one did.
     pub fallback_error: Option<String>,
+    /// A model list is read whole (to add the aliases to it), even with no allowlist to apply.
+    pub list_whole: bool,
 }
 
 /// What is still to be sent once the call is recorded (the response's last byte).
@@ -134,6 +136,7 @@ pub fn handle(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &st
         attempt_cap: None,
         attempts: 0,
         fallback_error: None,
+        list_whole: false,
     };
     let tail = match run(shared, ex, route, suffix, &mut call) {
         Ok(tail) => tail,
@@ -364,6 +367,7 @@ fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, call
             }
             // Free: no reservation, so nothing is taken from budgets, RPM or the request count.
             let provider = pick_provider(shared, None, route, ex.head.path(), call)?;
+            call.list_whole = !shared.config.route_aliases.is_empty();
             let tail = if provider.kind.translates(route) {
                 translate::models(shared, ex, route, provider, call)?
             } else {

@@ -69,7 +69,7 @@ pub(super) fn relay(
         call.ttfb = Some(clock::elapsed(ex.started));
         return Ok(Tail::Body { status, headers, body });
     }
-    if *route == Route::Models && call.key.as_ref().is_some_and(|k| !k.allowed_models.is_empty()) {
+    if *route == Route::Models && (call.list_whole || call.key.as_ref().is_some_and(|k| !k.allowed_models.is_empty())) {
         let body = read_whole(ex, resp, call)?;
         let filtered = filter_models(&body, |id| call.key.as_ref().is_none_or(|k| k.allows(id)))
             .ok_or_else(|| ApiError::upstream_invalid_response("the model list is not JSON"))?;
