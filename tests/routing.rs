@@ -284,3 +284,25 @@ fn the_openai_sdk_sees_a_fallback_as_one_call() {
     let stdout = crate::sdk::run_script(&gw, "fallback_sdk.py", MASTER);
     assert!(stdout.contains("ALL OK"), "{stdout}");
 }
+
+#[test]
+fn check_names_a_routed_provider_without_a_key() {
+    let home = crate::support::TempDir::new("routing-nokey");
+    // The built-in gemini provider given models, its key left to GEMINI_API_KEY.
+    let policy = "[[gateway.providers]]\nname = \"gemini\"\nmodels = [\"gemini-*\"]\n";
+    std::fs::write(home.0.join("policy.toml"), policy).unwrap();
+    let run = |env: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(crate::support::bin());
+        cmd.args(["gateway", "check"]).env_clear().env("HOME", &home.0).env("PRODEX_HOME", &home.0);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout))
+    };
+    let (code, text) = run(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("provider gemini (kind gemini) has no API key"), "{text}");
+    let (_, text) = run(&[("GEMINI_API_KEY", "gk-1")]);
+    assert!(!text.contains("has no API key"), "{text}");
+}

@@ -193,6 +193,25 @@ pub(super) fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env
     }
 
     let route_aliases = read_aliases(gw, d, &providers);
+    // Gemini and Anthropic refuse every call without a key: a provider of theirs that calls can
+    // reach (the default, one with models, or one an alias routes to) should have one.
+    let globs: Vec<&[String]> = providers.iter().map(|p| p.models.as_slice()).collect();
+    let default_at = providers.iter().position(|p| p.name == provider_name);
+    for (i, p) in providers.iter().enumerate() {
+        let aliased = route_aliases
+            .iter()
+            .flat_map(|a| &a.models)
+            .any(|m| default_at.is_some_and(|d| crate::core::routing::provider_of(&globs, d, m) == i));
+        let reached = Some(i) == default_at || !p.models.is_empty() || aliased;
+        if reached && p.api_keys.is_empty() && p.kind != ProviderKind::OpenAi {
+            notices.push(format!(
+                "provider {} (kind {}) has no API key: the calls routed to it will be refused by {}",
+                p.name,
+                p.kind.as_str(),
+                p.kind.as_str()
+            ));
+        }
+    }
     let pricing = read_pricing(gw, d);
     let virtual_keys = read_virtual_keys(gw, d, env);
     let state = read_state(gw, d, env, &inputs.home, &mut notices);
