@@ -78,6 +78,15 @@ fn models_go_to_the_provider_their_globs_name_each_in_its_protocol() {
     }
     let seen = mock.requests();
     assert_eq!(seen[0].header("authorization"), Some("Bearer sk-openai"));
+    // The model list is the union of the routed providers' lists.
+    let auth = format!("Bearer {MASTER}");
+    let list = gw.get_with("/v1/models", &[("authorization", &auth)]).json();
+    let ids: Vec<&str> = list["data"].as_array().unwrap().iter().filter_map(|m| m["id"].as_str()).collect();
+    for id in ["gpt-4o-mini", "gemini-2.5-flash", "gemini-embedding-001", "claude-sonnet-4-5", "claude-haiku-4-5"] {
+        assert!(ids.contains(&id), "{id} in {ids:?}");
+    }
+    let one = gw.get_with("/v1/models/claude-opus-4-5", &[("authorization", &auth)]);
+    assert_eq!((one.status, one.json()["owned_by"].as_str()), (200, Some("anthropic")), "one model from its provider");
     assert_eq!(seen[1].header("x-goog-api-key"), Some("gk-gem"), "each provider its own key pool");
     assert_eq!(seen[2].header("x-api-key"), Some("ak-claude"));
 }

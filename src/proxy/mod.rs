@@ -366,14 +366,14 @@ fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, call
                 return Ok(alias);
             }
             // Free: no reservation, so nothing is taken from budgets, RPM or the request count.
-            let provider = pick_provider(shared, None, route, ex.head.path(), call)?;
-            call.list_whole = !shared.config.route_aliases.is_empty();
-            let tail = if provider.kind.translates(route) {
-                translate::models(shared, ex, route, provider, call)?
-            } else {
-                let resp = call_upstream(shared, ex, provider, &target, Payload::Empty, call)?;
-                relay::relay(ex, route, resp, StreamPlan { stream: false, client_wants_usage: true }, call)?
-            };
+            // One model goes to the provider it routes to; the list is the default provider's,
+            // with the other routed providers' and the aliases added.
+            let id = if let Route::Model(id) = route { Some(id.as_str()) } else { None };
+            let provider = pick_provider(shared, id, route, ex.head.path(), call)?;
+            let others = if id.is_none() { plan::listed_providers(shared, provider) } else { Vec::new() };
+            call.list_whole = !shared.config.route_aliases.is_empty() || !others.is_empty();
+            let tail = list_models(shared, ex, route, provider, &target, call)?;
+            let tail = plan::with_models_of(shared, ex, route, &others, call, tail);
             Ok(plan::with_aliases(shared, route, call, tail))
         }
         Route::CountTokens => {
@@ -546,6 +546,22 @@ pub(crate) fn ratelimit_headers(call: &Call) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// A provider's model list (or one model), relayed or translated.
+fn list_models(
+    shared: &Shared,
+    ex: &mut Exchange<'_>,
+    route: &Route,
+    provider: &Provider,
+    target: &str,
+    call: &mut Call,
+) -> Result<Tail, ApiError> {
+    if provider.kind.translates(route) {
+        return translate::models(shared, ex, route, provider, call);
+    }
+    let resp = call_upstream(shared, ex, provider, target, Payload::Empty, call)?;
+    relay::relay(ex, route, resp, StreamPlan { stream: false, client_wants_usage: true }, call)
 }
 
 /// The provider for `model`, when its kind serves `route` (an OpenAI-compatible upstream serves

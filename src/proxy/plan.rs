@@ -221,3 +221,68 @@ pub(super) fn with_aliases(shared: &Shared, route: &Route, call: &Call, tail: Ta
 fn data_has(data: &[Value], id: &str) -> bool {
     data.iter().any(|m| m.get("id").and_then(Value::as_str) == Some(id))
 }
+
+/// The providers besides the default whose models the list also shows: those with `models`
+/// configured (the ones calls are routed to by name), in configuration order.
+pub(super) fn listed_providers<'s>(shared: &'s Shared, default: &Provider) -> Vec<(usize, &'s Provider)> {
+    shared
+        .config
+        .providers
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.name != default.name && !p.models.is_empty() && p.kind.serves(&Route::Models))
+        .collect()
+}
+
+/// `GET /v1/models` with the models of `others` added: each provider's own list, keeping the
+/// models that route to it (a provider that fails to list is left out, and logged).
+pub(super) fn with_models_of(
+    shared: &Shared,
+    ex: &mut Exchange<'_>,
+    route: &Route,
+    others: &[(usize, &Provider)],
+    call: &mut Call,
+    tail: Tail,
+) -> Tail {
+    let Tail::Body { status, headers, body } = tail else { return tail };
+    if others.is_empty() || !(200..300).contains(&status) {
+        return Tail::Body { status, headers, body };
+    }
+    let Ok(mut list) = serde_json::from_slice::<Value>(&body) else { return Tail::Body { status, headers, body } };
+    let globs: Vec<&[String]> = shared.config.providers.iter().map(|p| p.models.as_slice()).collect();
+    let default = shared.config.providers.iter().position(|p| p.name == shared.config.default_provider).unwrap_or(0);
+    let (status_before, ok_before) = (call.status, call.upstream_ok);
+    for &(i, provider) in others {
+        let got = super::list_models(shared, ex, route, provider, "/models", call);
+        let entries = match got {
+            Ok(Tail::Body { status, body, .. }) if (200..300).contains(&status) => {
+                serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("data").and_then(Value::as_array).cloned())
+                    .unwrap_or_default()
+            }
+            other => {
+                let why = other.err().map_or_else(|| "no list".to_string(), |e| e.code.to_string());
+                log::warn!(
+                    "call {}: provider {} did not list its models ({why}); left out",
+                    call.call_id,
+                    provider.name
+                );
+                continue;
+            }
+        };
+        if let Some(data) = list.get_mut("data").and_then(Value::as_array_mut) {
+            let routed = entries.into_iter().filter(|m| {
+                m.get("id").and_then(Value::as_str).is_some_and(|id| {
+                    crate::core::routing::provider_of(&globs, default, id) == i && !data_has(data, id)
+                })
+            });
+            let routed: Vec<Value> = routed.collect();
+            data.extend(routed);
+        }
+    }
+    (call.status, call.upstream_ok) = (status_before, ok_before);
+    let body = serde_json::to_vec(&list).unwrap_or(body);
+    let headers = headers.into_iter().filter(|(k, _)| !k.eq_ignore_ascii_case("content-length")).collect();
+    Tail::Body { status, headers, body }
+}
