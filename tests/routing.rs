@@ -200,8 +200,8 @@ fn a_budgeted_key_on_an_alias_reserves_the_costliest_target() {
 #[test]
 fn check_refuses_a_routing_table_with_two_answers() {
     let home = crate::support::TempDir::new("routing-check");
-    let policy = "[[gateway.providers]]\nname = \"a\"\nbase_url = \"http://127.0.0.1:1/v1\"\nmodels = [\"gpt-*\"]\n\n\
-                  [[gateway.providers]]\nname = \"b\"\nbase_url = \"http://127.0.0.1:2/v1\"\nmodels = [\"gpt-*\"]\n\n\
+    let policy = "[[gateway.providers]]\nname = \"a\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\nmodels = [\"gpt-*\"]\n\n\
+                  [[gateway.providers]]\nname = \"b\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:2/v1\"\nmodels = [\"gpt-*\"]\n\n\
                   [[gateway.route_aliases]]\nalias = \"x\"\nmodels = [\"gpt-*\"]\nmax_attempts = 0\n";
     std::fs::write(home.0.join("policy.toml"), policy).unwrap();
     let out = std::process::Command::new(crate::support::bin())
@@ -213,7 +213,7 @@ fn check_refuses_a_routing_table_with_two_answers() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{text}");
-    assert!(text.contains("`gpt-*` is claimed by providers a and b"), "{text}");
+    assert!(text.contains("policy.toml:11: gateway.providers[1].models: `gpt-*` is claimed by providers a and b"), "file and line: {text}");
     assert!(text.contains("an alias names models, not globs"), "{text}");
     assert!(text.contains("max_attempts: must be at least 1"), "{text}");
 }
@@ -314,4 +314,17 @@ fn check_names_a_routed_provider_without_a_key() {
     assert!(text.contains("provider gemini (kind gemini) has no API key"), "{text}");
     let (_, text) = run(&[("GEMINI_API_KEY", "gk-1")]);
     assert!(!text.contains("has no API key"), "{text}");
+}
+
+#[test]
+fn a_500_and_a_529_fall_over_like_a_refused_connection() {
+    let mock = Mock::start();
+    let alias = "[[gateway.route_aliases]]\nalias = \"fast\"\nmodels = [\"gemini-2.5-flash\", \"claude-haiku-4-5\", \"gpt-4o-mini\"]\nmax_attempts = 5\n";
+    let gw = gateway(&mock, None, alias);
+    let r = chat(&gw, "fast", &[("x-mock-gemini", "internal"), ("x-mock-anthropic", "overloaded")]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let row = row_of(&gw, MASTER, &r);
+    assert_eq!(served_by(&row), ("openai".into(), "gpt-4o-mini".into(), 3, Some("upstream_overloaded".into())));
+    let paths: Vec<String> = mock.requests().iter().map(|s| s.path.clone()).collect();
+    assert_eq!(paths, ["/v1beta/models/gemini-2.5-flash:generateContent", "/anthropic/v1/messages", "/v1/chat/completions"]);
 }

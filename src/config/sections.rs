@@ -87,12 +87,17 @@ pub(super) fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env
         })
         .collect();
     let mut configured: Vec<String> = Vec::new();
+    // Where each configured provider's `models` is, for the routing table's errors.
+    let mut models_at: Vec<(String, usize, String)> = Vec::new();
     for mut p in gw.tables(d, "providers") {
         let name = p.string(d, "name");
         let kind = p.string(d, "kind");
         let base_url = p.string(d, "base_url");
         let key = p.string(d, "api_key_env");
         let models = p.string_list(d, "models").unwrap_or_default();
+        if let Some(n) = &name {
+            models_at.push((n.clone(), p.offset_of("models"), format!("{}.models", p.path)));
+        }
         let organization = p.string(d, "organization");
         let project = p.string(d, "project");
         let path = p.path.clone();
@@ -192,7 +197,7 @@ pub(super) fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env
         });
     }
 
-    let route_aliases = read_aliases(gw, d, &providers);
+    let route_aliases = read_aliases(gw, d, &providers, &models_at);
     // Gemini and Anthropic refuse every call without a key: a provider of theirs that calls can
     // reach (the default, one with models, or one an alias routes to) should have one.
     let globs: Vec<&[String]> = providers.iter().map(|p| p.models.as_slice()).collect();
@@ -330,7 +335,12 @@ fn check_globs(d: &mut Diagnostics<'_>, s: &Section<'_, '_>, key: &str, globs: &
     }
 }
 
-fn read_aliases(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, providers: &[Provider]) -> Vec<RouteAlias> {
+fn read_aliases(
+    gw: &mut Section<'_, '_>,
+    d: &mut Diagnostics<'_>,
+    providers: &[Provider],
+    models_at: &[(String, usize, String)],
+) -> Vec<RouteAlias> {
     let mut out: Vec<RouteAlias> = Vec::new();
     for mut s in gw.tables(d, "route_aliases") {
         let alias = s.string(d, "alias");
@@ -377,14 +387,10 @@ fn read_aliases(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, providers: &[
     // A model two providers both claim could go to either: the routing table must be one answer.
     let globs: Vec<&[String]> = providers.iter().map(|p| p.models.as_slice()).collect();
     for (glob, a, b) in crate::core::routing::ambiguities(&globs) {
-        d.errors.push(ConfigError {
-            location: d.file.clone(),
-            key: "gateway.providers.models".into(),
-            message: format!(
-                "`{glob}` is claimed by providers {} and {}: a model it matches could go to either",
-                providers[a].name, providers[b].name
-            ),
-        });
+        let (first, second) = (&providers[a].name, &providers[b].name);
+        let at = models_at.iter().find(|(n, _, _)| n == second).or_else(|| models_at.iter().find(|(n, _, _)| n == first));
+        let (offset, key) = at.map_or((0, "gateway.providers.models".to_string()), |(_, o, k)| (*o, k.clone()));
+        d.error_at(offset, &key, format!("`{glob}` is claimed by providers {first} and {second}: a model it matches could go to either"));
     }
     out
 }

@@ -11,7 +11,8 @@
 //! Scripted by `x-mock-status` (an error of that status), `x-mock-429-key` (matched against
 //! `x-api-key`), and `x-mock-anthropic`: `tools` (text then two parallel tool calls, the input
 //! split over several `input_json_delta`s), `refusal`, `pause`, `stream-error` (an `error` event
-//! after the first text), `cut` (EOF before `message_stop`). A request with thinking on gets a
+//! after the first text), `cut` (EOF before `message_stop`), `overloaded` (a 529 for messages
+//! only, so other dialects of the same request answer). A request with thinking on gets a
 //! signed thinking block first.
 
 use std::io::Write;
@@ -188,6 +189,9 @@ pub fn respond(out: &mut TcpStream, req: &Seen, path: &str) -> std::io::Result<b
                 return error(out, 400, &why);
             }
             let mode = req.header("x-mock-anthropic").unwrap_or("");
+            if mode == "overloaded" {
+                return error(out, 529, "Overloaded");
+            }
             let thinking = json["thinking"]["type"] == "enabled";
             if json["stream"] == true {
                 return stream(out, mode, thinking, &json);

@@ -10,7 +10,7 @@
 //! `x-mock-crlf: 1` for CRLF frames), plus `x-mock-gemini`:
 //! `tools` (two parallel calls, the signature on the first, in separate chunks when streaming),
 //! `blocked` (a blocked prompt), `malformed-call`, `stream-error` (an error chunk mid-stream),
-//! `cut` (EOF before the finish reason).
+//! `cut` (EOF before the finish reason), `internal` (a 500 for this dialect only).
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -80,6 +80,9 @@ pub fn respond(out: &mut TcpStream, req: &Seen, path: &str) -> std::io::Result<b
     let status = num(req, "x-mock-status", 200);
     if status >= 400 {
         return error(out, u16::try_from(status).unwrap_or(500), &format!("mock gemini error {status}"));
+    }
+    if req.header("x-mock-gemini") == Some("internal") {
+        return error(out, 500, "An internal error has occurred.");
     }
     let rest = path.strip_prefix("/v1beta/").unwrap_or("");
     let json = req.json();
