@@ -213,7 +213,10 @@ fn check_refuses_a_routing_table_with_two_answers() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{text}");
-    assert!(text.contains("policy.toml:11: gateway.providers[1].models: `gpt-*` is claimed by providers a and b"), "file and line: {text}");
+    assert!(
+        text.contains("policy.toml:11: gateway.providers[1].models: `gpt-*` is claimed by providers a and b"),
+        "file and line: {text}"
+    );
     assert!(text.contains("an alias names models, not globs"), "{text}");
     assert!(text.contains("max_attempts: must be at least 1"), "{text}");
 }
@@ -326,5 +329,22 @@ fn a_500_and_a_529_fall_over_like_a_refused_connection() {
     let row = row_of(&gw, MASTER, &r);
     assert_eq!(served_by(&row), ("openai".into(), "gpt-4o-mini".into(), 3, Some("upstream_overloaded".into())));
     let paths: Vec<String> = mock.requests().iter().map(|s| s.path.clone()).collect();
-    assert_eq!(paths, ["/v1beta/models/gemini-2.5-flash:generateContent", "/anthropic/v1/messages", "/v1/chat/completions"]);
+    assert_eq!(
+        paths,
+        ["/v1beta/models/gemini-2.5-flash:generateContent", "/anthropic/v1/messages", "/v1/chat/completions"]
+    );
+}
+
+#[test]
+fn a_target_that_times_out_before_its_headers_falls_over() {
+    let mock = Mock::start();
+    let extra = "[gateway]\nupstream_idle_timeout_seconds = 1\n\n\
+                 [[gateway.route_aliases]]\nalias = \"fast\"\nmodels = [\"gemini-2.5-flash\", \"gpt-4o-mini\"]\n";
+    let gw = gateway(&mock, None, extra);
+    let t0 = std::time::Instant::now();
+    let r = chat(&gw, "fast", &[("x-mock-gemini", "hang")]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(t0.elapsed() < std::time::Duration::from_millis(2900), "the timeout, not the hang, ended the first try");
+    let row = row_of(&gw, MASTER, &r);
+    assert_eq!(served_by(&row), ("openai".into(), "gpt-4o-mini".into(), 2, Some("upstream_timeout".into())));
 }

@@ -388,9 +388,14 @@ fn read_aliases(
     let globs: Vec<&[String]> = providers.iter().map(|p| p.models.as_slice()).collect();
     for (glob, a, b) in crate::core::routing::ambiguities(&globs) {
         let (first, second) = (&providers[a].name, &providers[b].name);
-        let at = models_at.iter().find(|(n, _, _)| n == second).or_else(|| models_at.iter().find(|(n, _, _)| n == first));
+        let at =
+            models_at.iter().find(|(n, _, _)| n == second).or_else(|| models_at.iter().find(|(n, _, _)| n == first));
         let (offset, key) = at.map_or((0, "gateway.providers.models".to_string()), |(_, o, k)| (*o, k.clone()));
-        d.error_at(offset, &key, format!("`{glob}` is claimed by providers {first} and {second}: a model it matches could go to either"));
+        d.error_at(
+            offset,
+            &key,
+            format!("`{glob}` is claimed by providers {first} and {second}: a model it matches could go to either"),
+        );
     }
     out
 }

@@ -10,7 +10,8 @@
 //! `x-mock-crlf: 1` for CRLF frames), plus `x-mock-gemini`:
 //! `tools` (two parallel calls, the signature on the first, in separate chunks when streaming),
 //! `blocked` (a blocked prompt), `malformed-call`, `stream-error` (an error chunk mid-stream),
-//! `cut` (EOF before the finish reason), `internal` (a 500 for this dialect only).
+//! `cut` (EOF before the finish reason), `internal` (a 500 for this dialect only), `hang` (no
+//! answer for 3 s, then the connection closes).
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -81,8 +82,13 @@ pub fn respond(out: &mut TcpStream, req: &Seen, path: &str) -> std::io::Result<b
     if status >= 400 {
         return error(out, u16::try_from(status).unwrap_or(500), &format!("mock gemini error {status}"));
     }
-    if req.header("x-mock-gemini") == Some("internal") {
-        return error(out, 500, "An internal error has occurred.");
+    match req.header("x-mock-gemini") {
+        Some("internal") => return error(out, 500, "An internal error has occurred."),
+        Some("hang") => {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            return Ok(false);
+        }
+        _ => {}
     }
     let rest = path.strip_prefix("/v1beta/").unwrap_or("");
     let json = req.json();
