@@ -9,6 +9,7 @@
 mod media;
 mod policy;
 mod render;
+mod routes;
 mod sections;
 
 use std::collections::BTreeMap;

@@ -10,8 +10,8 @@ use toml::de::DeTable;
 use super::policy::{Diagnostics, Section};
 use super::{
     split_list, AdminToken, AuditConfig, Backend, BudgetPeriod, Config, ConfigError, Durability, Env, Inputs,
-    LedgerConfig, LogConfig, LogFormat, MetricsConfig, PriceOverride, Provider, ProviderKind, Role, RouteAlias,
-    RouteStrategy, Secret, ServerConfig, SsoConfig, StateConfig, StaticKey, UpstreamConfig, BUILTIN_PROVIDERS,
+    LedgerConfig, LogConfig, LogFormat, MetricsConfig, PriceOverride, Provider, ProviderKind, Role, Secret,
+    ServerConfig, SsoConfig, StateConfig, StaticKey, UpstreamConfig, BUILTIN_PROVIDERS,
 };
 use crate::core::time::parse_rfc3339;
 
@@ -197,26 +197,8 @@ pub(super) fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env
         });
     }
 
-    let route_aliases = read_aliases(gw, d, &providers, &models_at);
-    // Gemini and Anthropic refuse every call without a key: a provider of theirs that calls can
-    // reach (the default, one with models, or one an alias routes to) should have one.
-    let globs: Vec<&[String]> = providers.iter().map(|p| p.models.as_slice()).collect();
-    let default_at = providers.iter().position(|p| p.name == provider_name);
-    for (i, p) in providers.iter().enumerate() {
-        let aliased = route_aliases
-            .iter()
-            .flat_map(|a| &a.models)
-            .any(|m| default_at.is_some_and(|d| crate::core::routing::provider_of(&globs, d, m) == i));
-        let reached = Some(i) == default_at || !p.models.is_empty() || aliased;
-        if reached && p.api_keys.is_empty() && p.kind != ProviderKind::OpenAi {
-            notices.push(format!(
-                "provider {} (kind {}) has no API key: the calls routed to it will be refused by {}",
-                p.name,
-                p.kind.as_str(),
-                p.kind.as_str()
-            ));
-        }
-    }
+    let route_aliases = super::routes::read_aliases(gw, d, &providers, &models_at);
+    notices.extend(super::routes::keyless_notices(&providers, &provider_name, &route_aliases));
     let pricing = read_pricing(gw, d);
     let virtual_keys = read_virtual_keys(gw, d, env);
     let state = read_state(gw, d, env, &inputs.home, &mut notices);
@@ -333,71 +315,6 @@ fn check_globs(d: &mut Diagnostics<'_>, s: &Section<'_, '_>, key: &str, globs: &
             );
         }
     }
-}
-
-fn read_aliases(
-    gw: &mut Section<'_, '_>,
-    d: &mut Diagnostics<'_>,
-    providers: &[Provider],
-    models_at: &[(String, usize, String)],
-) -> Vec<RouteAlias> {
-    let mut out: Vec<RouteAlias> = Vec::new();
-    for mut s in gw.tables(d, "route_aliases") {
-        let alias = s.string(d, "alias");
-        let models = s.string_list(d, "models").unwrap_or_default();
-        let strategy = match s.string(d, "strategy").as_deref() {
-            None => RouteStrategy::Fallback,
-            Some(name) => RouteStrategy::parse(name).unwrap_or_else(|| {
-                d.error_at(
-                    s.offset_of("strategy"),
-                    &format!("{}.strategy", s.path),
-                    "expected fallback, round-robin, first, least-busy, lowest-cost or lowest-latency",
-                );
-                RouteStrategy::Fallback
-            }),
-        };
-        let max_attempts = s.uint(d, "max_attempts").map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-        if max_attempts == Some(0) {
-            d.error_at(s.offset_of("max_attempts"), &format!("{}.max_attempts", s.path), "must be at least 1");
-        }
-        if models.is_empty() {
-            d.error_at(s.offset_of("models"), &format!("{}.models", s.path), "needs at least one model");
-        }
-        for m in &models {
-            if m.contains('*') {
-                d.error_at(
-                    s.offset_of("models"),
-                    &format!("{}.models", s.path),
-                    format!("`{m}`: an alias names models, not globs"),
-                );
-            }
-        }
-        match alias {
-            Some(name) if out.iter().any(|a| a.name == name) => {
-                d.error_at(s.offset_of("alias"), &format!("{}.alias", s.path), format!("`{name}` is defined twice"));
-            }
-            Some(name) if models.contains(&name) => {
-                d.error_at(s.offset_of("alias"), &format!("{}.alias", s.path), format!("`{name}` lists itself"));
-            }
-            Some(name) => out.push(RouteAlias { name, models, strategy, max_attempts }),
-            None => d.error_at(s.offset_of("alias"), &format!("{}.alias", s.path), "is required"),
-        }
-        s.finish(d);
-    }
-    // A model two providers both claim could go to either: the routing table must be one answer.
-    let globs: Vec<&[String]> = providers.iter().map(|p| p.models.as_slice()).collect();
-    for (glob, a, b) in crate::core::routing::ambiguities(&globs) {
-        let (first, second) = (&providers[a].name, &providers[b].name);
-        let at =
-            models_at.iter().find(|(n, _, _)| n == second).or_else(|| models_at.iter().find(|(n, _, _)| n == first));
-        let (offset, key) = at.map_or((0, "gateway.providers.models".to_string()), |(_, o, k)| (*o, k.clone()));
-        d.error_at(
-            offset,
-            &key,
-            format!("`{glob}` is claimed by providers {first} and {second}: a model it matches could go to either"),
-        );
-    }
-    out
 }
 
 fn read_pricing(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>) -> Vec<PriceOverride> {

@@ -181,13 +181,15 @@ impl ProviderKind {
         }
     }
 
-    /// An error answer (`status`, body, `retry-after`) as the client's error.
+    /// An error answer (`status`, body, `retry-after`) as the client's error (a body that is not
+    /// JSON keeps the status and gets a stand-in message).
     #[must_use]
     pub fn error(self, status: u16, body: &[u8], retry_after: Option<&str>) -> ProviderError {
+        let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         match self {
-            Self::Anthropic => anthropic::response::error(status, body, retry_after),
-            Self::Gemini => gemini::error(status, body, retry_after),
-            Self::OpenAi => openai::egress::error(status, body, retry_after),
+            Self::Anthropic => anthropic::response::error_value(status, &parsed, retry_after),
+            Self::Gemini => gemini::error_value(status, &parsed, retry_after),
+            Self::OpenAi => openai::egress::error_value(status, &parsed, retry_after),
         }
     }
 }

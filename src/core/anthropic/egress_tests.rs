@@ -8,6 +8,7 @@ use super::request::{default_max_tokens, encode, tool_id};
 use super::response::{self, Counts, StreamDecoder};
 use crate::core::ir::{Event, Finish, Thinking, ToolCall};
 use crate::core::openai::chat;
+use crate::core::provider::ProviderKind;
 use crate::core::usage::Usage;
 
 fn from_chat(body: Value) -> Result<Value, String> {
@@ -322,7 +323,7 @@ fn errors_keep_the_provider_message_and_map_statuses() {
         (500, "api_error", 502),
     ] {
         let body = json!({"type": "error", "error": {"type": kind, "message": "why"}}).to_string();
-        let e = response::error(status, body.as_bytes(), Some("7"));
+        let e = ProviderKind::Anthropic.error(status, body.as_bytes(), Some("7"));
         assert_eq!(e.status, want, "{status} {kind}");
         assert_eq!(e.message, "anthropic: why");
         assert_eq!(e.retry_after_secs, (want == 429 || want == 503).then_some(7));

@@ -348,15 +348,9 @@ impl StreamDecoder {
     }
 }
 
-/// An Anthropic error body (`{"type":"error","error":{"type","message"}}`) with HTTP status
-/// `status`, as the error the client gets; `retry_after` is the `retry-after` header.
-#[must_use]
-pub fn error(status: u16, body: &[u8], retry_after: Option<&str>) -> ProviderError {
-    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    error_value(status, &parsed, retry_after)
-}
-
-/// `error` on a parsed body (an in-stream `error` event has status 200: its type says which).
+/// An Anthropic error body (`{"type":"error","error":{"type","message"}}`, parsed) with HTTP
+/// status `status` — 200 for an in-stream `error` event, whose type then says which — as the
+/// error the client gets; `retry_after` is the `retry-after` header.
 #[must_use]
 pub fn error_value(status: u16, parsed: &Value, retry_after: Option<&str>) -> ProviderError {
     let kind = parsed.pointer("/error/type").and_then(Value::as_str).unwrap_or("");

@@ -187,16 +187,9 @@ const STATUS_CODES: &[(&str, &str)] = &[
     ("DEADLINE_EXCEEDED", "upstream_timeout"),
 ];
 
-/// A Gemini error body (`{"error":{code,message,status,details}}`, or that in a one-element list)
-/// with HTTP status `status`, as the error the client gets. `retry_after` is the response's
-/// `retry-after` header, when it had one.
-#[must_use]
-pub fn error(status: u16, body: &[u8], retry_after: Option<&str>) -> ProviderError {
-    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    error_value(status, &parsed, retry_after)
-}
-
-/// `error` on an already-parsed body (an in-stream `{"error":…}` chunk).
+/// A Gemini error body (`{"error":{code,message,status,details}}`, or that in a one-element list,
+/// parsed) with HTTP status `status` (200 for an in-stream `{"error":…}` chunk), as the error the
+/// client gets. `retry_after` is the response's `retry-after` header, when it had one.
 #[must_use]
 pub fn error_value(status: u16, parsed: &Value, retry_after: Option<&str>) -> ProviderError {
     let err = match parsed {

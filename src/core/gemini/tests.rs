@@ -448,7 +448,7 @@ fn gemini_errors_become_openai_errors_with_the_status_mapped() {
         (502, "<html>bad gateway</html>".to_string(), None, 502, "upstream_error", None),
     ];
     for (status, raw, header, want_status, want_code, retry) in cases {
-        let e = super::error(*status, raw.as_bytes(), *header);
+        let e = crate::core::provider::ProviderKind::Gemini.error(*status, raw.as_bytes(), *header);
         assert_eq!((e.status, e.code, e.retry_after_secs), (*want_status, *want_code, *retry), "{raw}");
         assert!(e.message.starts_with("gemini: "));
     }

@@ -412,14 +412,8 @@ impl StreamDecoder {
 
 ir::stream_decoder!(StreamDecoder);
 
-/// An OpenAI error body (`{"error":{message,type,code,param}}`) with HTTP status `status`.
-#[must_use]
-pub fn error(status: u16, body: &[u8], retry_after: Option<&str>) -> ProviderError {
-    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    error_value(status, &parsed, retry_after)
-}
-
-/// `error` on a parsed body.
+/// An OpenAI error body (`{"error":{message,type,code,param}}`, parsed) with HTTP status
+/// `status`, as the error the client gets; `retry_after` is the `retry-after` header.
 #[must_use]
 pub fn error_value(status: u16, parsed: &Value, retry_after: Option<&str>) -> ProviderError {
     let e = parsed.get("error").unwrap_or(&Value::Null);

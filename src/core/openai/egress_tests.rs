@@ -3,9 +3,10 @@
 
 use serde_json::{json, Value};
 
-use super::egress::{decode, encode, error, StreamDecoder};
+use super::egress::{decode, encode, StreamDecoder};
 use crate::core::anthropic::messages;
 use crate::core::ir::{Event, Finish, Thinking, ToolCall};
+use crate::core::provider::ProviderKind;
 use crate::core::usage::Usage;
 
 fn from_messages(body: Value) -> Result<Value, String> {
@@ -115,9 +116,12 @@ fn error_bodies_keep_the_message_and_map_the_status() {
         (500, 502, "upstream_error"),
         (503, 503, "upstream_unavailable"),
     ] {
-        let e = error(status, br#"{"error":{"message":"why","type":"t","code":"c"}}"#, Some("3"));
+        let e = ProviderKind::OpenAi.error(status, br#"{"error":{"message":"why","type":"t","code":"c"}}"#, Some("3"));
         assert_eq!((e.status, e.code, e.message.as_str()), (want, code, "upstream: why"), "{status}");
         assert_eq!(e.retry_after_secs, (want == 429 || want == 503).then_some(3));
     }
-    assert_eq!(error(502, b"not json", None).message, "upstream: the provider failed without a message");
+    assert_eq!(
+        ProviderKind::OpenAi.error(502, b"not json", None).message,
+        "upstream: the provider failed without a message"
+    );
 }

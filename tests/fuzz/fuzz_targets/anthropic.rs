@@ -8,6 +8,7 @@
 use libfuzzer_sys::fuzz_target;
 use prodex::core::anthropic::{messages, request, response};
 use prodex::core::openai::egress;
+use prodex::core::provider::ProviderKind;
 use prodex::core::ir::{Event, StreamEncoder};
 use prodex::core::openai::{chat, responses};
 use serde_json::Value;
@@ -29,7 +30,9 @@ fn legal_id(v: &Value) -> bool {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let _ = response::error(529, data, std::str::from_utf8(data).ok());
+    for kind in [ProviderKind::Anthropic, ProviderKind::OpenAi] {
+        let _ = kind.error(529, data, std::str::from_utf8(data).ok());
+    }
     let Ok(value) = serde_json::from_slice::<Value>(data) else { return };
     if let Some(obj) = value.as_object() {
         for decoded in [chat::decode_request(obj), responses::decode_request(obj)].into_iter().flatten() {

@@ -20,7 +20,7 @@ fn frames_parse(wire: &[u8]) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let _ = gemini::error(502, data, std::str::from_utf8(data).ok());
+    let _ = prodex::core::provider::ProviderKind::Gemini.error(502, data, std::str::from_utf8(data).ok());
     let Ok(value) = serde_json::from_slice::<Value>(data) else { return };
     if let Some(obj) = value.as_object() {
         let decoders = [
