@@ -24,6 +24,39 @@ use simplelog::{CombinedLogger, ConfigBuilder, SharedLogger, WriteLogger};
 use crate::clock;
 use crate::config::{LogConfig, LogFormat};
 
+/// The run's line format, once `init` ran (the access line is written as fields in JSON).
+static FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
+/// One access line (target `access`, level info): in JSON mode each field is a JSON member; in
+/// text mode the line is `name=value` pairs, an absent value as `-`.
+pub fn access(fields: &[(&'static str, serde_json::Value)]) {
+    if !log::log_enabled!(target: "access", log::Level::Info) {
+        return;
+    }
+    if FORMAT.get() == Some(&LogFormat::Json) {
+        let mut line = serde_json::Map::new();
+        line.insert("ts".into(), crate::core::time::format_rfc3339(clock::unix_ms()).into());
+        line.insert("level".into(), "INFO".into());
+        line.insert("target".into(), "access".into());
+        for (k, v) in fields {
+            line.insert((*k).into(), v.clone());
+        }
+        let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
+        bytes.push(b'\n');
+        enqueue(bytes);
+        return;
+    }
+    let text: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::Null => format!("{k}=-"),
+            serde_json::Value::String(s) => format!("{k}={s}"),
+            other => format!("{k}={other}"),
+        })
+        .collect();
+    log::info!(target: "access", "{}", text.join(" "));
+}
+
 /// Lines that may wait for the writer thread before new ones are dropped.
 const QUEUE_LINES: usize = 8_192;
 
@@ -170,6 +203,7 @@ pub fn init(cfg: &LogConfig) -> Result<PathBuf, String> {
         LogFormat::Text => WriteLogger::new(cfg.level, config.clone(), LineSink::default()),
         LogFormat::Json => Box::new(JsonLogger { level: cfg.level, config: config.clone() }),
     };
+    let _ = FORMAT.set(cfg.format);
     let logger = Box::new(Capped { level: cfg.level, inner, config });
     CombinedLogger::init(vec![logger]).map_err(|e| format!("cannot install the logger: {e}"))?;
     Ok(path)

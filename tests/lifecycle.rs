@@ -119,7 +119,24 @@ fn run_logs_and_latest_pointer_are_written_without_secrets() {
     assert!(latest.contains(&format!("prodex-runtime-{}-", gw.child.id())));
     let access = run_log.lines().find(|l| l.contains("\"target\":\"access\"")).expect("an access line");
     let parsed: serde_json::Value = serde_json::from_str(access).unwrap();
-    assert!(parsed["message"].as_str().unwrap().contains("key=_gateway"));
+    // The access line is fields, not a message to parse (F5).
+    assert_eq!((parsed["key"].as_str(), parsed["method"].as_str()), (Some("_gateway"), Some("POST")));
+    assert_eq!(
+        (parsed["path"].as_str(), parsed["route"].as_str()),
+        (Some("/v1/chat/completions"), Some("chat.completions"))
+    );
+    assert_eq!(
+        (parsed["model"].as_str(), parsed["provider"].as_str(), parsed["status"].as_u64()),
+        (Some("gpt-4o-mini"), Some("openai"), Some(200))
+    );
+    assert_eq!((parsed["input_tokens"].as_u64(), parsed["output_tokens"].as_u64()), (Some(11), Some(7)));
+    assert!(
+        parsed["cost_microusd"].as_u64().is_some() && parsed["ttfb_ms"].is_u64() && parsed["overhead_us"].is_u64(),
+        "{parsed}"
+    );
+    assert!(parsed["error"].is_null(), "absent is null, never a sentinel: {parsed}");
+    assert!(parsed["peer"].as_str().unwrap().starts_with("127.0.0.1:"), "{parsed}");
+    assert_eq!(parsed["call"].as_str(), r.header("x-prodex-call-id"));
     for secret in ["tok-log-secret", "prompt-text-xyz", "Hello from mock"] {
         assert!(!run_log.contains(secret) && !gw.stderr_text().contains(secret), "{secret} leaked into the logs");
     }

@@ -31,6 +31,10 @@ fn chat_completion_passes_through_with_call_headers() {
         log.contains("input_tokens=11 cached_input_tokens=3 cache_write_input_tokens=0 output_tokens=7 reasoning_tokens=2 usage_source=provider"),
         "{log}"
     );
+    // F5: the text line names the request too, and has no sentinel numbers.
+    let line = log.lines().find(|l| l.contains("route=chat.completions")).unwrap();
+    assert!(line.contains(" method=POST path=/v1/chat/completions peer=127.0.0.1:"), "{line}");
+    assert!(line.contains(" attempts=1 fallback_error=-") && !line.contains("=-1"), "{line}");
 }
 
 #[test]

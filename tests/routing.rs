@@ -314,8 +314,12 @@ fn check_names_a_routed_provider_without_a_key() {
     };
     let (code, text) = run(&[]);
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("provider gemini (kind gemini) has no API key"), "{text}");
-    let (_, text) = run(&[("GEMINI_API_KEY", "gk-1")]);
+    assert!(text.contains("provider gemini (kind gemini) has no API key (set GEMINI_API_KEY)"), "{text}");
+    assert!(
+        text.contains("provider openai has no API key (set OPENAI_API_KEY)"),
+        "F1: the default provider too: {text}"
+    );
+    let (_, text) = run(&[("GEMINI_API_KEY", "gk-1"), ("OPENAI_API_KEY", "sk-1")]);
     assert!(!text.contains("has no API key"), "{text}");
 }
 

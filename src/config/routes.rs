@@ -69,8 +69,9 @@ pub(super) fn read_aliases(
     out
 }
 
-/// Gemini and Anthropic refuse every call without a key: a provider of theirs that calls can
-/// reach (the default, one with models, or one an alias routes to) should have one.
+/// A provider calls can reach (the default, one with models, or one an alias routes to) with no
+/// key: Gemini and Anthropic refuse every such call; an OpenAI-compatible server may need none
+/// (a local vLLM or Ollama), but OpenAI itself does (F1).
 pub(super) fn keyless_notices(
     providers: &[Provider],
     provider_name: &str,
@@ -85,9 +86,22 @@ pub(super) fn keyless_notices(
             .flat_map(|a| &a.models)
             .any(|m| default_at.is_some_and(|d| crate::core::routing::provider_of(&globs, d, m) == i));
         let reached = Some(i) == default_at || !p.models.is_empty() || aliased;
-        if reached && p.api_keys.is_empty() && p.kind != ProviderKind::OpenAi {
+        if !reached || !p.api_keys.is_empty() {
+            continue;
+        }
+        let env = super::BUILTIN_PROVIDERS
+            .iter()
+            .find(|b| b.0 == p.name)
+            .and_then(|b| b.4.get(1).or(b.4.first()))
+            .map_or_else(|| "its api_key_env".to_string(), |e| (*e).to_string());
+        if p.kind == ProviderKind::OpenAi {
             out.push(format!(
-                "provider {} (kind {}) has no API key: the calls routed to it will be refused by {}",
+                "provider {} has no API key (set {env}): its calls go upstream without a credential, which only a server that needs none accepts",
+                p.name
+            ));
+        } else {
+            out.push(format!(
+                "provider {} (kind {}) has no API key (set {env}): the calls routed to it will be refused by {}",
                 p.name,
                 p.kind.as_str(),
                 p.kind.as_str()

@@ -77,6 +77,40 @@ impl LedgerRow {
     }
 }
 
+/// The access line's fields for `row`, in their order (`None`: absent — `-` in the text line,
+/// `null` in JSON; never a sentinel number). Ids, counts and timings only: no secret, prompt or
+/// completion.
+#[must_use]
+pub fn access_fields(row: &LedgerRow, usage_source: &str) -> Vec<(&'static str, serde_json::Value)> {
+    use serde_json::{json, Value};
+    let opt = |v: Option<&str>| v.map_or(Value::Null, |s| json!(s));
+    vec![
+        ("call", json!(row.call_id)),
+        ("key", json!(row.key_name)),
+        ("route", json!(row.route)),
+        ("model", opt(row.model.as_deref())),
+        ("provider", opt(row.provider.as_deref())),
+        ("stream", json!(row.stream)),
+        ("status", json!(row.status)),
+        ("error", opt(row.error_code.as_deref())),
+        ("input_tokens", json!(row.input_tokens)),
+        ("cached_input_tokens", json!(row.cached_input_tokens)),
+        ("cache_write_input_tokens", json!(row.cache_write_input_tokens)),
+        ("output_tokens", json!(row.output_tokens)),
+        ("reasoning_tokens", json!(row.reasoning_tokens)),
+        ("usage_source", json!(usage_source)),
+        ("cost_microusd", row.cost_microusd.map_or(Value::Null, |c| json!(c))),
+        ("latency_ms", json!(row.latency_ms)),
+        ("ttfb_ms", row.ttfb_ms.map_or(Value::Null, |t| json!(t))),
+        ("upstream_ms", json!(row.upstream_ms)),
+        ("overhead_us", json!(row.overhead_us)),
+        ("client_disconnected", json!(row.client_disconnected)),
+        ("upstream_model", opt(row.upstream_model.as_deref())),
+        ("attempts", json!(row.attempts)),
+        ("fallback_error", opt(row.fallback_error.as_deref())),
+    ]
+}
+
 /// Status filter: a class or an exact code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StatusFilter {

@@ -18,6 +18,8 @@ use attempts::{call_streaming_body, call_upstream, via_values};
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::Value;
+
 use crate::clock;
 use crate::config::{Durability, Provider};
 use crate::core::admission::{self, Headroom, Refusal};
@@ -35,6 +37,7 @@ use crate::core::usage;
 use crate::error::ApiError;
 use crate::http::codec::Framing;
 use crate::http::server::Exchange;
+use crate::logs;
 use crate::state::Shared;
 use crate::store::{Finished, Reservation, Settlement};
 use crate::upstream::Payload;
@@ -253,7 +256,7 @@ fn record(shared: &Shared, ex: &Exchange<'_>, call: &mut Call, wait_durable: boo
         // Anonymous traffic cannot fill the disk: refused credentials are counted (metrics, access
         // log) and sampled into the ledger, one row per second at most.
         shared.observe(&finished.row, None);
-        log_access(&finished.row, call.usage_source);
+        log_access(ex, &finished.row, call.usage_source);
         return true;
     }
     let recorded = match shared.store.finish(&finished) {
@@ -266,7 +269,7 @@ fn record(shared: &Shared, ex: &Exchange<'_>, call: &mut Call, wait_durable: boo
         }
     };
     shared.observe(&finished.row, budget_remaining);
-    log_access(&finished.row, call.usage_source);
+    log_access(ex, &finished.row, call.usage_source);
     recorded
 }
 
@@ -646,29 +649,10 @@ fn printable(s: &str) -> String {
     s.chars().take(128).map(|c| if c.is_control() || c == ' ' { '?' } else { c }).collect()
 }
 
-fn log_access(row: &LedgerRow, source: UsageSource) {
-    log::info!(
-        target: "access",
-        "call={} key={} route={} model={} provider={} stream={} status={} error={} input_tokens={} cached_input_tokens={} cache_write_input_tokens={} output_tokens={} reasoning_tokens={} usage_source={} cost_microusd={} latency_ms={} ttfb_ms={} upstream_ms={} overhead_us={} client_disconnected={}",
-        row.call_id,
-        row.key_name,
-        row.route,
-        row.model.as_deref().unwrap_or("-"),
-        row.provider.as_deref().unwrap_or("-"),
-        row.stream,
-        row.status,
-        row.error_code.as_deref().unwrap_or("-"),
-        row.input_tokens,
-        row.cached_input_tokens,
-        row.cache_write_input_tokens,
-        row.output_tokens,
-        row.reasoning_tokens,
-        source.as_str(),
-        row.cost_microusd.map_or_else(|| "-".to_string(), |c| c.to_string()),
-        row.latency_ms,
-        row.ttfb_ms.map_or(-1, |t| i64::try_from(t).unwrap_or(i64::MAX)),
-        row.upstream_ms,
-        row.overhead_us,
-        row.client_disconnected,
-    );
+fn log_access(ex: &Exchange<'_>, row: &LedgerRow, source: UsageSource) {
+    let mut fields = crate::core::ledger::access_fields(row, source.as_str());
+    fields.push(("method", Value::String(ex.head.method.clone())));
+    fields.push(("path", Value::String(printable(ex.head.path()))));
+    fields.push(("peer", Value::String(ex.peer.to_string())));
+    logs::access(&fields);
 }
