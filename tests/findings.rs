@@ -722,3 +722,30 @@ fn f19_f26_the_mock_has_help_and_an_ephemeral_redis_is_named() {
     let log = gw.wait_for_log("redis keeps nothing on disk");
     assert!(log.contains("WARN"), "{log}");
 }
+
+/// F12: a free route (moderations) works for keys with an allowlist or a spend budget, costs
+/// nothing, and other unpriced passthrough routes stay refused for them.
+#[test]
+fn f12_free_routes_are_open_to_budgeted_and_allowlisted_keys() {
+    let mock = Mock::start();
+    let master = "master-token-f12-0123456789";
+    let gw = Gateway::start(Opts {
+        base_url: Some(mock.base_url()),
+        env: vec![("PRODEX_GATEWAY_TOKEN", master.into())],
+        ..Opts::default()
+    });
+    let body = json!({"name": "f12", "allowed_models": ["gpt-4o-mini"], "budget_usd": 1.0});
+    let token = crate::support::admin::create_key(&gw, master, &body);
+    let auth = format!("Bearer {token}");
+    let r = gw.post_json("/v1/moderations", &[("authorization", &auth)], &json!({"input": "hello"}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(mock.requests().pop().unwrap().path, "/v1/moderations");
+    let r = gw.post_json("/v1/images/generations", &[("authorization", &auth)], &json!({"prompt": "a cat"}));
+    assert_eq!((r.status, r.code()), (403, "model_not_allowed".to_string()), "a priced route stays refused");
+    let row = crate::support::admin::row_of(
+        &gw,
+        master,
+        &gw.post_json("/v1/moderations", &[("authorization", &auth)], &json!({"input": "x"})),
+    );
+    assert_eq!(row["cost_microusd"].as_u64().unwrap_or(0), 0, "{row}");
+}

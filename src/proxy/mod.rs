@@ -411,7 +411,10 @@ fn run(shared: &Shared, ex: &mut Exchange<'_>, route: &Route, suffix: &str, call
                 ));
             }
             if let Some(key) = &call.key {
-                if !key.allowed_models.is_empty() || key.limits.budget_microusd.is_some() {
+                // A free route (the provider charges nothing) needs no price and names no model a
+                // key's allowlist governs: budgeted and allowlisted keys may use it (F12).
+                let free = openai::free_route(&ex.head.method, suffix);
+                if !free && (!key.allowed_models.is_empty() || key.limits.budget_microusd.is_some()) {
                     return Err(ApiError::permission(
                         "model_not_allowed",
                         format!(

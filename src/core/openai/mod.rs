@@ -188,6 +188,17 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// Passthrough routes the provider charges nothing for (OpenAI's moderations), so a key with an
+/// allowlist or a spend budget may call them: there is no model to allow and nothing to price.
+pub const FREE_ROUTES: &[(&str, &str)] = &[("POST", "/moderations")];
+
+/// Whether `method` `suffix` (the path under `/v1`) is one of `FREE_ROUTES`.
+#[must_use]
+pub fn free_route(method: &str, suffix: &str) -> bool {
+    let path = suffix.split('?').next().unwrap_or("");
+    FREE_ROUTES.iter().any(|(m, p)| *m == method && *p == path)
+}
+
 /// What the gateway needs from a JSON request body, read without building the whole tree.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RequestPeek {
