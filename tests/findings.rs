@@ -749,3 +749,18 @@ fn f12_free_routes_are_open_to_budgeted_and_allowlisted_keys() {
     );
     assert_eq!(row["cost_microusd"].as_u64().unwrap_or(0), 0, "{row}");
 }
+
+/// F15: USD amounts in admin JSON are positional decimals, never exponent forms.
+#[test]
+fn f15_usd_amounts_are_written_without_exponents() {
+    let mock = Mock::start();
+    let master = "master-token-f15-0123456789";
+    let gw = Gateway::start(Opts {
+        base_url: Some(mock.base_url()),
+        env: vec![("PRODEX_GATEWAY_TOKEN", master.into())],
+        ..Opts::default()
+    });
+    crate::support::admin::create_key(&gw, master, &json!({"name": "tiny", "budget_usd": 0.00001}));
+    let text = call(&gw, master, "GET", "keys/tiny", None, &[]).text();
+    assert!(text.contains("\"budget_usd\":0.00001,"), "not 1e-5: {text}");
+}

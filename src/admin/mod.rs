@@ -193,7 +193,7 @@ fn dispatch(shared: &Shared, ex: &mut Exchange<'_>, p: &Principal, op: Op<'_>) -
 fn send(ex: &mut Exchange<'_>, reply: Result<Reply, ApiError>) {
     let _ = match reply {
         Ok(Reply::Json { status, body, headers }) => {
-            let bytes = serde_json::to_vec(&body).unwrap_or_default();
+            let bytes = crate::core::json::to_vec(&body);
             let mut all: Vec<(&str, &str)> = vec![("content-type", "application/json"), ("cache-control", "no-store")];
             all.extend(headers.iter().map(|(k, v)| (*k, v.as_str())));
             ex.send(status, &all, &bytes)
@@ -204,7 +204,7 @@ fn send(ex: &mut Exchange<'_>, reply: Result<Reply, ApiError>) {
             ex.send(200, &all, &body)
         }
         Ok(Reply::Scim { status, body, headers }) => {
-            let bytes = serde_json::to_vec(&body).unwrap_or_default();
+            let bytes = crate::core::json::to_vec(&body);
             let mut all: Vec<(&str, &str)> =
                 vec![("content-type", "application/scim+json"), ("cache-control", "no-store")];
             all.extend(headers.iter().map(|(k, v)| (*k, v.as_str())));

@@ -16,6 +16,7 @@ pub mod directory;
 pub mod gemini;
 pub mod hops;
 pub mod ir;
+pub mod json;
 pub mod keys;
 pub mod keyspec;
 pub mod ledger;
