@@ -29,6 +29,8 @@ mod ledger;
 mod lifecycle;
 /// Anthropic-shaped clients in front of an OpenAI-compatible upstream (`/v1/messages` translated).
 mod messages;
+/// The built-in mock provider: every route with no account, metered and priced.
+mod mockprovider;
 /// Data plane: routes, auth, headers, usage, upstream faults and retries.
 mod proxy;
 /// Several providers in one process: routing by globs, aliases, fallback across protocols.

@@ -382,6 +382,8 @@ pub(crate) const BUILTIN_PROVIDERS: &[Builtin] = &[
         &["ANTHROPIC_API_KEYS", "ANTHROPIC_API_KEY"],
     ),
     ("deepseek", ProviderKind::OpenAi, "https://api.deepseek.com/v1", None, &["DEEPSEEK_API_KEYS", "DEEPSEEK_API_KEY"]),
+    // Answered in process (`core::mock`): nothing is sent, so no URL is called and no key is needed.
+    ("mock", ProviderKind::Mock, "mock://in-process", None, &[]),
 ];
 
 /// Builds the effective configuration, or every problem found.

@@ -86,7 +86,7 @@ pub(super) fn keyless_notices(
             .flat_map(|a| &a.models)
             .any(|m| default_at.is_some_and(|d| crate::core::routing::provider_of(&globs, d, m) == i));
         let reached = Some(i) == default_at || !p.models.is_empty() || aliased;
-        if !reached || !p.api_keys.is_empty() {
+        if !reached || !p.api_keys.is_empty() || p.kind == ProviderKind::Mock {
             continue;
         }
         let env = super::BUILTIN_PROVIDERS

@@ -111,7 +111,7 @@ pub(super) fn build(gw: &mut Section<'_, '_>, d: &mut Diagnostics<'_>, env: &Env
         let kind = match kind.as_deref().map(ProviderKind::parse) {
             Some(Some(k)) => k,
             Some(None) => {
-                d.error_at(p.offset_of("kind"), &format!("{path}.kind"), "expected openai, gemini or anthropic");
+                d.error_at(p.offset_of("kind"), &format!("{path}.kind"), "expected openai, gemini, anthropic or mock");
                 ProviderKind::OpenAi
             }
             None => match builtin {

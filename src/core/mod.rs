@@ -21,6 +21,7 @@ pub mod keys;
 pub mod keyspec;
 pub mod ledger;
 pub mod metrics;
+pub mod mock;
 pub mod objects;
 pub mod openai;
 pub mod openapi;

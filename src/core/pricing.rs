@@ -116,6 +116,9 @@ const BUILTIN: &[Builtin] = &[
     ("claude-haiku-4-5", 1.00, 0.10, 5.00, 64_000, Some((1.25, 2.00))),
     ("claude-3-5-haiku", 0.80, 0.08, 4.00, 8_192, Some((1.00, 1.60))),
     ("claude-3-haiku", 0.25, 0.03, 1.25, 4_096, Some((0.30, 0.50))),
+    // The built-in mock provider's models: priced, so budgets and the ledger can be tried with it.
+    ("mock-chat", 0.10, 0.01, 0.40, 4_096, None),
+    ("mock-embed", 0.02, 0.02, 0.0, 0, None),
     ("deepseek-chat", 0.27, 0.07, 1.10, 8_192, None),
     ("deepseek-reasoner", 0.55, 0.14, 2.19, 65_536, None),
 ];

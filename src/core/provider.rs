@@ -6,7 +6,7 @@
 //! translating kind serves exactly the routes its protocol module lists, and every other route
 //! is refused before anything reaches it; where the credential goes is decided here, once.
 
-use crate::core::{anthropic, gemini, openai};
+use crate::core::{anthropic, gemini, mock, openai};
 use serde_json::Value;
 
 use crate::core::ir::{self, Credential, Feature, Outbound, ProviderError, Unsupported};
@@ -19,6 +19,8 @@ pub enum ProviderKind {
     OpenAi,
     Gemini,
     Anthropic,
+    /// The built-in mock (`core::mock`): answered in process, no upstream.
+    Mock,
 }
 
 /// The passthrough routes an OpenAI-compatible provider serves (as `providers` lists them).
@@ -46,6 +48,7 @@ impl ProviderKind {
             Self::OpenAi => "openai",
             Self::Gemini => "gemini",
             Self::Anthropic => "anthropic",
+            Self::Mock => "mock",
         }
     }
 
@@ -55,6 +58,7 @@ impl ProviderKind {
             "openai" => Some(Self::OpenAi),
             "gemini" => Some(Self::Gemini),
             "anthropic" => Some(Self::Anthropic),
+            "mock" => Some(Self::Mock),
             _ => None,
         }
     }
@@ -66,6 +70,7 @@ impl ProviderKind {
             Self::OpenAi => true,
             Self::Gemini => gemini::serves(route),
             Self::Anthropic => anthropic::serves(route),
+            Self::Mock => mock::serves(route),
         }
     }
 
@@ -75,7 +80,7 @@ impl ProviderKind {
     pub fn translates(self, route: &Route) -> bool {
         match self {
             Self::OpenAi => matches!(route, Route::Messages | Route::CountTokens),
-            Self::Gemini => true,
+            Self::Gemini | Self::Mock => true,
             Self::Anthropic => !matches!(route, Route::Messages | Route::CountTokens),
         }
     }
@@ -84,7 +89,7 @@ impl ProviderKind {
     #[must_use]
     pub fn credential(self) -> Credential {
         match self {
-            Self::OpenAi => Credential::Bearer,
+            Self::OpenAi | Self::Mock => Credential::Bearer,
             Self::Gemini => gemini::CREDENTIAL,
             Self::Anthropic => anthropic::CREDENTIAL,
         }
@@ -97,6 +102,7 @@ impl ProviderKind {
             Self::OpenAi => openai::egress::ROUTES,
             Self::Gemini => gemini::ROUTES,
             Self::Anthropic => anthropic::ROUTES,
+            Self::Mock => mock::ROUTES,
         }
     }
 
@@ -107,6 +113,7 @@ impl ProviderKind {
             Self::OpenAi => openai::egress::REFUSED,
             Self::Gemini => gemini::REFUSED,
             Self::Anthropic => anthropic::REFUSED,
+            Self::Mock => &[],
         }
     }
 
@@ -115,7 +122,7 @@ impl ProviderKind {
     pub fn routes(self) -> Vec<&'static str> {
         match self {
             Self::OpenAi => OPENAI_ROUTES.to_vec(),
-            Self::Gemini | Self::Anthropic => paths(self.route_table()),
+            Self::Gemini | Self::Anthropic | Self::Mock => paths(self.route_table()),
         }
     }
 }
@@ -129,6 +136,8 @@ impl ProviderKind {
             Self::Gemini => gemini::request::check(req),
             Self::Anthropic => anthropic::request::check(req),
             Self::OpenAi => openai::egress::encode(req).map(|_| ()),
+            // The mock answers every request it can decode.
+            Self::Mock => Ok(()),
         }
     }
 
@@ -141,6 +150,12 @@ impl ProviderKind {
                 method: "POST",
                 target: "/chat/completions".into(),
                 body: Some(openai::egress::encode(req)?.to_string().into_bytes()),
+            }),
+            Self::Mock => Err(Unsupported {
+                feature: Feature::Media,
+                index: None,
+                param: Some("model".into()),
+                why: "the mock provider answers in process and sends nothing upstream".into(),
             }),
         }
     }
@@ -158,7 +173,7 @@ impl ProviderKind {
         match self {
             Self::Gemini => gemini::response::usage(body),
             Self::Anthropic => anthropic::response::usage(body),
-            Self::OpenAi => crate::core::openai::response_usage(body),
+            Self::OpenAi | Self::Mock => crate::core::openai::response_usage(body),
         }
     }
 
@@ -167,7 +182,7 @@ impl ProviderKind {
         match self {
             Self::Gemini => gemini::response::decode(body, model, fallback_id),
             Self::Anthropic => anthropic::response::decode(body, model, fallback_id),
-            Self::OpenAi => openai::egress::decode(body, model, fallback_id),
+            Self::OpenAi | Self::Mock => openai::egress::decode(body, model, fallback_id),
         }
     }
 
@@ -177,7 +192,7 @@ impl ProviderKind {
         match self {
             Self::Anthropic => Box::new(anthropic::response::StreamDecoder::default()),
             Self::Gemini => Box::new(gemini::response::StreamDecoder::default()),
-            Self::OpenAi => Box::new(openai::egress::StreamDecoder::default()),
+            Self::OpenAi | Self::Mock => Box::new(openai::egress::StreamDecoder::default()),
         }
     }
 
@@ -189,7 +204,7 @@ impl ProviderKind {
         match self {
             Self::Anthropic => anthropic::response::error_value(status, &parsed, retry_after),
             Self::Gemini => gemini::error_value(status, &parsed, retry_after),
-            Self::OpenAi => openai::egress::error_value(status, &parsed, retry_after),
+            Self::OpenAi | Self::Mock => openai::egress::error_value(status, &parsed, retry_after),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! a retry happens only while nothing was sent and the body is replayable, at most 3 attempts.
 
 mod attempts;
+mod mock;
 mod objects;
 mod plan;
 mod relay;

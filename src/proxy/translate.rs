@@ -58,13 +58,13 @@ fn model_segment(model: &str) -> Result<&str, ApiError> {
 }
 
 /// A short, id-safe tag of this call for ids the provider left unnamed.
-fn id_seed(call: &Call) -> String {
+pub(super) fn id_seed(call: &Call) -> String {
     let hex: String = call.call_id.chars().filter(char::is_ascii_hexdigit).collect();
     hex[hex.len().saturating_sub(12)..].to_string()
 }
 
 /// The headers of a translated answer: its content type, the ignored hints, the rate limits.
-fn answer_headers(call: &Call, content_type: &str, ignored: &[String]) -> Vec<(String, String)> {
+pub(super) fn answer_headers(call: &Call, content_type: &str, ignored: &[String]) -> Vec<(String, String)> {
     let mut headers = vec![("content-type".to_string(), content_type.to_string())];
     if !ignored.is_empty() {
         headers.push(("x-prodex-ignored-params".into(), ignored.join(", ")));
@@ -172,6 +172,9 @@ pub(super) fn generate(
         let (req, ignored) = embed::decode_request(&json).map_err(|r| refused(&r))?;
         let model = model_segment(target_model)?.to_string();
         admit(shared, call, target_model, peek, now)?;
+        if provider.kind == ProviderKind::Mock {
+            return Ok(super::mock::embeddings(ex, &req, &ignored, call));
+        }
         return embeddings(shared, ex, provider, &req, &model, &ignored, call);
     }
     let dialect = route.dialect();
@@ -199,6 +202,9 @@ pub(super) fn generate(
     };
     kind.check(&request).map_err(refuse)?;
     admit(shared, call, &model, peek, now)?;
+    if kind == ProviderKind::Mock {
+        return super::mock::answer(ex, dialect, &request, &decoded.ignored, decoded.include_usage, call);
+    }
     if kind.fetches_media() {
         fetch_media(shared, &mut request, call)?;
     }
@@ -210,31 +216,46 @@ pub(super) fn generate(
     call.status = 200;
     call.upstream_ok = true;
     if request.stream {
-        let seed = id_seed(call);
-        let created = clock::unix_ms() / 1000;
-        let encoder: Box<dyn StreamEncoder> = match dialect {
-            Dialect::OpenAiResponses => Box::new(responses::EventEncoder::new(&seed, &model, created, &seed)),
-            Dialect::AnthropicMessages => Box::new(messages::EventEncoder::new(&seed, &model, &seed)),
-            _ => Box::new(chat::ChunkEncoder::new(&seed, &model, created, &seed, decoded.include_usage)),
-        };
+        let encoder = encoder_for(dialect, &id_seed(call), &model, decoded.include_usage);
         return stream(ex, kind, resp, encoder, &decoded.ignored, call);
     }
     let value = json_answer(ex, kind, resp, call, "the body")?;
     note_usage(call, kind.usage(&value));
     let answer = kind.decode(&value, &model, &id_seed(call)).map_err(|e| ApiError::provider(&e))?;
-    let created = clock::unix_ms() / 1000;
-    let out = match dialect {
-        Dialect::OpenAiResponses => responses::encode_response(&answer, created, &id_seed(call)),
-        Dialect::AnthropicMessages => messages::encode_message(&answer, &id_seed(call)),
-        _ => chat::encode_response(&answer, created, &id_seed(call)),
-    };
-    let mut headers = answer_headers(call, "application/json", &decoded.ignored);
-    cost_header(&mut headers, call);
-    call.ttfb = Some(clock::elapsed(ex.started));
-    Ok(Tail::Body { status: 200, headers, body: out.to_string().into_bytes() })
+    Ok(whole_answer(ex, dialect, &answer, &decoded.ignored, call))
 }
 
-fn cost_header(headers: &mut Vec<(String, String)>, call: &Call) {
+/// The stream encoder of the caller's dialect.
+pub(super) fn encoder_for(dialect: Dialect, seed: &str, model: &str, include_usage: bool) -> Box<dyn StreamEncoder> {
+    let created = clock::unix_ms() / 1000;
+    match dialect {
+        Dialect::OpenAiResponses => Box::new(responses::EventEncoder::new(seed, model, created, seed)),
+        Dialect::AnthropicMessages => Box::new(messages::EventEncoder::new(seed, model, seed)),
+        _ => Box::new(chat::ChunkEncoder::new(seed, model, created, seed, include_usage)),
+    }
+}
+
+/// A whole answer in the caller's dialect, with its headers (cost included).
+pub(super) fn whole_answer(
+    ex: &Exchange<'_>,
+    dialect: Dialect,
+    answer: &ir::Response,
+    ignored: &[String],
+    call: &mut Call,
+) -> Tail {
+    let created = clock::unix_ms() / 1000;
+    let out = match dialect {
+        Dialect::OpenAiResponses => responses::encode_response(answer, created, &id_seed(call)),
+        Dialect::AnthropicMessages => messages::encode_message(answer, &id_seed(call)),
+        _ => chat::encode_response(answer, created, &id_seed(call)),
+    };
+    let mut headers = answer_headers(call, "application/json", ignored);
+    cost_header(&mut headers, call);
+    call.ttfb = Some(clock::elapsed(ex.started));
+    Tail::Body { status: 200, headers, body: out.to_string().into_bytes() }
+}
+
+pub(super) fn cost_header(headers: &mut Vec<(String, String)>, call: &Call) {
     if let Some(price) = call.price {
         let billed = if call.usage_invalid.is_some() { call.worst } else { call.usage };
         headers.push((
@@ -408,8 +429,8 @@ pub(super) fn count_tokens(
 ) -> Result<Tail, ApiError> {
     let json = object(body)?;
     let decoded = messages::decode_request(&json, true).map_err(|r| refused(&r))?;
-    if provider.kind == ProviderKind::OpenAi {
-        // Chat completions have no counter: the gateway's estimate, marked as one.
+    if matches!(provider.kind, ProviderKind::OpenAi | ProviderKind::Mock) {
+        // Chat completions (and the mock) have no counter: the gateway's estimate, marked as one.
         let tokens = decoded.request.estimated_tokens();
         call.status = 200;
         call.ttfb = Some(clock::elapsed(ex.started));
@@ -450,6 +471,9 @@ pub(super) fn models(
     call: &mut Call,
 ) -> Result<Tail, ApiError> {
     let kind = provider.kind;
+    if kind == ProviderKind::Mock {
+        return Ok(super::mock::models(ex, route, call));
+    }
     let out = if let Route::Model(id) = route {
         let request = match kind {
             ProviderKind::Anthropic => anthropic::segment(id).map(|s| anthropic::models_request(None, Some(s))),
