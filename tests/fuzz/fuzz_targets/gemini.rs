@@ -33,9 +33,18 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(body) = request::encode(&decoded.request) {
                 assert!(body["contents"].is_array());
             }
+            // The built-in mock answers anything decodable, and its stream says what its answer says.
+            let answer = prodex::core::mock::answer(&decoded.request, "f");
+            let streamed: String = prodex::core::mock::events(&answer)
+                .iter()
+                .filter_map(|e| if let Event::Text { text, .. } = e { Some(text.as_str()) } else { None })
+                .collect();
+            assert_eq!(streamed, answer.choices[0].text.clone().unwrap_or_default());
         }
         if let Ok((req, _)) = embed::decode_request(obj) {
             let _ = gembed::encode_batch(&req, "m", &req.inputs);
+            let (vectors, _) = prodex::core::mock::embed(&req);
+            assert_eq!(vectors.len(), req.inputs.len());
         }
     }
     let _ = gembed::decode_models(&value);
