@@ -764,3 +764,18 @@ fn f15_usd_amounts_are_written_without_exponents() {
     let text = call(&gw, master, "GET", "keys/tiny", None, &[]).text();
     assert!(text.contains("\"budget_usd\":0.00001,"), "not 1e-5: {text}");
 }
+
+/// F4: a CLI command on an embedded store a running gateway holds says what to do instead.
+#[test]
+fn f4_the_cli_says_how_to_reach_a_store_a_gateway_holds() {
+    let gw = Gateway::start(Opts { args: vec!["--provider", "mock"], ..Opts::default() });
+    let out = Command::new(bin())
+        .env_clear()
+        .env("PRODEX_HOME", &gw.home.0)
+        .args(["gateway", "keys", "list"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("stop that gateway first, or make the change through its admin API"), "{err}");
+}

@@ -171,7 +171,7 @@ fn audit(config: &Config, store: &dyn Store, action: &str, name: &str, tenant: O
 
 /// Runs one `keys` subcommand.
 pub fn run(config: &Config, action: &KeysAction) -> ExitCode {
-    let store = match crate::store::open(config, config.state.backend) {
+    let store = match crate::store::open_for_cli(config) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };

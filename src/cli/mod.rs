@@ -190,7 +190,7 @@ fn check(config: &Config) -> ExitCode {
 /// `prodex gateway state …`.
 fn state(config: &Config, action: &StateAction) -> ExitCode {
     let now = crate::clock::unix_ms();
-    let store = match crate::store::open(config, config.state.backend) {
+    let store = match crate::store::open_for_cli(config) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("prodex gateway state: {e}");

@@ -271,6 +271,21 @@ pub trait Store: Send + Sync {
     fn audit_list(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>>;
 }
 
+/// Opens the configured store for a command-line tool (`keys`, `state`): as `open`, and when a
+/// running gateway holds the embedded file, says what to do instead (F4).
+pub fn open_for_cli(config: &crate::config::Config) -> std::result::Result<std::sync::Arc<dyn Store>, String> {
+    open(config, config.state.backend).map_err(|e| {
+        if e.contains("already open in another process") {
+            format!(
+                "{e}. A running gateway holds it: stop that gateway first, or make the change through its admin API \
+                 (`/v1/prodex/gateway/keys`, with an admin token)"
+            )
+        } else {
+            e
+        }
+    })
+}
+
 /// Opens `backend` as configured (`[gateway.state]` and its environment variables).
 pub fn open(
     config: &crate::config::Config,
