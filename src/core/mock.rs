@@ -8,7 +8,6 @@
 //! from the prompt is echoed (an answer says how long the prompt was, not what it said).
 
 use crate::core::ir::{self, EmbedRequest, Event, Finish, ModelInfo, Part, Role, ToolCall, ToolChoice};
-use crate::core::route::Route;
 use crate::core::usage::Usage;
 
 /// The models it lists (any other name is answered too).
@@ -24,21 +23,6 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET /v1/models", "mock-chat, mock-embed"),
     ("GET /v1/models/{id}", "any id"),
 ];
-
-/// Whether `route` is served.
-#[must_use]
-pub fn serves(route: &Route) -> bool {
-    matches!(
-        route,
-        Route::ChatCompletions
-            | Route::Responses
-            | Route::Messages
-            | Route::CountTokens
-            | Route::Embeddings
-            | Route::Models
-            | Route::Model(_)
-    )
-}
 
 /// Output tokens of `text` (about 4 bytes a token, at least 1).
 fn tokens(text: &str) -> u64 {

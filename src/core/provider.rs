@@ -68,9 +68,10 @@ impl ProviderKind {
     pub fn serves(self, route: &Route) -> bool {
         match self {
             Self::OpenAi => true,
-            Self::Gemini => gemini::serves(route),
-            Self::Anthropic => anthropic::serves(route),
-            Self::Mock => mock::serves(route),
+            // A translating kind serves exactly the routes its table lists.
+            Self::Gemini | Self::Anthropic | Self::Mock => {
+                route_line(route).is_some_and(|line| self.route_table().iter().any(|(r, _)| *r == line))
+            }
         }
     }
 
@@ -207,6 +208,21 @@ impl ProviderKind {
             Self::OpenAi | Self::Mock => openai::egress::error_value(status, &parsed, retry_after),
         }
     }
+}
+
+/// A route as the protocol tables write it (`POST /v1/messages`); `None` for passthrough.
+fn route_line(route: &Route) -> Option<&'static str> {
+    Some(match route {
+        Route::ChatCompletions => "POST /v1/chat/completions",
+        Route::Responses => "POST /v1/responses",
+        Route::Messages => "POST /v1/messages",
+        Route::CountTokens => "POST /v1/messages/count_tokens",
+        Route::Embeddings => "POST /v1/embeddings",
+        Route::Completions => "POST /v1/completions",
+        Route::Models => "GET /v1/models",
+        Route::Model(_) => "GET /v1/models/{id}",
+        Route::Passthrough => return None,
+    })
 }
 
 fn paths(routes: &[(&'static str, &str)]) -> Vec<&'static str> {

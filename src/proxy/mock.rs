@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use super::relay::{header_refs, note_usage};
-use super::translate::{answer_headers, cost_header, encoder_for, id_seed, whole_answer};
+use super::relay::note_usage;
+use super::translate::{answer_headers, cost_header, encoder_for, id_seed, start_stream, whole_answer};
 use super::{Call, Tail};
 use crate::clock;
 use crate::core::ir;
@@ -50,13 +50,9 @@ pub(super) fn answer(
         .min(MAX_INTERVAL_MS);
     call.stream = true;
     let mut encoder = encoder_for(dialect, &id_seed(call), &request.model, include_usage);
-    let mut headers = answer_headers(call, "text/event-stream", ignored);
-    headers.insert(1, ("cache-control".to_string(), "no-cache".to_string()));
-    if ex.start_stream(200, &header_refs(&headers)).is_err() {
-        call.client_disconnected = true;
+    if !start_stream(ex, ignored, call) {
         return Ok(Tail::Nothing);
     }
-    call.ttfb = Some(clock::elapsed(ex.started));
     for (i, event) in mock::events(&answer).iter().enumerate() {
         if i > 0 && interval > 0 && matches!(event, ir::Event::Text { .. }) {
             may::coroutine::sleep(Duration::from_millis(interval));

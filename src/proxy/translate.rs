@@ -255,6 +255,18 @@ pub(super) fn whole_answer(
     Tail::Body { status: 200, headers, body: out.to_string().into_bytes() }
 }
 
+/// Starts a translated stream (its headers, the time to first byte); `false`: the client is gone.
+pub(super) fn start_stream(ex: &mut Exchange<'_>, ignored: &[String], call: &mut Call) -> bool {
+    let mut headers = answer_headers(call, "text/event-stream", ignored);
+    headers.insert(1, ("cache-control".to_string(), "no-cache".to_string()));
+    if ex.start_stream(200, &header_refs(&headers)).is_err() {
+        call.client_disconnected = true;
+        return false;
+    }
+    call.ttfb = Some(clock::elapsed(ex.started));
+    true
+}
+
 pub(super) fn cost_header(headers: &mut Vec<(String, String)>, call: &Call) {
     if let Some(price) = call.price {
         let billed = if call.usage_invalid.is_some() { call.worst } else { call.usage };
@@ -278,13 +290,9 @@ fn stream(
     let mut reader = resp.into_reader();
     let mut frames = sse::Decoder::default();
     let mut decoder = kind.stream_decoder();
-    let mut headers = answer_headers(call, "text/event-stream", ignored);
-    headers.insert(1, ("cache-control".to_string(), "no-cache".to_string()));
-    if ex.start_stream(200, &header_refs(&headers)).is_err() {
-        call.client_disconnected = true;
+    if !start_stream(ex, ignored, call) {
         return Ok(Tail::Nothing);
     }
-    call.ttfb = Some(clock::elapsed(ex.started));
     let mut buf = vec![0u8; 16 * 1024];
     let mut failed = false;
     'read: loop {

@@ -22,7 +22,6 @@ pub mod response;
 mod tests;
 
 use crate::core::ir::{self, Credential, Feature, Outbound, Unsupported};
-use crate::core::route::Route;
 
 /// Where the key goes.
 pub const CREDENTIAL: Credential = Credential::Header("x-api-key");
@@ -57,20 +56,6 @@ pub const REFUSED: &[(Feature, &str)] = &[
     (Feature::Penalties, "Anthropic has no presence or frequency penalty"),
     (Feature::JsonObject, "Anthropic has no schema-less JSON mode; send a json_schema"),
 ];
-
-/// Whether `route` is served (`/v1/messages` and its count untouched, the rest translated).
-#[must_use]
-pub fn serves(route: &Route) -> bool {
-    matches!(
-        route,
-        Route::ChatCompletions
-            | Route::Responses
-            | Route::Messages
-            | Route::CountTokens
-            | Route::Models
-            | Route::Model(_)
-    )
-}
 
 /// The `POST messages` request for `req`.
 pub fn generate_request(req: &ir::Request) -> Result<Outbound, Unsupported> {

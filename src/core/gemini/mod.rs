@@ -20,7 +20,6 @@ mod tests;
 use serde_json::Value;
 
 use crate::core::ir::{self, Credential, Feature, Outbound, ProviderError};
-use crate::core::route::Route;
 
 /// Where the key goes.
 pub const CREDENTIAL: Credential = Credential::Header("x-goog-api-key");
@@ -39,21 +38,6 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET /v1/models", "GET models (every page), in OpenAI's list shape, filtered by the key's allowlist"),
     ("GET /v1/models/{id}", "GET models/{id}, in OpenAI's model shape"),
 ];
-
-/// Whether `route` is served.
-#[must_use]
-pub fn serves(route: &Route) -> bool {
-    matches!(
-        route,
-        Route::ChatCompletions
-            | Route::Responses
-            | Route::Messages
-            | Route::CountTokens
-            | Route::Embeddings
-            | Route::Models
-            | Route::Model(_)
-    )
-}
 
 /// Intermediate-form features Gemini has no equivalent for, and why.
 pub const REFUSED: &[(Feature, &str)] = &[(
