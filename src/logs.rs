@@ -23,13 +23,15 @@ use simplelog::{CombinedLogger, ConfigBuilder, SharedLogger, WriteLogger};
 
 use crate::clock;
 use crate::config::{LogConfig, LogFormat};
+use crate::core::ledger::AccessValue;
 
 /// The run's line format, once `init` ran (the access line is written as fields in JSON).
 static FORMAT: OnceLock<LogFormat> = OnceLock::new();
 
 /// One access line (target `access`, level info): in JSON mode each field is a JSON member; in
-/// text mode the line is `name=value` pairs, an absent value as `-`.
-pub fn access(fields: &[(&'static str, serde_json::Value)]) {
+/// text mode the line is `name=value` pairs, an absent value as `-`, written into one buffer.
+pub fn access(fields: &[(&'static str, AccessValue<'_>)]) {
+    use std::fmt::Write as _;
     if !log::log_enabled!(target: "access", log::Level::Info) {
         return;
     }
@@ -39,22 +41,32 @@ pub fn access(fields: &[(&'static str, serde_json::Value)]) {
         line.insert("level".into(), "INFO".into());
         line.insert("target".into(), "access".into());
         for (k, v) in fields {
-            line.insert((*k).into(), v.clone());
+            let value = match *v {
+                AccessValue::Str(s) => serde_json::Value::from(s),
+                AccessValue::Num(n) => serde_json::Value::from(n),
+                AccessValue::Bool(b) => serde_json::Value::from(b),
+                AccessValue::None => serde_json::Value::Null,
+            };
+            line.insert((*k).into(), value);
         }
         let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
         bytes.push(b'\n');
         enqueue(bytes);
         return;
     }
-    let text: Vec<String> = fields
-        .iter()
-        .map(|(k, v)| match v {
-            serde_json::Value::Null => format!("{k}=-"),
-            serde_json::Value::String(s) => format!("{k}={s}"),
-            other => format!("{k}={other}"),
-        })
-        .collect();
-    log::info!(target: "access", "{}", text.join(" "));
+    let mut text = String::with_capacity(512);
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            text.push(' ');
+        }
+        let _ = match *v {
+            AccessValue::Str(s) => write!(text, "{k}={s}"),
+            AccessValue::Num(n) => write!(text, "{k}={n}"),
+            AccessValue::Bool(b) => write!(text, "{k}={b}"),
+            AccessValue::None => write!(text, "{k}=-"),
+        };
+    }
+    log::info!(target: "access", "{text}");
 }
 
 /// Lines that may wait for the writer thread before new ones are dropped.

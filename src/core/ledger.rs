@@ -77,38 +77,50 @@ impl LedgerRow {
     }
 }
 
-/// The access line's fields for `row`, in their order (`None`: absent — `-` in the text line,
-/// `null` in JSON; never a sentinel number). Ids, counts and timings only: no secret, prompt or
-/// completion.
+/// One value of the access line, borrowed from the row (no copy on the hot path).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessValue<'a> {
+    Str(&'a str),
+    Num(u64),
+    Bool(bool),
+    /// Absent: `-` in the text line, `null` in JSON (never a sentinel number).
+    None,
+}
+
+/// The access line's fields for `row`, in their order. Ids, counts and timings only: no secret,
+/// prompt or completion.
 #[must_use]
-pub fn access_fields(row: &LedgerRow, usage_source: &str) -> Vec<(&'static str, serde_json::Value)> {
-    use serde_json::{json, Value};
-    let opt = |v: Option<&str>| v.map_or(Value::Null, |s| json!(s));
-    vec![
-        ("call", json!(row.call_id)),
-        ("key", json!(row.key_name)),
-        ("route", json!(row.route)),
+pub fn access_fields<'a>(row: &'a LedgerRow, usage_source: &'a str) -> Vec<(&'static str, AccessValue<'a>)> {
+    use AccessValue::{Bool, Num, Str};
+    let opt = |v: Option<&'a str>| v.map_or(AccessValue::None, Str);
+    let num = |v: Option<u64>| v.map_or(AccessValue::None, Num);
+    let mut out = Vec::with_capacity(27);
+    out.extend([
+        ("call", Str(&row.call_id)),
+        ("key", Str(&row.key_name)),
+        ("route", Str(&row.route)),
         ("model", opt(row.model.as_deref())),
         ("provider", opt(row.provider.as_deref())),
-        ("stream", json!(row.stream)),
-        ("status", json!(row.status)),
+        ("stream", Bool(row.stream)),
+        ("status", Num(u64::from(row.status))),
         ("error", opt(row.error_code.as_deref())),
-        ("input_tokens", json!(row.input_tokens)),
-        ("cached_input_tokens", json!(row.cached_input_tokens)),
-        ("cache_write_input_tokens", json!(row.cache_write_input_tokens)),
-        ("output_tokens", json!(row.output_tokens)),
-        ("reasoning_tokens", json!(row.reasoning_tokens)),
-        ("usage_source", json!(usage_source)),
-        ("cost_microusd", row.cost_microusd.map_or(Value::Null, |c| json!(c))),
-        ("latency_ms", json!(row.latency_ms)),
-        ("ttfb_ms", row.ttfb_ms.map_or(Value::Null, |t| json!(t))),
-        ("upstream_ms", json!(row.upstream_ms)),
-        ("overhead_us", json!(row.overhead_us)),
-        ("client_disconnected", json!(row.client_disconnected)),
+        ("input_tokens", Num(row.input_tokens)),
+        ("cached_input_tokens", Num(row.cached_input_tokens)),
+        ("cache_write_input_tokens", Num(row.cache_write_input_tokens)),
+        ("output_tokens", Num(row.output_tokens)),
+        ("reasoning_tokens", Num(row.reasoning_tokens)),
+        ("usage_source", Str(usage_source)),
+        ("cost_microusd", num(row.cost_microusd)),
+        ("latency_ms", Num(row.latency_ms)),
+        ("ttfb_ms", num(row.ttfb_ms)),
+        ("upstream_ms", Num(row.upstream_ms)),
+        ("overhead_us", Num(row.overhead_us)),
+        ("client_disconnected", Bool(row.client_disconnected)),
         ("upstream_model", opt(row.upstream_model.as_deref())),
-        ("attempts", json!(row.attempts)),
+        ("attempts", Num(u64::from(row.attempts))),
         ("fallback_error", opt(row.fallback_error.as_deref())),
-    ]
+    ]);
+    out
 }
 
 /// Status filter: a class or an exact code.

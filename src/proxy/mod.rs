@@ -19,8 +19,6 @@ use attempts::{call_streaming_body, call_upstream, via_values};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::clock;
 use crate::config::{Durability, Provider};
 use crate::core::admission::{self, Headroom, Refusal};
@@ -654,9 +652,10 @@ fn printable(s: &str) -> String {
 }
 
 fn log_access(ex: &Exchange<'_>, row: &LedgerRow, source: UsageSource) {
+    use crate::core::ledger::AccessValue::Str;
+    let path = printable(ex.head.path());
+    let peer = ex.peer.to_string();
     let mut fields = crate::core::ledger::access_fields(row, source.as_str());
-    fields.push(("method", Value::String(ex.head.method.clone())));
-    fields.push(("path", Value::String(printable(ex.head.path()))));
-    fields.push(("peer", Value::String(ex.peer.to_string())));
+    fields.extend([("method", Str(&ex.head.method)), ("path", Str(&path)), ("peer", Str(&peer))]);
     logs::access(&fields);
 }
