@@ -123,22 +123,16 @@ impl Shared {
     /// else the default provider); the default for no model.
     #[must_use]
     pub fn provider_for(&self, model: Option<&str>) -> Option<&Provider> {
-        let default = self.default_provider_index()?;
-        let Some(model) = model else { return self.config.providers.get(default) };
-        let globs: Vec<&[String]> = self.config.providers.iter().map(|p| p.models.as_slice()).collect();
-        self.config.providers.get(crate::core::routing::provider_of(&globs, default, model))
-    }
-
-    fn default_provider_index(&self) -> Option<usize> {
-        self.config.providers.iter().position(|p| p.name == self.config.default_provider)
+        let default = self.config.default_provider_index()?;
+        self.config.providers.get(model.map_or(default, |m| self.config.provider_of(m)))
     }
 
     /// The plan for a requested model or alias (`core::routing::plan`), with the live numbers
     /// the stateful strategies read; `cost` estimates this request's cost at a model.
     #[must_use]
     pub fn plan(&self, requested: &str, cost: impl Fn(&str) -> Option<u64>) -> Option<crate::core::routing::Plan> {
-        let default = self.default_provider_index()?;
-        let globs: Vec<&[String]> = self.config.providers.iter().map(|p| p.models.as_slice()).collect();
+        let default = self.config.default_provider_index()?;
+        let globs = crate::config::model_globs(&self.config.providers);
         let turn = if self.config.route_aliases.is_empty() { 0 } else { self.targets.turn() };
         Some(crate::core::routing::plan(requested, &self.config.route_aliases, &globs, default, turn, |t| {
             self.targets.live(t, cost(&t.model))

@@ -315,16 +315,13 @@ fn probe(url: &str) -> Result<(u16, String), String> {
 /// aliases whose models route to each (their strategy and attempts); key pools by size only.
 fn providers(config: &Config, json: bool) -> ExitCode {
     let routes = |kind: ProviderKind| kind.routes();
-    let globs: Vec<&[String]> = config.providers.iter().map(|p| p.models.as_slice()).collect();
-    let default = config.providers.iter().position(|p| p.name == config.default_provider).unwrap_or(0);
     // (alias, strategy, attempts, its models that route to provider i)
     let aliases_of = |i: usize| -> Vec<serde_json::Value> {
         config
             .route_aliases
             .iter()
             .filter_map(|a| {
-                let models: Vec<&String> =
-                    a.models.iter().filter(|m| crate::core::routing::provider_of(&globs, default, m) == i).collect();
+                let models: Vec<&String> = a.models.iter().filter(|m| config.provider_of(m) == i).collect();
                 (!models.is_empty()).then(|| {
                     serde_json::json!({"alias": a.name, "strategy": a.strategy.as_str(), "models": models,
                         "max_attempts": a.max_attempts.unwrap_or(crate::core::routing::DEFAULT_ATTEMPTS)})
@@ -360,13 +357,8 @@ fn providers(config: &Config, json: bool) -> ExitCode {
             );
         }
         for a in &config.route_aliases {
-            let to: Vec<String> = a
-                .models
-                .iter()
-                .map(|m| {
-                    format!("{m}@{}", config.providers[crate::core::routing::provider_of(&globs, default, m)].name)
-                })
-                .collect();
+            let to: Vec<String> =
+                a.models.iter().map(|m| format!("{m}@{}", config.providers[config.provider_of(m)].name)).collect();
             println!(
                 "alias {}\tstrategy={}\tmax_attempts={}\t{}",
                 a.name,

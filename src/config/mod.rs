@@ -296,6 +296,22 @@ impl Config {
         self.providers.iter().find(|p| p.name == name)
     }
 
+    /// The default provider's index in `providers`.
+    #[must_use]
+    pub fn default_provider_index(&self) -> Option<usize> {
+        self.providers.iter().position(|p| p.name == self.default_provider)
+    }
+
+    /// The index of the provider `model` routes to (`core::routing::provider_of`).
+    #[must_use]
+    pub fn provider_of(&self, model: &str) -> usize {
+        crate::core::routing::provider_of(
+            &model_globs(&self.providers),
+            self.default_provider_index().unwrap_or(0),
+            model,
+        )
+    }
+
     /// Whether data-plane calls must present a credential, given how many virtual keys the store
     /// holds (policy keys are synced into it, so they count too). Unless `require_auth` says
     /// otherwise, auth is on as soon as the master token or any virtual key exists, and always on
@@ -343,6 +359,12 @@ impl Config {
     pub fn render_redacted(&self) -> String {
         render::redacted(self)
     }
+}
+
+/// Each provider's `models`, in configuration order: the routing table `core::routing` reads.
+#[must_use]
+pub fn model_globs(providers: &[Provider]) -> Vec<&[String]> {
+    providers.iter().map(|p| p.models.as_slice()).collect()
 }
 
 /// `url` with any userinfo (`user:password@`) replaced by `***@`, for logs, errors and `check`.

@@ -54,7 +54,7 @@ pub(super) fn read_aliases(
         s.finish(d);
     }
     // A model two providers both claim could go to either: the routing table must be one answer.
-    let globs: Vec<&[String]> = providers.iter().map(|p| p.models.as_slice()).collect();
+    let globs = super::model_globs(providers);
     for (glob, a, b) in crate::core::routing::ambiguities(&globs) {
         let (first, second) = (&providers[a].name, &providers[b].name);
         let at =
@@ -78,7 +78,7 @@ pub(super) fn keyless_notices(
     route_aliases: &[RouteAlias],
 ) -> Vec<String> {
     let mut out = Vec::new();
-    let globs: Vec<&[String]> = providers.iter().map(|p| p.models.as_slice()).collect();
+    let globs = super::model_globs(providers);
     let default_at = providers.iter().position(|p| p.name == provider_name);
     for (i, p) in providers.iter().enumerate() {
         let aliased = route_aliases

@@ -167,8 +167,8 @@ fn the_full_example_schema_parses() {
     assert_eq!(c.route_aliases[0].strategy, RouteStrategy::Fallback);
     assert_eq!(c.route_aliases[0].max_attempts, Some(3));
     // The several-provider example routes each of the alias's models to its provider.
-    let globs: Vec<&[String]> = c.providers.iter().map(|p| p.models.as_slice()).collect();
-    let default = c.providers.iter().position(|p| p.name == c.default_provider).unwrap();
+    let globs = crate::config::model_globs(&c.providers);
+    let default = c.default_provider_index().unwrap();
     let plan = crate::core::routing::plan("prodex-fast", &c.route_aliases, &globs, default, 0, |_| Default::default());
     let served: Vec<&str> = plan.targets.iter().map(|t| c.providers[t.provider].name.as_str()).collect();
     assert_eq!(served, ["gemini", "anthropic", "openai"]);

@@ -249,8 +249,8 @@ pub(super) fn with_models_of(
         return Tail::Body { status, headers, body };
     }
     let Ok(mut list) = serde_json::from_slice::<Value>(&body) else { return Tail::Body { status, headers, body } };
-    let globs: Vec<&[String]> = shared.config.providers.iter().map(|p| p.models.as_slice()).collect();
-    let default = shared.config.providers.iter().position(|p| p.name == shared.config.default_provider).unwrap_or(0);
+    let globs = crate::config::model_globs(&shared.config.providers);
+    let default = shared.config.default_provider_index().unwrap_or(0);
     let (status_before, ok_before) = (call.status, call.upstream_ok);
     for &(i, provider) in others {
         let got = super::list_models(shared, ex, route, provider, "/models", call);

@@ -224,8 +224,6 @@ pub struct StreamDecoder {
     blocks: Vec<(u64, Block)>,
     calls: u64,
     counts: Counts,
-    pub id: Option<String>,
-    pub model: Option<String>,
     /// Why the last usage could not be billed, when it could not.
     pub invalid_usage: Option<String>,
     /// `message_stop` arrived, or the stream failed.
@@ -259,8 +257,6 @@ impl StreamDecoder {
         match v.get("type").and_then(Value::as_str).unwrap_or("") {
             "message_start" => {
                 let m = v.get("message").unwrap_or(&Value::Null);
-                self.id = m.get("id").and_then(Value::as_str).map(str::to_string);
-                self.model = m.get("model").and_then(Value::as_str).map(str::to_string);
                 // Its output_tokens is a placeholder: only the input counts are taken.
                 out.extend(self.note_usage(m.get("usage"), false));
             }
